@@ -1,0 +1,52 @@
+# `make test` and `make demo` work on a fresh Debian 12 machine, as root.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Debian packages the tests use (busybox-static builds the 2 MB test image).
+APT_PACKAGES := busybox-static iproute2 nftables libseccomp2 crun runc tini
+
+.PHONY: test unit integration e2e lint demo bench deps venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check composer runtime tests bench
+	$(VENV)/bin/ruff format --check composer runtime tests bench
+
+# pytest exits 5 when it collects nothing; make treats that as a failure too.
+test: deps $(STAMP) lint
+	$(PY) -m pytest tests
+
+unit: $(STAMP)
+	$(PY) -m pytest -m unit tests
+
+integration: deps $(STAMP)
+	$(PY) -m pytest -m integration tests
+
+e2e: deps $(STAMP)
+	$(PY) -m pytest -m e2e tests
+
+demo: deps $(STAMP)
+	./samples/flask-redis/demo.sh
+
+bench: deps $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

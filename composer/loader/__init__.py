@@ -1,0 +1,94 @@
+"""The Compose loader: files on disk → a frozen composer.model.Project.
+
+One pass a module, in the order of the Compose Specification:
+
+    discovery → parse → interpolate (+ cast) → include / extends → merge
+    → validate → profiles → normalize → semantics → model
+
+Every pass works on the MapNode/SeqNode tree of composer.loader.nodes, keeps
+each node's marks (or copies them onto what it builds), and reports bad input
+by raising composer.loader.errors.LoadError, with every problem it found.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from composer.loader.environment import Environment
+    from composer.model import Project
+
+
+@dataclass
+class LoadOptions:
+    """What the command line (or an API caller) says about where the project is."""
+
+    files: list[str] = field(default_factory=list)  # -f, in order; "-" is stdin
+    project_directory: str | None = None  # --project-directory
+    project_name: str | None = None  # -p
+    profiles: list[str] = field(default_factory=list)  # --profile
+    env_files: list[str] = field(default_factory=list)  # --env-file, in order
+    selected_services: list[str] = field(default_factory=list)  # named on the command line
+    interpolate: bool = True  # False for --no-interpolate
+    strict_env: bool = False  # --strict-env: unset variables are errors
+    environ: dict[str, str] | None = None  # the shell environment (os.environ by default)
+    cwd: str | None = None  # where relative -f paths start (os.getcwd() by default)
+    stdin_text: str | None = None  # what `-f -` reads (sys.stdin by default)
+
+    def shell_environ(self) -> dict[str, str]:
+        return dict(os.environ) if self.environ is None else dict(self.environ)
+
+
+@dataclass
+class LoadResult:
+    project: Project
+    environment: Environment
+    warnings: list[str]
+    # The merged, normalized tree (marks kept), for `composer config` output.
+    tree: Any
+    # How the project name was derived, e.g. "directory 'My App' → 'myapp'".
+    name_source: str
+
+
+def load(options: LoadOptions) -> LoadResult:
+    """Run every pass; raises LoadError for bad input."""
+    from composer.loader import (
+        discovery,
+        environment,
+        extends,
+        include,
+        interpolate,
+        merge,
+        naming,
+        normalize,
+        parse,
+        profiles,
+        semantics,
+        validate,
+    )
+    from composer.model import build_project
+
+    found = discovery.discover(options)
+    env = environment.build_environment(
+        options.shell_environ(), options.env_files, found.project_dir, strict=options.strict_env
+    )
+    trees = []
+    for source in found.files:
+        tree = parse.parse_compose(source.text, source.display)
+        if options.interpolate:
+            interpolate.interpolate(tree, env)
+        tree = include.apply_includes(tree, source, env, options)
+        tree = extends.apply_extends(tree, source, env, options)
+        trees.append(tree)
+    tree = merge.merge_all(trees)
+    validate.validate(tree)
+    name, name_source = naming.project_name(options, tree, found.project_dir, env)
+    profiles.apply_profiles(tree, options.profiles or env.profiles(), options.selected_services)
+    normalize.normalize(tree, found.project_dir, env)
+    semantics.check(tree)
+    project = build_project(
+        tree, name=name, project_dir=found.project_dir, config_files=found.paths()
+    )
+    return LoadResult(project, env, env.warnings, tree, name_source)

@@ -1,0 +1,1 @@
+"""runtime: a daemonless OCI container engine. It never imports `composer`."""
