@@ -79,6 +79,7 @@ def load(options: LoadOptions) -> LoadResult:
         tree = parse.parse_compose(source.text, source.display)
         if options.interpolate:
             interpolate.interpolate(tree, env)
+            interpolate.cast(tree)
         tree = include.apply_includes(tree, source, env, options)
         tree = extends.apply_extends(tree, source, env, options)
         trees.append(tree)
