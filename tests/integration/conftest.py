@@ -1,0 +1,112 @@
+"""Fixtures for tests on the real kernel: a busybox OCI bundle and a private runtime root."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rootfs import make_busybox_rootfs, read_config, unique_id, write_config
+
+__all__ = ["read_config", "write_config"]
+
+RUNTIME = [sys.executable, "-m", "runtime.cli"]
+
+
+def _default_config() -> dict:
+    try:
+        from runtime.oci.spec import default_spec
+    except ImportError:  # R3's spec module not landed yet: runc writes the same defaults
+        return _runc_spec()
+    return default_spec()
+
+
+def _runc_spec() -> dict:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        subprocess.run(["runc", "spec", "--bundle", scratch], check=True)
+        return json.loads(Path(scratch, "config.json").read_text())
+
+
+@pytest.fixture
+def busybox_bundle(tmp_path: Path) -> Path:
+    """An OCI bundle (config.json + busybox rootfs) running `true`, no terminal."""
+    bundle = tmp_path / "bundle"
+    make_busybox_rootfs(bundle / "rootfs")
+    config = _default_config()
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["true"]
+    config["root"] = {"path": "rootfs", "readonly": True}
+    write_config(bundle, config)
+    return bundle
+
+
+@pytest.fixture
+def composer_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "composer-root"
+    root.mkdir()
+    monkeypatch.setenv("COMPOSER_ROOT", str(root))
+    return root
+
+
+class RuntimeCLI:
+    """Runs `composer-runtime` (or crun/runc) with a private --root; deletes what it made."""
+
+    def __init__(self, root: Path, argv0: list[str] | None = None) -> None:
+        self.root = root
+        self.argv0 = argv0 or RUNTIME
+        self.ids: list[str] = []
+
+    def __call__(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        kwargs.setdefault("timeout", 60)
+        result = subprocess.run([*self.argv0, "--root", str(self.root), *args], **kwargs)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{args} exited {result.returncode}: {result.stdout} {result.stderr}"
+            )
+        return result
+
+    def new_id(self, prefix: str = "t") -> str:
+        container_id = unique_id(prefix)
+        self.ids.append(container_id)
+        return container_id
+
+    def cleanup(self) -> None:
+        for container_id in self.ids:
+            subprocess.run(
+                [*self.argv0, "--root", str(self.root), "delete", "--force", container_id],
+                capture_output=True,
+                timeout=60,
+            )
+
+
+@pytest.fixture
+def runtime(tmp_path: Path):
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root")
+    cli = RuntimeCLI(tmp_path / "runtime-root")
+    yield cli
+    cli.cleanup()
+
+
+@pytest.fixture
+def crun(tmp_path: Path):
+    cli = RuntimeCLI(tmp_path / "crun-root", ["crun"])
+    yield cli
+    cli.cleanup()
+
+
+@pytest.fixture
+def runc(tmp_path: Path):
+    cli = RuntimeCLI(tmp_path / "runc-root", ["runc"])
+    yield cli
+    cli.cleanup()
