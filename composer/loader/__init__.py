@@ -50,6 +50,8 @@ class LoadResult:
     tree: Any
     # How the project name was derived, e.g. "directory 'My App' → 'myapp'".
     name_source: str
+    # Every profile named in the files, enabled or not (`config --profiles`).
+    all_profiles: list[str] = field(default_factory=list)
 
 
 def load(options: LoadOptions) -> LoadResult:
@@ -68,6 +70,7 @@ def load(options: LoadOptions) -> LoadResult:
         semantics,
         validate,
     )
+    from composer.graph import check_acyclic
     from composer.model import build_project
 
     found = discovery.discover(options)
@@ -86,10 +89,32 @@ def load(options: LoadOptions) -> LoadResult:
     tree = merge.merge_all(trees)
     validate.validate(tree)
     name, name_source = naming.project_name(options, tree, found.project_dir, env)
+    all_profiles = sorted(
+        {
+            p
+            for svc in (tree.get("services") or {}).values()
+            for p in (svc or {}).get("profiles") or ()
+        }
+    )
     profiles.apply_profiles(tree, options.profiles or env.profiles(), options.selected_services)
     normalize.normalize(tree, found.project_dir, env)
     semantics.check(tree)
+    check_acyclic(tree)
     project = build_project(
         tree, name=name, project_dir=found.project_dir, config_files=found.paths()
     )
-    return LoadResult(project, env, env.warnings, tree, name_source)
+    return LoadResult(project, env, env.warnings, tree, name_source, all_profiles)
+
+
+def variables(options: LoadOptions) -> list:
+    """The variables the project's files use, as written (`config --variables`)."""
+    from composer.loader import discovery, interpolate, parse
+
+    found = discovery.discover(options)
+    seen: dict[str, object] = {}
+    for source in found.files:
+        for variable in interpolate.find_variables(
+            parse.parse_compose(source.text, source.display)
+        ):
+            seen.setdefault(variable.name, variable)
+    return sorted(seen.values(), key=lambda v: v.name)

@@ -1,0 +1,173 @@
+"""Argument parsing and dispatch for `composer`.
+
+Kept light: argparse and the command's own modules only, so start-up stays
+cheap (rich, networkx and jsonschema load only where a command needs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from composer import __version__
+from composer.loader.errors import EXIT_CONFIG
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+EXIT_STATUS_HELP = f"""exit status:
+  {EXIT_OK}   success
+  {EXIT_FAILURE}   the command failed
+  {EXIT_USAGE}   bad command line
+  {EXIT_CONFIG}  invalid project configuration (each problem printed as FILE:LINE:COL: key: message)
+"""
+
+
+def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """Global options, accepted before or after the command name."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("project options")
+    group.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        default=default([]),
+        metavar="FILE",
+        help="compose file (repeatable; '-' reads stdin)",
+    )
+    group.add_argument(
+        "-p", "--project-name", dest="project_name", default=default(None), help="project name"
+    )
+    group.add_argument(
+        "--project-directory",
+        default=default(None),
+        metavar="DIR",
+        help="project directory (default: the first file's directory)",
+    )
+    group.add_argument(
+        "--profile",
+        dest="profiles",
+        action="append",
+        default=default([]),
+        metavar="PROFILE",
+        help="enable a profile (repeatable)",
+    )
+    group.add_argument(
+        "--env-file",
+        dest="env_files",
+        action="append",
+        default=default([]),
+        metavar="FILE",
+        help="read variables from FILE (repeatable; replaces .env)",
+    )
+    group.add_argument(
+        "--strict-env",
+        action="store_true",
+        default=default(False),
+        help="an unset variable in the compose file is an error",
+    )
+    group.add_argument("--parallel", type=int, default=default(-1), help="limit parallelism")
+    group.add_argument(
+        "--ansi",
+        choices=["never", "always", "auto"],
+        default=default("auto"),
+        help="control colour output",
+    )
+    group.add_argument(
+        "--progress",
+        choices=["auto", "tty", "plain", "json", "quiet"],
+        default=default("auto"),
+        help="progress output type",
+    )
+    group.add_argument(
+        "--dry-run", action="store_true", default=default(False), help="show what would be done"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="composer",
+        description="Run Compose projects on an embedded, daemonless container runtime.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--version", action="store_true", help="show the version")
+    _add_global_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EXIT_STATUS_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_global_options(sub, suppress=True)
+        return sub
+
+    from composer.cli import config_cmd
+
+    config_cmd.add_arguments(command("config", "Validate and print the project's configuration"))
+    version = command("version", "Show the version")
+    version.add_argument("--format", choices=["pretty", "json"], default="pretty")
+    version.add_argument("--short", action="store_true", help="print the version number only")
+    return parser
+
+
+def _version(args: argparse.Namespace) -> int:
+    if getattr(args, "short", False):
+        print(__version__)
+    elif getattr(args, "format", "pretty") == "json":
+        import json
+
+        print(json.dumps({"version": __version__}))
+    else:
+        print(f"composer version {__version__}")
+    return EXIT_OK
+
+
+def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
+    from composer.cli import config_cmd
+
+    return {"config": config_cmd.run, "version": _version}
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        return _version(args)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    from composer.cli.output import Output
+    from composer.loader.errors import LoadError
+
+    out = Output.from_args(args)
+    try:
+        return _handlers()[args.command](args)
+    except LoadError as err:
+        out.error(err.render())
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `composer config | head`: the reader left; say nothing more.
+        sys.stderr.close()
+        return EXIT_OK
+    except Exception as err:  # our bug, not the user's input: say so, keep it short
+        if os.environ.get("COMPOSER_DEBUG"):
+            raise
+        out.error(
+            f"internal error: {type(err).__name__}: {err}\n"
+            "  (set COMPOSER_DEBUG=1 for the traceback, and please report it)"
+        )
+        return EXIT_FAILURE

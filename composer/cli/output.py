@@ -1,0 +1,36 @@
+"""Plain terminal output for commands that do not need rich: colour only on a tty."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+
+
+@dataclass
+class Output:
+    color: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Output:
+        mode = getattr(args, "ansi", "auto")
+        if mode == "always":
+            color = True
+        elif mode == "never" or os.environ.get("NO_COLOR"):
+            color = False
+        else:
+            color = sys.stderr.isatty()
+        return cls(color)
+
+    def _paint(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    def error(self, text: str) -> None:
+        print(self._paint("31", text), file=sys.stderr)
+
+    def warn(self, text: str) -> None:
+        print(self._paint("33", f"WARN: {text}"), file=sys.stderr)
+
+    def note(self, text: str) -> None:
+        print(self._paint("2", text), file=sys.stderr)

@@ -1,0 +1,175 @@
+"""The dependency graph of a project's services.
+
+Edges run from a service to each service it needs: depends_on, links,
+volumes_from and `service:` references in network_mode, ipc and pid.
+Start order is networkx's topological generations (independent services
+together); stop order is the reverse.
+
+The cycle check runs on every load, so it walks the edges itself: importing
+networkx costs ~110 ms, too much for `composer config -q` and every other
+command's start-up. Everything that orders work imports networkx lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from composer.loader.errors import LoadError, Problem
+from composer.loader.nodes import MapNode, Mark
+
+if TYPE_CHECKING:
+    import networkx
+
+
+@dataclass(frozen=True)
+class Edge:
+    service: str
+    needs: str
+    kind: str  # depends_on, links, volumes_from, network_mode, ipc, pid
+    mark: Mark | None = None
+
+
+def _service_ref(value: Any) -> str | None:
+    if isinstance(value, str) and value.startswith("service:"):
+        return value.split(":", 1)[1]
+    return None
+
+
+def edges_from_tree(tree: MapNode) -> list[Edge]:
+    """Every dependency edge of a normalized project tree, with where it is written."""
+    edges: list[Edge] = []
+    services = tree.get("services") or {}
+    for name, service in services.items():
+        if not isinstance(service, dict):
+            continue
+        depends = service.get("depends_on") or {}
+        if isinstance(depends, dict):
+            for needed in depends:
+                mark = depends.key_marks.get(needed) if isinstance(depends, MapNode) else None
+                edges.append(Edge(name, needed, "depends_on", mark))
+        for index, link in enumerate(service.get("links") or []):
+            target = str(link).split(":", 1)[0]
+            edges.append(Edge(name, target, "links", _item_mark(service["links"], index)))
+        for index, source in enumerate(service.get("volumes_from") or []):
+            text = str(source)
+            if text.startswith("container:"):
+                continue
+            target = text.removeprefix("service:").split(":", 1)[0]
+            edges.append(
+                Edge(name, target, "volumes_from", _item_mark(service["volumes_from"], index))
+            )
+        for key in ("network_mode", "ipc", "pid"):
+            target = _service_ref(service.get(key))
+            if target:
+                mark = service.mark_of(key) if isinstance(service, MapNode) else None
+                edges.append(Edge(name, target, key, mark))
+    return edges
+
+
+def _item_mark(seq: Any, index: int) -> Mark | None:
+    mark_of = getattr(seq, "mark_of", None)
+    return mark_of(index) if mark_of else None
+
+
+def find_cycle(edges: Iterable[Edge]) -> list[Edge] | None:
+    """One dependency cycle as its edges in order, or None (iterative DFS)."""
+    out: dict[str, list[Edge]] = {}
+    for edge in edges:
+        out.setdefault(edge.service, []).append(edge)
+    state: dict[str, int] = {}  # 1 on the current path, 2 finished
+    for root in out:
+        if state.get(root):
+            continue
+        path: list[Edge] = []
+        stack = [(root, iter(out.get(root, ())))]
+        state[root] = 1
+        while stack:
+            node, pending = stack[-1]
+            edge = next(pending, None)
+            if edge is None:
+                state[node] = 2
+                stack.pop()
+                if path:
+                    path.pop()
+                continue
+            seen = state.get(edge.needs)
+            if seen == 1:
+                # stack[k] is where the cycle starts and path[k] leaves it.
+                k = next(i for i, (name, _) in enumerate(stack) if name == edge.needs)
+                return [*path[k:], edge]
+            if seen is None:
+                state[edge.needs] = 1
+                path.append(edge)
+                stack.append((edge.needs, iter(out.get(edge.needs, ()))))
+    return None
+
+
+def check_acyclic(tree: MapNode) -> None:
+    """Raise LoadError naming the cycle as `a → b → a`, with each edge's location."""
+    cycle = find_cycle(edges_from_tree(tree))
+    if not cycle:
+        return
+    names = [cycle[0].service] + [edge.needs for edge in cycle]
+    related = tuple((f"{edge.service} → {edge.needs} ({edge.kind})", edge.mark) for edge in cycle)
+    first = cycle[0]
+    raise LoadError(
+        [
+            Problem(
+                "dependency cycle: " + " → ".join(names),
+                first.mark,
+                ("services", first.service, first.kind),
+                hint="remove one of these dependencies",
+                related=related,
+            )
+        ]
+    )
+
+
+class ServiceGraph:
+    """Ordering of a project's services, on a networkx DiGraph (service → what it needs)."""
+
+    def __init__(self, services: Iterable[str], edges: Iterable[Edge]) -> None:
+        import networkx as nx
+
+        self.graph: networkx.DiGraph = nx.DiGraph()
+        self.graph.add_nodes_from(services)
+        for edge in edges:
+            if edge.needs in self.graph:
+                self.graph.add_edge(edge.service, edge.needs, kind=edge.kind)
+
+    @classmethod
+    def from_tree(cls, tree: MapNode) -> ServiceGraph:
+        return cls(list((tree.get("services") or {}).keys()), edges_from_tree(tree))
+
+    def dependencies(self, service: str) -> set[str]:
+        """Everything service needs, directly or not."""
+        import networkx as nx
+
+        return set(nx.descendants(self.graph, service))
+
+    def dependents(self, service: str) -> set[str]:
+        """Everything that needs service, directly or not."""
+        import networkx as nx
+
+        return set(nx.ancestors(self.graph, service))
+
+    def select(self, services: Iterable[str], with_dependencies: bool = True) -> set[str]:
+        """The services to act on: the named ones, plus what they need unless --no-deps."""
+        chosen = set(services)
+        if with_dependencies:
+            for name in list(chosen):
+                chosen |= self.dependencies(name)
+        return chosen
+
+    def start_generations(self, services: Iterable[str] | None = None) -> list[list[str]]:
+        """Groups to start in order; each group's services can start together."""
+        import networkx as nx
+
+        graph = self.graph if services is None else self.graph.subgraph(set(services))
+        # Edges point at dependencies, so the reverse graph's generations start them first.
+        return [sorted(group) for group in nx.topological_generations(graph.reverse(copy=False))]
+
+    def stop_generations(self, services: Iterable[str] | None = None) -> list[list[str]]:
+        return list(reversed(self.start_generations(services)))
