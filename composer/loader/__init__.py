@@ -56,6 +56,7 @@ class LoadResult:
 
 def load(options: LoadOptions) -> LoadResult:
     """Run every pass; raises LoadError for bad input."""
+    from composer.graph import check_acyclic
     from composer.loader import (
         discovery,
         environment,
@@ -70,7 +71,6 @@ def load(options: LoadOptions) -> LoadResult:
         semantics,
         validate,
     )
-    from composer.graph import check_acyclic
     from composer.model import build_project
 
     found = discovery.discover(options)
