@@ -12,11 +12,10 @@ import sys
 from collections.abc import Callable
 
 from composer import __version__
-from composer.loader.errors import EXIT_CONFIG
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from composer.exit_codes import CONFIG as EXIT_CONFIG
+from composer.exit_codes import FAILURE as EXIT_FAILURE
+from composer.exit_codes import OK as EXIT_OK
+from composer.exit_codes import USAGE as EXIT_USAGE
 
 EXIT_STATUS_HELP = f"""exit status:
   {EXIT_OK}   success

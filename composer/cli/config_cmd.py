@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composer.cli.output import Output
-from composer.loader import LoadOptions, LoadResult
+
+if TYPE_CHECKING:
+    from composer.loader import LoadOptions, LoadResult
 
 TOP_LEVEL_ORDER = ("name", "services", "networks", "volumes", "secrets", "configs", "models")
 
@@ -40,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> LoadOptions:
+    from composer.loader import LoadOptions
+
     return LoadOptions(
         files=list(args.files or []),
         project_directory=args.project_directory,

@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from composer.exit_codes import CONFIG as EXIT_CONFIG
 from composer.loader.nodes import Mark
-
-# Exit status for invalid project configuration (documented in README and `composer --help`).
-EXIT_CONFIG = 15
 
 
 def format_path(path: tuple | list) -> str:
