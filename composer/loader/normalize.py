@@ -464,7 +464,64 @@ def normalize(tree: MapNode, project_dir: str, env: Any = None) -> None:
     problems: list[Problem] = []
     _Normalizer(project_dir, env, problems).run(tree)
     if problems:
-        raise LoadError(problems)
+        raise LoadError(sort_problems(problems))
+
+
+def sort_problems(problems: list[Problem]) -> list[Problem]:
+    """In file order, so a user fixes them top to bottom (unmarked ones last)."""
+
+    def where(problem: Problem) -> tuple:
+        mark = problem.mark
+        return (0, mark.file, mark.line, mark.col) if mark else (1, "", 0, 0)
+
+    return sorted(problems, key=where)
+
+
+# Fields (paths inside a service) whose values are durations or byte sizes.
+SERVICE_DURATIONS = (
+    ("stop_grace_period",),
+    ("healthcheck", "interval"),
+    ("healthcheck", "timeout"),
+    ("healthcheck", "start_period"),
+    ("healthcheck", "start_interval"),
+    ("deploy", "restart_policy", "delay"),
+    ("deploy", "restart_policy", "window"),
+    ("deploy", "update_config", "delay"),
+    ("deploy", "update_config", "monitor"),
+    ("deploy", "rollback_config", "delay"),
+    ("deploy", "rollback_config", "monitor"),
+)
+SERVICE_BYTES = (
+    ("mem_limit",),
+    ("mem_reservation",),
+    ("memswap_limit",),
+    ("shm_size",),
+    ("build", "shm_size"),
+    ("deploy", "resources", "limits", "memory"),
+    ("deploy", "resources", "reservations", "memory"),
+)
+# Service fields that take a string or a list; the long form is the list.
+STRING_OR_LIST = ("dns", "dns_search", "tmpfs", "label_file")
+# Fields that may share a namespace with another service: `service:NAME`.
+NAMESPACE_FIELDS = ("network_mode", "ipc", "pid", "uts", "cgroup")
+SERVICE_PREFIX = "service:"
+CONTAINER_PREFIX = "container:"
+NO_DEFAULT_NETWORK_MODES = ("host", "none")
+
+
+def _env_lookup(env: Any, name: str) -> str | None:
+    if env is None:
+        return None
+    lookup = getattr(env, "lookup", None)
+    if callable(lookup):
+        return lookup(name)
+    getter = getattr(env, "get", None)
+    return getter(name) if callable(getter) else None
+
+
+def _looks_remote(context: str) -> bool:
+    """A build context that is a URL or git reference, not a local directory."""
+    return "://" in context or context.startswith(("git@", "github.com/"))
 
 
 class _Normalizer:
@@ -473,12 +530,10 @@ class _Normalizer:
         self.env = env
         self.problems = problems
 
-    def run(self, tree: MapNode) -> None:
-        services = tree.get("services")
-        if isinstance(services, MapNode):
-            for name, service in services.items():
-                if isinstance(service, MapNode):
-                    self.service(service, ("services", name))
+    # -- helpers --
+
+    def problem(self, message: str, mark: Mark | None, path: tuple, hint: str | None = None):
+        self.problems.append(Problem(message, mark, tuple(path), hint))
 
     def attempt(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run one item's conversion; a LoadError becomes problems, the result None."""
@@ -488,9 +543,173 @@ class _Normalizer:
             self.problems.extend(error.problems)
             return None
 
+    def to_mapping(
+        self,
+        parent: MapNode,
+        key: str,
+        path: tuple,
+        *,
+        bare: Callable[[str], Any],
+        text_values: bool = True,
+    ) -> MapNode | None:
+        """`["A=1", "B"]` or `{A: 1}` under parent[key] → a MapNode of strings.
+
+        bare(name) gives the value of an item without '='; mapping values that
+        are numbers or booleans become the text docker compose would pass on.
+        """
+        value = parent.get(key)
+        if isinstance(value, SeqNode):
+            mapping = MapNode(mark=value.mark)
+            for index, item in enumerate(value):
+                mark = value.mark_of(index)
+                if not isinstance(item, str | int | float) or isinstance(item, bool):
+                    self.problem("expected a KEY=VALUE string", mark, (*path, key, index))
+                    continue
+                name, sep, text = scalar_text(item).partition("=")
+                if not name:
+                    self.problem(f"missing name in {item!r}", mark, (*path, key, index))
+                    continue
+                mapping.set(name, text if sep else bare(name), mark, mark)
+            parent[key] = mapping
+            return mapping
+        if isinstance(value, MapNode):
+            if text_values:
+                for name, item in value.items():
+                    if item is not None and not isinstance(item, dict | list):
+                        value[name] = scalar_text(item)
+            return value
+        return None
+
+    def duration(self, node: MapNode, key: str, path: tuple) -> None:
+        if node.get(key) is None:
+            return
+        try:
+            node[key] = canonical_duration(node[key])
+        except ValueError as exc:
+            self.problem(
+                str(exc), node.mark_of(key), (*path, key), hint="write e.g. '30s', '1m30s', '500ms'"
+            )
+
+    def size(self, node: MapNode, key: str, path: tuple) -> None:
+        if node.get(key) is None:
+            return
+        value = self.attempt(_bytes_at, node, key, (*path, key))
+        if value is not None:
+            node[key] = value
+
+    def mode(self, node: MapNode, key: str, path: tuple) -> None:
+        if node.get(key) is None:
+            return
+        value = self.attempt(file_mode, node[key], node.mark_of(key), (*path, key))
+        if value is not None:
+            node[key] = value
+
+    @staticmethod
+    def walk(node: Any, keys: tuple) -> tuple[MapNode | None, str]:
+        """The mapping that holds the last key of keys, if the tree has it."""
+        for step in keys[:-1]:
+            node = node.get(step) if isinstance(node, MapNode) else None
+        return (node if isinstance(node, MapNode) else None), keys[-1]
+
+    def host_path_at(self, node: MapNode, key: str) -> None:
+        value = node.get(key)
+        if isinstance(value, str) and value:
+            node[key] = host_path(value, self.project_dir)
+
+    # -- the tree --
+
+    def run(self, tree: MapNode) -> None:
+        services = tree.get("services")
+        uses_default_network = False
+        if isinstance(services, MapNode):
+            for name, service in services.items():
+                if isinstance(service, MapNode):
+                    self.service(service, ("services", name))
+                    uses_default_network |= self.default_network(service)
+        for section in ("networks", "volumes", "secrets", "configs"):
+            self.resources(tree, section)
+        if uses_default_network:
+            networks = tree.get("networks")
+            if not isinstance(networks, MapNode):
+                networks = MapNode(mark=tree.mark)
+                tree.set("networks", networks, tree.mark, tree.mark)
+            if "default" not in networks:
+                networks.set("default", MapNode(mark=networks.mark), networks.mark, networks.mark)
+
+    def resources(self, tree: MapNode, section: str) -> None:
+        resources = tree.get(section)
+        if not isinstance(resources, MapNode):
+            return
+        for name in list(resources):
+            path = (section, name)
+            resource = resources[name]
+            if resource is None:
+                mark = resources.mark_of(name)
+                resources[name] = resource = MapNode(mark=mark)
+            if not isinstance(resource, MapNode):
+                continue
+            external = resource.get("external")
+            if isinstance(external, MapNode):
+                # Legacy `external: {name: x}` is `name: x` plus `external: true`.
+                mark = resource.mark_of("external")
+                if "name" in external:
+                    if "name" in resource and resource["name"] != external["name"]:
+                        self.problem(
+                            "'name' and 'external.name' disagree",
+                            external.mark_of("name"),
+                            (*path, "external", "name"),
+                            hint="set only 'name' together with 'external: true'",
+                        )
+                    else:
+                        resource.set("name", external["name"], external.key_mark_of("name"), mark)
+                resource["external"] = True
+            for key in ("labels", "driver_opts"):
+                self.to_mapping(resource, key, path, bare=lambda _name: "")
+            if section in ("secrets", "configs"):
+                self.host_path_at(resource, "file")
+
     def service(self, service: MapNode, path: tuple) -> None:
         self.ports(service, path)
         self.volumes(service, path)
+        self.build(service, path)
+        for key in ("command", "entrypoint"):
+            self.command(service, key, path)
+        self.environment(service, path)
+        self.env_files(service, path)
+        for key in ("labels", "annotations"):
+            self.to_mapping(service, key, path, bare=lambda _name: "")
+        self.to_mapping(service, "sysctls", path, bare=lambda _name: "")
+        self.extra_hosts(service, "extra_hosts", path)
+        for key in STRING_OR_LIST:
+            self.string_or_list(service, key)
+        if isinstance(service.get("label_file"), SeqNode):
+            files = service["label_file"]
+            for index, item in enumerate(files):
+                if isinstance(item, str):
+                    files[index] = host_path(item, self.project_dir)
+        self.healthcheck(service, path)
+        for keys in SERVICE_DURATIONS:
+            node, key = self.walk(service, keys)
+            if node is not None:
+                self.duration(node, key, (*path, *keys[:-1]))
+        for keys in SERVICE_BYTES:
+            node, key = self.walk(service, keys)
+            if node is not None:
+                self.size(node, key, (*path, *keys[:-1]))
+        self.blkio(service, path)
+        self.ulimits(service, "ulimits", path)
+        for kind in ("secrets", "configs"):
+            self.file_refs(service, kind, path)
+        self.service_networks(service, path)
+        self.devices(service, path)
+        if isinstance(service.get("expose"), SeqNode):
+            expose = service["expose"]
+            for index, item in enumerate(expose):
+                expose[index] = scalar_text(item)
+        if service.get("pull_policy") == "if_not_present":
+            service["pull_policy"] = "missing"
+        self.develop(service)
+        self.depends_on(service, path)
 
     def ports(self, service: MapNode, path: tuple) -> None:
         ports = service.get("ports")
@@ -512,3 +731,320 @@ class _Normalizer:
             long = self.attempt(parse_volume, item, volumes.mark_of(index), self.project_dir, where)
             if long is not None:
                 volumes[index] = long
+
+    def build(self, service: MapNode, path: tuple) -> None:
+        build = service.get("build")
+        if isinstance(build, str):
+            mark = service.mark_of("build")
+            build = marked_map(mark, {"context": build})
+            service["build"] = build
+        if not isinstance(build, MapNode):
+            return
+        path = (*path, "build")
+        own = build.mark
+        if build.get("context") in (None, ""):
+            build.set("context", ".", own, own)
+        if isinstance(build["context"], str) and not _looks_remote(build["context"]):
+            build["context"] = host_path(build["context"], self.project_dir)
+        if "dockerfile" not in build and "dockerfile_inline" not in build:
+            build.set("dockerfile", "Dockerfile", own, own)
+        self.to_mapping(build, "args", path, bare=lambda name: _env_lookup(self.env, name))
+        self.to_mapping(build, "labels", path, bare=lambda _name: "")
+        self.to_mapping(build, "additional_contexts", path, bare=lambda _name: "")
+        self.extra_hosts(build, "extra_hosts", path)
+        self.ulimits(build, "ulimits", path)
+        self.string_or_list(build, "tags")
+        ssh = build.get("ssh")
+        if isinstance(ssh, str):
+            build["ssh"] = marked_seq(build.mark_of("ssh"), [ssh])
+        self.to_mapping(build, "ssh", path, bare=lambda _name: "")
+        self.file_refs(build, "secrets", path)
+
+    def command(self, service: MapNode, key: str, path: tuple) -> None:
+        value = service.get(key)
+        if not isinstance(value, str):
+            return
+        import shlex
+
+        mark = service.mark_of(key)
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            self.problem(f"cannot split {key} into words: {exc}", mark, (*path, key))
+            return
+        service[key] = marked_seq(mark, words)
+
+    def environment(self, service: MapNode, path: tuple) -> None:
+        environment = self.to_mapping(
+            service, "environment", path, bare=lambda name: _env_lookup(self.env, name)
+        )
+        if environment is None:
+            return
+        for name in environment:
+            if name != name.rstrip():
+                self.problem(
+                    f"environment variable {name!r} is declared with a trailing space",
+                    environment.key_mark_of(name),
+                    (*path, "environment", name),
+                )
+            elif environment[name] is None:
+                # Bare `NAME`: its value comes from the project environment when set there.
+                environment[name] = _env_lookup(self.env, name)
+
+    def env_files(self, service: MapNode, path: tuple) -> None:
+        value = service.get("env_file")
+        if value is None:
+            return
+        mark = service.mark_of("env_file")
+        if isinstance(value, str):
+            value = marked_seq(mark, [value])
+            service["env_file"] = value
+        if not isinstance(value, SeqNode):
+            return
+        for index, item in enumerate(value):
+            item_mark = value.mark_of(index)
+            if isinstance(item, str):
+                item = marked_map(item_mark, {"path": item})
+                value[index] = item
+            if not isinstance(item, MapNode) or not isinstance(item.get("path"), str):
+                self.problem(
+                    "an env_file entry needs a path", item_mark, (*path, "env_file", index)
+                )
+                continue
+            item["path"] = host_path(item["path"], self.project_dir)
+            if "required" not in item:
+                item.set("required", True, item.mark, item.mark)
+
+    def extra_hosts(self, parent: MapNode, key: str, path: tuple) -> None:
+        """host → list of IPs, from `host:ip`, `host=ip`, `host=[::1]` or a mapping."""
+        value = parent.get(key)
+        if value is None:
+            return
+        hosts = MapNode(mark=getattr(value, "mark", parent.mark_of(key)))
+        entries: list[tuple[Any, Any, Mark | None, Any]] = []
+        if isinstance(value, SeqNode):
+            for index, item in enumerate(value):
+                mark = value.mark_of(index)
+                text = scalar_text(item)
+                split = next(
+                    ((h, ip) for sep in "=:" for h, s, ip in [text.partition(sep)] if s), None
+                )
+                if split is None:
+                    self.problem(
+                        f"extra host {text!r} has no IP address",
+                        mark,
+                        (*path, key, index),
+                        hint="write HOST=IP (or HOST:IP)",
+                    )
+                    continue
+                entries.append((split[0], split[1], mark, index))
+        elif isinstance(value, MapNode):
+            for host, ips in value.items():
+                entries.append((host, ips, value.mark_of(host), host))
+        else:
+            return
+        for host, ips, mark, step in entries:
+            if not host or ":" in host or "=" in host:
+                self.problem(f"bad host name {host!r}", mark, (*path, key, step))
+                continue
+            if isinstance(ips, list):
+                addresses = [scalar_text(ip) for ip in ips]
+            else:
+                addresses = [] if ips is None else scalar_text(ips).split(",")
+            addresses = [a[1:-1] if a.startswith("[") and a.endswith("]") else a for a in addresses]
+            if host in hosts:
+                hosts[host].extend(addresses)
+                hosts[host].item_marks.extend([mark] * len(addresses))
+                hosts[host].item_tags.extend([None] * len(addresses))
+            else:
+                hosts.set(host, marked_seq(mark, addresses), mark, mark)
+        parent[key] = hosts
+
+    def string_or_list(self, parent: MapNode, key: str) -> None:
+        value = parent.get(key)
+        if isinstance(value, str):
+            parent[key] = marked_seq(parent.mark_of(key), [value])
+
+    def healthcheck(self, service: MapNode, path: tuple) -> None:
+        check = service.get("healthcheck")
+        if not isinstance(check, MapNode):
+            return
+        test = check.get("test")
+        if isinstance(test, str):
+            check["test"] = marked_seq(check.mark_of("test"), ["CMD-SHELL", test])
+        elif isinstance(test, list) and list(test) == ["NONE"] and "disable" not in check:
+            check.set("disable", True, check.key_mark_of("test"), check.mark_of("test"))
+
+    def blkio(self, service: MapNode, path: tuple) -> None:
+        blkio = service.get("blkio_config")
+        if not isinstance(blkio, MapNode):
+            return
+        for key in ("device_read_bps", "device_write_bps"):
+            devices = blkio.get(key)
+            if not isinstance(devices, SeqNode):
+                continue
+            for index, device in enumerate(devices):
+                if isinstance(device, MapNode):
+                    self.size(device, "rate", (*path, "blkio_config", key, index))
+
+    def ulimits(self, parent: MapNode, key: str, path: tuple) -> None:
+        ulimits = parent.get(key)
+        if not isinstance(ulimits, MapNode):
+            return
+        for name, limit in ulimits.items():
+            if isinstance(limit, int) and not isinstance(limit, bool):
+                mark = ulimits.mark_of(name)
+                ulimits[name] = marked_map(mark, {"soft": int(limit), "hard": int(limit)})
+            elif not isinstance(limit, MapNode):
+                self.problem(
+                    "a ulimit is a number or {soft, hard}",
+                    ulimits.mark_of(name),
+                    (*path, key, name),
+                )
+
+    def file_refs(self, service: MapNode, kind: str, path: tuple) -> None:
+        """Service secrets/configs: `name` → {source, target}; modes are octal as written."""
+        refs = service.get(kind)
+        if not isinstance(refs, SeqNode):
+            return
+        for index, ref in enumerate(refs):
+            mark = refs.mark_of(index)
+            if isinstance(ref, str):
+                ref = marked_map(mark, {"source": ref})
+                refs[index] = ref
+            if not isinstance(ref, MapNode) or not isinstance(ref.get("source"), str):
+                self.problem(f"a {kind[:-1]} reference needs a source", mark, (*path, kind, index))
+                continue
+            source, target = ref["source"], ref.get("target")
+            if kind == "secrets" and (not target or not str(target).startswith("/")):
+                # Docker mounts secrets under /run/secrets; a relative target lands there too.
+                target = f"/run/secrets/{target or source}"
+            elif kind == "configs" and not target:
+                target = f"/{source}"
+            if target != ref.get("target"):
+                ref.set("target", target, ref.mark, ref.mark)
+            self.mode(ref, "mode", (*path, kind, index))
+            for key in ("uid", "gid"):
+                if ref.get(key) is not None:
+                    ref[key] = scalar_text(ref[key])
+
+    def service_networks(self, service: MapNode, path: tuple) -> None:
+        networks = service.get("networks")
+        if isinstance(networks, SeqNode):
+            mapping = MapNode(mark=networks.mark)
+            for index, name in enumerate(networks):
+                mark = networks.mark_of(index)
+                mapping.set(scalar_text(name), None, mark, mark)
+            service["networks"] = mapping
+
+    def default_network(self, service: MapNode) -> bool:
+        """Attach a service that names no network to `default`; True if it uses it."""
+        if "provider" in service:
+            return False
+        mode = service.get("network_mode")
+        if mode is not None:
+            return False
+        networks = service.get("networks")
+        if not networks:
+            mark = service.mark
+            service.set("networks", marked_map(mark, {"default": None}), mark, mark)
+            return True
+        return isinstance(networks, MapNode) and "default" in networks
+
+    def devices(self, service: MapNode, path: tuple) -> None:
+        devices = service.get("devices")
+        if not isinstance(devices, SeqNode):
+            return
+        for index, device in enumerate(devices):
+            if not isinstance(device, str):
+                continue
+            mark = devices.mark_of(index)
+            parts = device.split(":")
+            if len(parts) > 3:
+                self.problem(
+                    f"cannot read device mapping {device!r}",
+                    mark,
+                    (*path, "devices", index),
+                    hint="use the long syntax: {source, target, permissions}",
+                )
+                continue
+            source = parts[0]
+            target = parts[1] if len(parts) > 1 and parts[1] else source
+            permissions = parts[2] if len(parts) > 2 else "rwm"
+            devices[index] = marked_map(
+                mark, {"source": source, "target": target, "permissions": permissions}
+            )
+
+    def develop(self, service: MapNode) -> None:
+        develop = service.get("develop")
+        watch = develop.get("watch") if isinstance(develop, MapNode) else None
+        if not isinstance(watch, SeqNode):
+            return
+        for rule in watch:
+            if isinstance(rule, MapNode):
+                for key in ("ignore", "include"):
+                    self.string_or_list(rule, key)
+
+    def depends_on(self, service: MapNode, path: tuple) -> None:
+        """Long-form depends_on, plus the dependencies other fields imply."""
+        value = service.get("depends_on")
+        mark = service.mark_of("depends_on") if value is not None else service.mark
+        depends = MapNode(mark=getattr(value, "mark", mark))
+        if isinstance(value, SeqNode):
+            for index, name in enumerate(value):
+                item_mark = value.mark_of(index)
+                depends.set(scalar_text(name), self.dependency(item_mark, {}), item_mark, item_mark)
+        elif isinstance(value, MapNode):
+            for name, spec in value.items():
+                spec_mark = value.mark_of(name)
+                if spec is None:
+                    spec = MapNode(mark=spec_mark)
+                if not isinstance(spec, MapNode):
+                    self.problem(
+                        "a dependency is a mapping such as {condition: service_started}",
+                        spec_mark,
+                        (*path, "depends_on", name),
+                    )
+                    continue
+                depends.set(name, self.dependency(spec.mark or spec_mark, spec), None, None)
+                depends.copy_marks_from(value, name)
+        for name, dep_mark, restart in self.implicit_dependencies(service):
+            if name not in depends:
+                spec = self.dependency(dep_mark, {"restart": restart})
+                depends.set(name, spec, dep_mark, dep_mark)
+        if depends:
+            service.set("depends_on", depends, None, None)
+            if value is None:
+                service.key_marks["depends_on"] = service.value_marks["depends_on"] = mark
+
+    @staticmethod
+    def dependency(mark: Mark | None, spec: dict) -> MapNode:
+        node = spec if isinstance(spec, MapNode) else marked_map(mark, spec)
+        for key, default in (("condition", "service_started"), ("required", True)):
+            if key not in node:
+                node.set(key, default, mark, mark)
+        if "restart" not in node:
+            node.set("restart", False, mark, mark)
+        return node
+
+    @staticmethod
+    def implicit_dependencies(service: MapNode) -> list[tuple[str, Mark | None, bool]]:
+        """(service, mark, restart) for links, `service:x` namespaces and volumes_from."""
+        found: list[tuple[str, Mark | None, bool]] = []
+        links = service.get("links")
+        if isinstance(links, SeqNode):
+            for index, link in enumerate(links):
+                found.append((str(link).split(":", 1)[0], links.mark_of(index), True))
+        for key in NAMESPACE_FIELDS:
+            value = service.get(key)
+            if isinstance(value, str) and value.startswith(SERVICE_PREFIX):
+                found.append((value[len(SERVICE_PREFIX) :], service.mark_of(key), True))
+        volumes_from = service.get("volumes_from")
+        if isinstance(volumes_from, SeqNode):
+            for index, entry in enumerate(volumes_from):
+                text = str(entry)
+                if text.startswith(CONTAINER_PREFIX):
+                    continue
+                text = text.removeprefix(SERVICE_PREFIX)
+                found.append((text.split(":", 1)[0], volumes_from.mark_of(index), False))
+        return found
