@@ -1,0 +1,262 @@
+"""Checks the schema cannot express, on the normalized tree.
+
+Every reference must name something defined (services, networks, volumes,
+secrets, configs); `container_name` needs exactly one replica; an external
+resource is only referenced, so it must not say how to create it. Every
+problem is reported at once, in file order, each at the place it is written,
+with a did-you-mean hint when a defined name is close.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+from composer.loader.errors import LoadError, Problem
+from composer.loader.nodes import MapNode, Mark, SeqNode
+from composer.loader.normalize import (
+    CONTAINER_PREFIX,
+    NAMESPACE_FIELDS,
+    SERVICE_PREFIX,
+    sort_problems,
+)
+
+# Attributes that tell the engine how to create a resource; an external one already exists.
+CREATION_ATTRIBUTES = {
+    "networks": (
+        "driver",
+        "driver_opts",
+        "ipam",
+        "labels",
+        "internal",
+        "attachable",
+        "enable_ipv4",
+        "enable_ipv6",
+    ),
+    "volumes": ("driver", "driver_opts", "labels"),
+    "secrets": ("file", "environment", "content", "labels", "driver", "driver_opts"),
+    "configs": ("file", "environment", "content", "labels", "template_driver"),
+}
+
+
+def did_you_mean(name: Any, choices: Iterable[Any], what: str) -> str:
+    """A hint naming the closest defined name, or listing what is defined."""
+    names = [str(choice) for choice in choices]
+    close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    if not names:
+        return f"no {what} is defined"
+    shown = ", ".join(repr(n) for n in names[:8]) + (", …" if len(names) > 8 else "")
+    return f"defined {what}: {shown}"
+
+
+def check(tree: MapNode) -> None:
+    """Raise LoadError with every semantic problem of a normalized tree."""
+    checker = _Checker(tree)
+    checker.run()
+    if checker.problems:
+        raise LoadError(sort_problems(checker.problems))
+
+
+def _section(tree: MapNode, key: str) -> MapNode:
+    value = tree.get(key)
+    return value if isinstance(value, MapNode) else MapNode()
+
+
+class _Checker:
+    def __init__(self, tree: MapNode) -> None:
+        self.tree = tree
+        self.services = _section(tree, "services")
+        self.problems: list[Problem] = []
+        # (service, referenced name, mark) already reported, so an implicit
+        # depends_on entry does not repeat the error of the field implying it.
+        self.reported: set[tuple[str, str, Mark | None]] = set()
+        self.disabled = getattr(tree, "disabled_services", None) or getattr(
+            self.services, "disabled", None
+        )
+
+    def problem(
+        self, message: str, mark: Mark | None, path: tuple, hint: str | None = None
+    ) -> None:
+        self.problems.append(Problem(message, mark, tuple(path), hint))
+
+    def run(self) -> None:
+        for name, service in self.services.items():
+            if isinstance(service, MapNode):
+                self.service(name, service)
+        for section in CREATION_ATTRIBUTES:
+            self.externals(section)
+
+    # -- services --
+
+    def service_ref(self, owner: str, target: str, mark: Mark | None, path: tuple, what: str):
+        """Report a reference to an undefined service (once per place)."""
+        if target in self.services:
+            return
+        key = (owner, target, mark)
+        if key in self.reported:
+            return
+        self.reported.add(key)
+        hint = did_you_mean(target, self.services, "services")
+        profile_hint = self.profile_hint(target)
+        self.problem(
+            f"{what} refers to undefined service {target!r}", mark, path, profile_hint or hint
+        )
+
+    def profile_hint(self, target: str) -> str | None:
+        """When the profiles pass set the service aside, say which profile enables it."""
+        disabled = self.disabled
+        if not isinstance(disabled, dict) or target not in disabled:
+            return None
+        service = disabled[target]
+        profiles = service.get("profiles") if isinstance(service, dict) else None
+        if profiles:
+            names = ", ".join(repr(str(p)) for p in profiles)
+            return f"{target!r} is only enabled with profile {names}; use --profile"
+        return f"{target!r} is disabled by its profiles"
+
+    def service(self, name: str, service: MapNode) -> None:
+        path = ("services", name)
+        for key in NAMESPACE_FIELDS:
+            value = service.get(key)
+            if isinstance(value, str) and value.startswith(SERVICE_PREFIX):
+                target = value[len(SERVICE_PREFIX) :]
+                self.service_ref(name, target, service.mark_of(key), (*path, key), key)
+        links = service.get("links")
+        if isinstance(links, SeqNode):
+            for index, link in enumerate(links):
+                target = str(link).split(":", 1)[0]
+                self.service_ref(
+                    name, target, links.mark_of(index), (*path, "links", index), "link"
+                )
+        volumes_from = service.get("volumes_from")
+        if isinstance(volumes_from, SeqNode):
+            for index, entry in enumerate(volumes_from):
+                text = str(entry)
+                if text.startswith(CONTAINER_PREFIX):
+                    continue
+                target = text.removeprefix(SERVICE_PREFIX).split(":", 1)[0]
+                where = (*path, "volumes_from", index)
+                self.service_ref(name, target, volumes_from.mark_of(index), where, "volumes_from")
+        depends = service.get("depends_on")
+        if isinstance(depends, MapNode):
+            for target, spec in depends.items():
+                optional = isinstance(spec, dict) and spec.get("required") is False
+                if optional:
+                    continue  # docker compose only warns about a missing optional dependency
+                mark = depends.key_mark_of(target)
+                self.service_ref(name, target, mark, (*path, "depends_on", target), "depends_on")
+        extends = service.get("extends")
+        if isinstance(extends, MapNode) and "file" not in extends:
+            target = extends.get("service")
+            if isinstance(target, str):
+                mark = extends.mark_of("service")
+                self.service_ref(name, target, mark, (*path, "extends", "service"), "extends")
+        self.networks(name, service, path)
+        self.mounts(service, path)
+        for kind in ("secrets", "configs"):
+            self.file_refs(service, kind, path)
+        build = service.get("build")
+        if isinstance(build, MapNode):
+            self.file_refs(build, "secrets", (*path, "build"))
+        self.replicas(service, path)
+
+    def networks(self, name: str, service: MapNode, path: tuple) -> None:
+        networks = service.get("networks")
+        if not isinstance(networks, MapNode):
+            return
+        defined = _section(self.tree, "networks")
+        for network in networks:
+            if network not in defined:
+                self.problem(
+                    f"service {name!r} uses undefined network {network!r}",
+                    networks.key_mark_of(network),
+                    (*path, "networks", network),
+                    did_you_mean(network, defined, "networks")
+                    + " (declare it under the top-level 'networks:')",
+                )
+        mode = service.get("network_mode")
+        if networks and mode is not None and "network_mode" in service:
+            self.problem(
+                "'network_mode' and 'networks' cannot be used together",
+                service.key_mark_of("network_mode"),
+                (*path, "network_mode"),
+                "a service either joins networks or shares another network namespace",
+            )
+
+    def mounts(self, service: MapNode, path: tuple) -> None:
+        volumes = service.get("volumes")
+        if not isinstance(volumes, SeqNode):
+            return
+        defined = _section(self.tree, "volumes")
+        for index, mount in enumerate(volumes):
+            if not isinstance(mount, MapNode) or mount.get("type") != "volume":
+                continue
+            source = mount.get("source")
+            if not source or source in defined:
+                continue
+            self.problem(
+                f"named volume {source!r} is not declared",
+                mount.mark_of("source") or volumes.mark_of(index),
+                (*path, "volumes", index, "source"),
+                did_you_mean(source, defined, "volumes")
+                + " (declare it under the top-level 'volumes:', or start the source with"
+                " './' for a bind mount)",
+            )
+
+    def file_refs(self, owner: MapNode, kind: str, path: tuple) -> None:
+        refs = owner.get(kind)
+        if not isinstance(refs, SeqNode):
+            return
+        defined = _section(self.tree, kind)
+        for index, ref in enumerate(refs):
+            source = ref.get("source") if isinstance(ref, MapNode) else ref
+            if not isinstance(source, str) or source in defined:
+                continue
+            mark = ref.mark_of("source") if isinstance(ref, MapNode) else refs.mark_of(index)
+            self.problem(
+                f"undefined {kind[:-1]} {source!r}",
+                mark,
+                (*path, kind, index, "source"),
+                did_you_mean(source, defined, kind)
+                + f" (declare it under the top-level '{kind}:')",
+            )
+
+    def replicas(self, service: MapNode, path: tuple) -> None:
+        if "container_name" not in service:
+            return
+        counts: list[tuple[int, Mark | None, tuple]] = []
+        scale = service.get("scale")
+        if isinstance(scale, int) and not isinstance(scale, bool):
+            counts.append((scale, service.mark_of("scale"), (*path, "scale")))
+        deploy = service.get("deploy")
+        replicas = deploy.get("replicas") if isinstance(deploy, MapNode) else None
+        if isinstance(replicas, int) and not isinstance(replicas, bool):
+            counts.append((replicas, deploy.mark_of("replicas"), (*path, "deploy", "replicas")))
+        for count, mark, where in counts:
+            if count > 1:
+                self.problem(
+                    f"container_name {service['container_name']!r} cannot be shared by"
+                    f" {count} replicas",
+                    mark,
+                    where,
+                    "a container name is unique; remove container_name or use one replica",
+                )
+
+    # -- top-level resources --
+
+    def externals(self, section: str) -> None:
+        for name, resource in _section(self.tree, section).items():
+            if not isinstance(resource, MapNode) or resource.get("external") is not True:
+                continue
+            for key in CREATION_ATTRIBUTES[section]:
+                if key in resource:
+                    self.problem(
+                        f"external {section[:-1]} {name!r} cannot also set {key!r}",
+                        resource.key_mark_of(key),
+                        (section, name, key),
+                        "an external resource already exists; remove the attribute,"
+                        " or 'external: true' to let composer create it",
+                    )
