@@ -1,0 +1,595 @@
+"""Container lifecycle of the OCI runtime-spec: create, start, state, kill, delete, exec.
+
+State lives in <root>/<id>/: state.json and, while the container is "created", the exec
+fifo its init process waits on. `create` forks twice: stage 1 joins or unshares the
+namespaces (and gets the user namespace mapped), stage 2 is the container's PID 1, sets
+up the root filesystem and the process, then blocks reading the fifo until `start`
+writes one byte; then it execs the user program.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from runtime import state as disk
+from runtime.oci import hooks, linux, syscalls
+
+DEFAULT_ROOT = "/run/composer-runtime"
+OCI_VERSION = "1.0.2"
+STATE_FILE = "state.json"
+EXEC_FIFO = "exec.fifo"
+
+
+class ContainerError(RuntimeError):
+    """An operation the runtime-spec says must fail (bad state, unknown id, bad config)."""
+
+
+# ---------------------------------------------------------------- parent <-> child channel
+
+
+class _Channel:
+    """JSON lines over a pair of pipes: messages from the container's stages and replies."""
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.read_fd, self.write_fd = read_fd, write_fd
+        self._buffer = b""
+
+    def send(self, message: dict) -> None:
+        data = (disk.dumps(message) + "\n").encode()
+        while data:
+            data = data[os.write(self.write_fd, data) :]
+
+    def recv(self) -> dict | None:
+        while b"\n" not in self._buffer:
+            chunk = os.read(self.read_fd, 65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return disk.loads(line)
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _pipe_pair() -> tuple[_Channel, _Channel]:
+    """(parent end, child end)."""
+    down_r, down_w = os.pipe()
+    up_r, up_w = os.pipe()
+    return _Channel(up_r, down_w), _Channel(down_r, up_w)
+
+
+# ---------------------------------------------------------------- state on disk
+
+
+def _dir(root: str, container_id: str) -> str:
+    if not container_id or "/" in container_id or container_id in (".", ".."):
+        raise ContainerError(f"invalid container id {container_id!r}")
+    return os.path.join(root, container_id)
+
+
+def _load(root: str, container_id: str) -> dict:
+    try:
+        return disk.read_json(os.path.join(_dir(root, container_id), STATE_FILE))
+    except FileNotFoundError:
+        raise ContainerError(f"container {container_id!r} does not exist") from None
+
+
+def _save(root: str, record: dict) -> None:
+    disk.atomic_write_json(os.path.join(root, record["id"], STATE_FILE), record)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (boot ticks); None if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = text[text.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def _alive(record: dict) -> bool:
+    pid = record.get("pid") or 0
+    return pid > 0 and process_start_time(pid) == record.get("start_time")
+
+
+def status_of(root: str, record: dict) -> str:
+    if record["status"] == "creating":
+        return "creating" if _alive({**record, "pid": record.get("creator", 0)}) else "stopped"
+    if not _alive(record):
+        return "stopped"
+    if os.path.exists(os.path.join(root, record["id"], EXEC_FIFO)):
+        return "created"
+    if record.get("paused"):
+        return "paused"
+    return "running"
+
+
+def oci_state(root: str, record: dict, status: str | None = None) -> dict:
+    """The state object of the runtime-spec, as `state` prints and hooks read it."""
+    current = status or status_of(root, record)
+    out = {
+        "ociVersion": record.get("ociVersion", OCI_VERSION),
+        "id": record["id"],
+        "status": current,
+        "bundle": record["bundle"],
+        "annotations": record.get("annotations") or {},
+    }
+    if current != "stopped" and record.get("pid"):
+        out["pid"] = record["pid"]
+    return out
+
+
+def state(root: str, container_id: str) -> dict:
+    return oci_state(root, _load(root, container_id))
+
+
+def list_containers(root: str) -> list[dict]:
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        try:
+            record = _load(root, name)
+        except (ContainerError, ValueError):
+            continue
+        found.append({**oci_state(root, record), "created": record.get("created", "")})
+    return found
+
+
+# ---------------------------------------------------------------- cgroups (R2's interface)
+
+
+def _cgroup(record_or_config: dict, container_id: str):
+    from runtime.oci.cgroups import open_cgroup
+
+    linux_cfg = record_or_config.get("linux") or {}
+    return open_cgroup(linux_cfg.get("cgroupsPath"), container_id)
+
+
+# ---------------------------------------------------------------- create
+
+
+def load_config(bundle: str) -> dict:
+    try:
+        config = disk.read_json(os.path.join(bundle, "config.json"))
+    except FileNotFoundError:
+        raise ContainerError(f"no config.json in bundle {bundle}") from None
+    except ValueError as err:
+        raise ContainerError(f"config.json: {err}") from None
+    if not isinstance(config.get("root"), dict) or not config["root"].get("path"):
+        raise ContainerError("config.json: root.path is required")
+    process = config.get("process")
+    if not isinstance(process, dict) or not process.get("args"):
+        raise ContainerError("config.json: process.args is required")
+    if not process.get("cwd", "/").startswith("/"):
+        raise ContainerError("config.json: process.cwd must be absolute")
+    return config
+
+
+def create(
+    root: str,
+    container_id: str,
+    bundle: str,
+    pid_file: str | None = None,
+    console_socket: str | None = None,
+) -> int:
+    """Set up the container and leave its process waiting for `start`; return its pid."""
+    bundle = os.path.abspath(bundle)
+    config = load_config(bundle)
+    linux_cfg = config.get("linux") or {}
+    try:
+        joins, new_flags = linux.namespace_plan(linux_cfg.get("namespaces") or [])
+        caps = config["process"].get("capabilities")
+        masks = linux.capability_masks(caps) if caps is not None else None
+    except ValueError as err:
+        raise ContainerError(f"config.json: {err}") from None
+    if not new_flags & syscalls.CLONE_NEWNS:
+        raise ContainerError("config.json: a new mount namespace is required")
+    if config["process"].get("terminal") and not console_socket:
+        raise ContainerError("process.terminal needs --console-socket")
+
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    state_dir = _dir(root, container_id)
+    try:
+        os.mkdir(state_dir, 0o700)
+    except FileExistsError:
+        raise ContainerError(f"container {container_id!r} already exists") from None
+    record = {
+        "ociVersion": config.get("ociVersion", OCI_VERSION),
+        "id": container_id,
+        "status": "creating",
+        "bundle": bundle,
+        "annotations": config.get("annotations") or {},
+        "creator": os.getpid(),
+        "start_time": process_start_time(os.getpid()),
+        "created": _now(),
+        "config": config,
+    }
+    _save(root, record)
+    cgroup = None
+    pid = 0
+    try:
+        fifo = os.path.join(state_dir, EXEC_FIFO)
+        os.mkfifo(fifo, 0o600)
+        cgroup = _cgroup(config, container_id)
+        cgroup.create()
+        cgroup.apply(linux_cfg.get("resources") or {}, linux_cfg.get("devices") or [])
+        pid = _spawn(config, bundle, record, joins, new_flags, masks, fifo, console_socket, cgroup)
+    except BaseException:
+        if pid:
+            _kill_quietly(pid)
+        if cgroup is not None:
+            _destroy_cgroup(cgroup)
+        _remove_tree(state_dir)
+        raise
+    record.update(status="created", pid=pid, start_time=process_start_time(pid))
+    record.pop("creator")
+    _save(root, record)
+    if pid_file:
+        _write_pid_file(pid_file, pid)
+    return pid
+
+
+def _spawn(config, bundle, record, joins, new_flags, masks, fifo, console_socket, cgroup) -> int:
+    fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+    console_fd = _connect(console_socket) if console_socket else -1
+    parent, child = _pipe_pair()
+    stage1 = os.fork()
+    if stage1 == 0:
+        parent.close()
+        _run_child(child, _stage1, config, bundle, joins, new_flags, masks, fifo_fd, console_fd)
+    child.close()
+    os.close(fifo_fd)
+    if console_fd >= 0:
+        os.close(console_fd)
+    pid = 0
+    try:
+        pid = _supervise_create(parent, config, record, stage1, new_flags, cgroup)
+    finally:
+        parent.close()
+        _reap(stage1)
+    return pid
+
+
+def _supervise_create(parent: _Channel, config, record, stage1, new_flags, cgroup) -> int:
+    """Answer the stages: map ids and join the cgroup, run runtime-side hooks, wait ready."""
+    pid = 0
+    while True:
+        message = parent.recv()
+        if message is None:
+            raise ContainerError("container init exited during create")
+        kind = message["type"]
+        if kind == "error":
+            raise ContainerError(message["message"])
+        if kind == "stage1":
+            if new_flags & syscalls.CLONE_NEWUSER:
+                _write_id_maps(stage1, config["linux"])
+            cgroup.add(stage1)
+            parent.send({"type": "ack"})
+        elif kind == "pid":
+            pid = message["pid"]
+            record.update(pid=pid, start_time=process_start_time(pid))
+        elif kind == "hooks":
+            while not pid:  # stage 2 may speak before stage 1 reported its pid
+                early = parent.recv() or {"type": "error", "message": "init exited"}
+                if early["type"] != "pid":
+                    raise ContainerError(early.get("message", f"unexpected {early['type']}"))
+                pid = early["pid"]
+                record.update(pid=pid, start_time=process_start_time(pid))
+            hook_state = {**oci_state("", record, "creating"), "pid": pid}
+            try:
+                for stage in ("prestart", "createRuntime"):
+                    hooks.run_hooks(config, stage, hook_state)
+            except hooks.HookError as err:
+                raise ContainerError(str(err)) from None
+            parent.send({"type": "ack", "state": hook_state})
+        elif kind == "ready":
+            return pid
+
+
+def _write_id_maps(pid: int, linux_cfg: dict) -> None:
+    for name, key in (("uid_map", "uidMappings"), ("gid_map", "gidMappings")):
+        mappings = linux_cfg.get(key) or []
+        if mappings:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(linux.id_map_text(mappings))
+
+
+def _run_child(channel: _Channel, stage, *args) -> None:
+    """Run a forked stage; report any failure to the parent; never return."""
+    code = 1
+    try:
+        stage(channel, *args)
+        code = 0
+    except BaseException as err:
+        try:
+            channel.send({"type": "error", "message": _describe(err)})
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.strerror or err}: {err.filename}"
+    return str(err) or type(err).__name__
+
+
+def _stage1(channel, config, bundle, joins, new_flags, masks, fifo_fd, console_fd) -> None:
+    linux.join_namespaces(joins)
+    if new_flags & syscalls.CLONE_NEWUSER:
+        syscalls.unshare(syscalls.CLONE_NEWUSER)
+    channel.send({"type": "stage1"})
+    if (channel.recv() or {}).get("type") != "ack":
+        raise ContainerError("create aborted")
+    in_user_ns = bool(new_flags & syscalls.CLONE_NEWUSER) or any(j[0] == "user" for j in joins)
+    if in_user_ns:
+        syscalls.setresgid(0, 0, 0)
+        syscalls.setresuid(0, 0, 0)
+    syscalls.unshare(new_flags & ~syscalls.CLONE_NEWUSER)
+    pid = os.fork()
+    if pid == 0:
+        _run_child(
+            channel, _stage2, config, bundle, new_flags, in_user_ns, masks, fifo_fd, console_fd
+        )
+    channel.send({"type": "pid", "pid": pid})
+
+
+def _stage2(channel, config, bundle, new_flags, in_user_ns, masks, fifo_fd, console_fd) -> None:
+    """The container's init: becomes the user program after `start`."""
+    process = config["process"]
+    linux_cfg = config.get("linux") or {}
+    os.umask(0o022)
+    if not process.get("terminal"):
+        os.setsid()
+    linux.write_oom_score_adj(process.get("oomScoreAdj"))
+    linux.preload_modules(process, config)
+    seccomp_filter = _compile_seccomp(linux_cfg.get("seccomp"))
+    rootfs = linux.prepare_rootfs(config, bundle, new_flags, in_user_ns)
+    hook_state = None
+    if hooks.has_hooks(config, "prestart", "createRuntime", "createContainer", "startContainer"):
+        channel.send({"type": "hooks"})
+        reply = channel.recv() or {}
+        if reply.get("type") != "ack":
+            raise ContainerError("create aborted")
+        hook_state = reply["state"]
+        hooks.run_hooks(config, "createContainer", hook_state)
+    linux.pivot_into(rootfs, linux_cfg.get("rootfsPropagation"))
+    if process.get("terminal"):
+        linux.setup_terminal(console_fd)
+    linux.finish_rootfs(config)
+    linux.set_identity(config, bool(new_flags & syscalls.CLONE_NEWUTS))
+    linux.set_rlimits(process.get("rlimits") or [])
+    no_new_privs = bool(process.get("noNewPrivileges"))
+    if seccomp_filter and not no_new_privs:  # without no_new_privs loading needs CAP_SYS_ADMIN
+        seccomp_filter.load()
+    linux.set_user_and_capabilities(process.get("user") or {}, masks, linux.last_cap())
+    if no_new_privs:
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    if seccomp_filter and no_new_privs:
+        seccomp_filter.load()
+    os.chdir(process.get("cwd", "/"))
+    os.umask((process.get("user") or {}).get("umask", 0o022))
+    linux.reset_signals()
+    channel.send({"type": "ready"})
+    channel.close()
+    if console_fd >= 0:
+        os.close(console_fd)
+    if os.read(fifo_fd, 1) != b"0":  # `start` writes one byte; EOF means nobody will
+        os._exit(1)
+    os.close(fifo_fd)
+    if hook_state is not None:
+        hooks.run_hooks(config, "startContainer", {**hook_state, "status": "created"})
+    linux.exec_process(process)
+
+
+def _compile_seccomp(seccomp_cfg: dict | None):
+    """Compiled while libseccomp is reachable; loaded after pivot_root, as late as allowed."""
+    if not seccomp_cfg:
+        return None
+    from runtime.oci import seccomp
+
+    return seccomp.compile_filter(seccomp_cfg)
+
+
+def _connect(path: str) -> int:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as err:
+        sock.close()
+        raise ContainerError(f"console socket {path}: {err.strerror}") from None
+    return sock.detach()
+
+
+# ---------------------------------------------------------------- start, kill, delete
+
+
+def start(root: str, container_id: str) -> None:
+    record = _load(root, container_id)
+    current = status_of(root, record)
+    if current != "created":
+        raise ContainerError(f"container {container_id!r} is {current}, not created")
+    fifo = os.path.join(root, container_id, EXEC_FIFO)
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise ContainerError(f"container {container_id!r} cannot start: {err.strerror}") from None
+    try:
+        os.unlink(fifo)  # first: a second `start` must find no fifo
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
+    config = record["config"]
+    if hooks.has_hooks(config, "poststart"):
+        hooks.run_hooks(config, "poststart", oci_state(root, record, "running"))
+
+
+def parse_signal(value: str | int) -> int:
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    name = text.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ContainerError(f"unknown signal {value!r}") from None
+
+
+def kill(root: str, container_id: str, sig: int, all_processes: bool = False) -> None:
+    record = _load(root, container_id)
+    current = status_of(root, record)
+    if current not in ("created", "running", "paused"):
+        raise ContainerError(f"container {container_id!r} is {current}: nothing to signal")
+    if all_processes:
+        _cgroup(record["config"], container_id).kill_all(sig)
+    else:
+        os.kill(record["pid"], sig)
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    state_dir = _dir(root, container_id)
+    if not os.path.isdir(state_dir):
+        raise ContainerError(f"container {container_id!r} does not exist")
+    try:
+        record = _load(root, container_id)
+    except ValueError:  # a half-written create: nothing to keep
+        _remove_tree(state_dir)
+        return
+    current = status_of(root, record)
+    if current != "stopped":
+        if not force:
+            raise ContainerError(
+                f"container {container_id!r} is {current}, not stopped (use --force)"
+            )
+        _stop(record)
+    config = record["config"]
+    cgroup = _cgroup(config, container_id)
+    _destroy_cgroup(cgroup)
+    _remove_tree(state_dir)
+    if hooks.has_hooks(config, "poststop"):
+        hooks.run_hooks(config, "poststop", oci_state(root, record, "stopped"))
+
+
+def _stop(record: dict) -> None:
+    """SIGKILL the container's processes and wait until its init is gone."""
+    import time
+
+    try:
+        cgroup = _cgroup(record["config"], record["id"])
+        if record.get("paused"):
+            cgroup.thaw()
+        cgroup.kill_all(signal.SIGKILL)
+    except Exception:  # the init's own pid is killed below in any case
+        pass
+    pid = record.get("pid") or record.get("creator") or 0
+    if _alive(record) and pid > 0:
+        _kill_quietly(pid)
+    deadline = time.monotonic() + 10
+    while _alive(record) and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def _destroy_cgroup(cgroup) -> None:
+    cgroup.kill_all(signal.SIGKILL)
+    cgroup.destroy()
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    path = os.path.abspath(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ---------------------------------------------------------------- pause, ps, wait
+
+
+def pause(root: str, container_id: str) -> None:
+    record = _load(root, container_id)
+    current = status_of(root, record)
+    if current not in ("running", "created"):
+        raise ContainerError(f"container {container_id!r} is {current}: cannot pause")
+    _cgroup(record["config"], container_id).freeze()
+    record["paused"] = True
+    _save(root, record)
+
+
+def resume(root: str, container_id: str) -> None:
+    record = _load(root, container_id)
+    if status_of(root, record) != "paused":
+        raise ContainerError(f"container {container_id!r} is not paused")
+    _cgroup(record["config"], container_id).thaw()
+    record["paused"] = False
+    _save(root, record)
+
+
+def processes(root: str, container_id: str) -> list[int]:
+    record = _load(root, container_id)
+    return sorted(_cgroup(record["config"], container_id).pids())
+
+
+def become_subreaper() -> None:
+    """Orphaned container processes then come to us, so `run` and `exec` can wait on them."""
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+
+
+def wait_exit_code(pid: int) -> int:
+    """Reap `pid` (and any orphan before it); shell-style status: code, or 128+signal."""
+    while True:
+        try:
+            reaped, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        if reaped == pid:
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+            return os.WEXITSTATUS(status)
+
+
+def runtime_root(value: str | None) -> str:
+    return os.path.abspath(value or DEFAULT_ROOT)

@@ -1,0 +1,564 @@
+"""The container's side of `create`: namespaces, root filesystem, devices, process setup.
+
+Everything here takes plain data (the parsed config.json) and a `sys_` object with the
+functions of runtime.oci.syscalls, so unit tests can check order and flags with a fake.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import stat
+
+from runtime.oci import syscalls
+
+# OCI namespace type -> (clone flag, name under /proc/PID/ns)
+NAMESPACES = {
+    "user": (syscalls.CLONE_NEWUSER, "user"),
+    "pid": (syscalls.CLONE_NEWPID, "pid"),
+    "network": (syscalls.CLONE_NEWNET, "net"),
+    "ipc": (syscalls.CLONE_NEWIPC, "ipc"),
+    "uts": (syscalls.CLONE_NEWUTS, "uts"),
+    "mount": (syscalls.CLONE_NEWNS, "mnt"),
+    "cgroup": (syscalls.CLONE_NEWCGROUP, "cgroup"),
+    "time": (syscalls.CLONE_NEWTIME, "time"),
+}
+
+# option -> (clear?, flag); "clear" options switch a flag off.
+_MOUNT_FLAGS = {
+    "ro": (False, syscalls.MS_RDONLY),
+    "rw": (True, syscalls.MS_RDONLY),
+    "nosuid": (False, syscalls.MS_NOSUID),
+    "suid": (True, syscalls.MS_NOSUID),
+    "nodev": (False, syscalls.MS_NODEV),
+    "dev": (True, syscalls.MS_NODEV),
+    "noexec": (False, syscalls.MS_NOEXEC),
+    "exec": (True, syscalls.MS_NOEXEC),
+    "sync": (False, syscalls.MS_SYNCHRONOUS),
+    "async": (True, syscalls.MS_SYNCHRONOUS),
+    "dirsync": (False, syscalls.MS_DIRSYNC),
+    "remount": (False, syscalls.MS_REMOUNT),
+    "mand": (False, syscalls.MS_MANDLOCK),
+    "nomand": (True, syscalls.MS_MANDLOCK),
+    "atime": (True, syscalls.MS_NOATIME),
+    "noatime": (False, syscalls.MS_NOATIME),
+    "diratime": (True, syscalls.MS_NODIRATIME),
+    "nodiratime": (False, syscalls.MS_NODIRATIME),
+    "relatime": (False, syscalls.MS_RELATIME),
+    "norelatime": (True, syscalls.MS_RELATIME),
+    "strictatime": (False, syscalls.MS_STRICTATIME),
+    "nostrictatime": (True, syscalls.MS_STRICTATIME),
+    "lazytime": (False, syscalls.MS_LAZYTIME),
+    "nolazytime": (True, syscalls.MS_LAZYTIME),
+    "silent": (False, syscalls.MS_SILENT),
+    "loud": (True, syscalls.MS_SILENT),
+    "nosymfollow": (False, syscalls.MS_NOSYMFOLLOW),
+    "symfollow": (True, syscalls.MS_NOSYMFOLLOW),
+    "bind": (False, syscalls.MS_BIND),
+    "rbind": (False, syscalls.MS_BIND | syscalls.MS_REC),
+}
+
+PROPAGATION = {
+    "private": syscalls.MS_PRIVATE,
+    "rprivate": syscalls.MS_PRIVATE | syscalls.MS_REC,
+    "shared": syscalls.MS_SHARED,
+    "rshared": syscalls.MS_SHARED | syscalls.MS_REC,
+    "slave": syscalls.MS_SLAVE,
+    "rslave": syscalls.MS_SLAVE | syscalls.MS_REC,
+    "unbindable": syscalls.MS_UNBINDABLE,
+    "runbindable": syscalls.MS_UNBINDABLE | syscalls.MS_REC,
+}
+
+# Options runtimes understand but that are not mount(2) flags or fs data.
+_IGNORED_OPTIONS = {"defaults", "tmpcopyup", "rro", "rrw", "idmap", "ridmap", "copy-symlink"}
+
+# statvfs f_flag bits -> mount flags, to keep flags the kernel locks on a remount.
+_STATVFS_TO_MS = {
+    os.ST_RDONLY: syscalls.MS_RDONLY,
+    os.ST_NOSUID: syscalls.MS_NOSUID,
+    os.ST_NODEV: syscalls.MS_NODEV,
+    os.ST_NOEXEC: syscalls.MS_NOEXEC,
+    os.ST_NOATIME: syscalls.MS_NOATIME,
+    os.ST_NODIRATIME: syscalls.MS_NODIRATIME,
+    os.ST_RELATIME: syscalls.MS_RELATIME,
+}
+
+DEFAULT_DEVICES = [
+    {"path": "/dev/null", "type": "c", "major": 1, "minor": 3},
+    {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5},
+    {"path": "/dev/full", "type": "c", "major": 1, "minor": 7},
+    {"path": "/dev/random", "type": "c", "major": 1, "minor": 8},
+    {"path": "/dev/urandom", "type": "c", "major": 1, "minor": 9},
+    {"path": "/dev/tty", "type": "c", "major": 5, "minor": 0},
+]
+
+DEV_SYMLINKS = [
+    ("/proc/self/fd", "/dev/fd"),
+    ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"),
+    ("/proc/self/fd/2", "/dev/stderr"),
+    ("pts/ptmx", "/dev/ptmx"),
+]
+
+_DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+class ConfigError(ValueError):
+    """config.json asks for something this runtime must refuse."""
+
+
+# ---------------------------------------------------------------- namespaces
+
+
+def namespace_plan(namespaces: list[dict]) -> tuple[list[tuple[str, str]], int]:
+    """(namespaces to join by path, user first; clone flags of the new ones)."""
+    joins: list[tuple[str, str]] = []
+    new_flags = 0
+    seen: set[str] = set()
+    for entry in namespaces:
+        kind = entry.get("type")
+        if kind not in NAMESPACES:
+            raise ConfigError(f"unknown namespace type {kind!r}")
+        if kind in seen:
+            raise ConfigError(f"namespace {kind!r} given twice")
+        seen.add(kind)
+        if entry.get("path"):
+            joins.append((kind, entry["path"]))
+        else:
+            new_flags |= NAMESPACES[kind][0]
+    joins.sort(key=lambda join: join[0] != "user")
+    return joins, new_flags
+
+
+def join_namespaces(joins: list[tuple[str, str]], sys_=syscalls) -> None:
+    for kind, path in joins:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sys_.setns(fd, NAMESPACES[kind][0])
+        finally:
+            os.close(fd)
+
+
+def id_map_text(mappings: list[dict]) -> str:
+    return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
+
+
+# ---------------------------------------------------------------- mounts
+
+
+def parse_mount_options(options: list[str]) -> tuple[int, list[int], str]:
+    """(mount flags, propagation flags in order, fs-specific data)."""
+    flags = 0
+    propagation: list[int] = []
+    data: list[str] = []
+    for option in options:
+        if option in _MOUNT_FLAGS:
+            clear, flag = _MOUNT_FLAGS[option]
+            flags = flags & ~flag if clear else flags | flag
+        elif option in PROPAGATION:
+            propagation.append(PROPAGATION[option])
+        elif option not in _IGNORED_OPTIONS:
+            data.append(option)
+    return flags, propagation, ",".join(data)
+
+
+def resolve_in_root(root: str, path: str) -> str:
+    """`path` inside `root` with symlinks followed as if `root` were `/`: never escapes."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            target = os.readlink(candidate)
+        except OSError:  # not a symlink, or does not exist yet
+            resolved.append(part)
+            continue
+        hops += 1
+        if hops > 255:
+            raise OSError(40, "too many levels of symbolic links", path)
+        if target.startswith("/"):
+            resolved = []
+        parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+    return os.path.join(root, *resolved)
+
+
+def remount_flags(path: str) -> int:
+    """Flags the kernel would refuse to drop on a remount of `path` (locked in a user ns)."""
+    current = os.statvfs(path).f_flag
+    return sum(ms for st, ms in _STATVFS_TO_MS.items() if current & st and st != os.ST_RDONLY)
+
+
+def _make_mount_point(dest: str, source_is_dir: bool) -> None:
+    if source_is_dir:
+        os.makedirs(dest, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    if not os.path.lexists(dest):
+        os.close(os.open(dest, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+
+
+def mount_entry(
+    rootfs: str, bundle: str, entry: dict, new_cgroupns: bool = True, sys_=syscalls
+) -> None:
+    """One entry of config.json "mounts", below `rootfs` (before pivot_root)."""
+    options = entry.get("options") or []
+    flags, propagation, data = parse_mount_options(options)
+    fstype = entry.get("type") or ""
+    source = entry.get("source") or fstype or "none"
+    dest = resolve_in_root(rootfs, entry["destination"])
+    is_bind = bool(flags & syscalls.MS_BIND) or fstype == "bind"
+    if is_bind:
+        if not os.path.isabs(source):
+            source = os.path.join(bundle, source)
+        _make_mount_point(dest, os.path.isdir(source))
+        sys_.mount(source, dest, None, syscalls.MS_BIND | (flags & syscalls.MS_REC))
+        extra = flags & ~(syscalls.MS_BIND | syscalls.MS_REC | syscalls.MS_REMOUNT)
+        if extra:
+            remount = syscalls.MS_BIND | syscalls.MS_REMOUNT | extra
+            sys_.mount(None, dest, None, remount | remount_flags(dest))
+    elif fstype == "cgroup":
+        _make_mount_point(dest, True)
+        mount_cgroup_tree(dest, flags, new_cgroupns, sys_)
+    else:
+        _make_mount_point(dest, True)
+        try:
+            sys_.mount(source, dest, fstype, flags, data or None)
+        except PermissionError:
+            # sysfs and mqueue need their own net/ipc namespace in a user namespace:
+            # fall back to the host's, as a read-only bind like the runtimes before us.
+            if fstype not in ("sysfs", "mqueue"):
+                raise
+            host = "/sys" if fstype == "sysfs" else "/dev/mqueue"
+            sys_.mount(host, dest, None, syscalls.MS_BIND | syscalls.MS_REC)
+            sys_.mount(None, dest, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | flags)
+    for flag in propagation:
+        sys_.mount(None, dest, None, flag)
+
+
+def cgroup_hierarchies(mountinfo: str, proc_cgroup: str) -> list[tuple[str, str, str]]:
+    """(mount point, superblock options, this process's path) of each host cgroup mount."""
+    paths: dict[str, str] = {}
+    for line in proc_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        paths[controllers] = path
+    found = []
+    for line in mountinfo.splitlines():
+        left, _, right = line.partition(" - ")
+        fstype, _source, super_options = right.split(" ", 2)
+        fields = left.split()
+        root, mount_point = fields[3], fields[4]
+        if fstype == "cgroup2":
+            found.append((mount_point, "", _relative(paths.get(""), root)))
+        elif fstype == "cgroup":
+            names = [o for o in super_options.split(",") if o not in ("rw", "ro")]
+            key = ",".join(n for n in names if not n.startswith(("xattr", "release_agent")))
+            found.append((mount_point, key, _relative(paths.get(key), root)))
+    return found
+
+
+def _relative(path: str | None, mount_root: str) -> str:
+    path = path or "/"
+    if mount_root != "/" and path.startswith(mount_root):
+        path = path[len(mount_root) :] or "/"
+    return path
+
+
+def mount_cgroup_tree(dest: str, flags: int, new_cgroupns: bool, sys_=syscalls) -> None:
+    """/sys/fs/cgroup in the container: cgroup2 as is, or v1 as a tmpfs of hierarchies.
+
+    Runs before pivot_root, after joining the container's cgroup. With its own cgroup
+    namespace each hierarchy is mounted fresh (its root is the container's cgroup);
+    without one the container's cgroup directories are bound, so the host's tree
+    stays out of sight.
+    """
+    readonly = flags & syscalls.MS_RDONLY
+    base = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
+    with open("/proc/self/mountinfo") as f:
+        mountinfo = f.read()
+    with open("/proc/self/cgroup") as f:
+        proc_cgroup = f.read()
+    hierarchies = cgroup_hierarchies(mountinfo, proc_cgroup)
+    if [h for h in hierarchies if h[0] == "/sys/fs/cgroup" and not h[1]]:  # pure v2 host
+        sys_.mount("cgroup2", dest, "cgroup2", base | flags, None)
+        return
+    sys_.mount("tmpfs", dest, "tmpfs", base, "mode=755")
+    for mount_point, options, path in hierarchies:
+        if not mount_point.startswith("/sys/fs/cgroup/"):
+            continue
+        name = mount_point[len("/sys/fs/cgroup/") :]
+        target = os.path.join(dest, name)
+        os.makedirs(target, exist_ok=True)
+        if new_cgroupns:
+            fstype = "cgroup" if options else "cgroup2"
+            sys_.mount("cgroup", target, fstype, base | readonly, options or None)
+        else:
+            sys_.mount(mount_point + path, target, None, syscalls.MS_BIND)
+            sys_.mount(None, target, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | base | readonly)
+    if readonly:
+        sys_.mount(None, dest, None, syscalls.MS_REMOUNT | syscalls.MS_RDONLY | base, "mode=755")
+
+
+def create_devices(rootfs: str, devices: list[dict], in_user_ns: bool, sys_=syscalls) -> None:
+    """mknod each device below rootfs; in a user namespace bind the host's node instead."""
+    for device in devices:
+        path = resolve_in_root(rootfs, device["path"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if os.path.lexists(path):
+            os.unlink(path)
+        kind = _DEVICE_TYPES.get(device.get("type", "c"))
+        if kind is None:
+            raise ConfigError(f"device {device['path']}: unknown type {device.get('type')!r}")
+        mode = device.get("fileMode", 0o666) & 0o7777
+        if in_user_ns:
+            _make_mount_point(path, False)
+            sys_.mount(device["path"], path, None, syscalls.MS_BIND)
+            continue
+        sys_.mknod(path, kind | mode, device.get("major", 0), device.get("minor", 0))
+        sys_.chown(path, device.get("uid", 0), device.get("gid", 0))
+
+
+def create_dev_symlinks(rootfs: str, sys_=syscalls) -> None:
+    links = list(DEV_SYMLINKS)
+    if os.path.exists("/proc/kcore"):
+        links.append(("/proc/kcore", "/dev/core"))
+    for target, link in links:
+        path = os.path.join(rootfs, link.lstrip("/"))
+        if not os.path.lexists(path):
+            sys_.symlink(target, path)
+
+
+def dev_is_ours(mounts: list[dict]) -> bool:
+    """True when config mounts a fresh /dev (not a bind of the host's), so we fill it."""
+    for entry in mounts:
+        if os.path.normpath(entry["destination"]) == "/dev":
+            return entry.get("type") != "bind" and "bind" not in (entry.get("options") or [])
+    return False
+
+
+def prepare_rootfs(
+    config: dict, bundle: str, new_flags: int, in_user_ns: bool, sys_=syscalls
+) -> str:
+    """Mounts, devices and symlinks below the rootfs, in the container's mount namespace.
+
+    Returns the absolute rootfs path; pivot_root comes after the createContainer hooks.
+    """
+    linux = config.get("linux") or {}
+    rootfs = os.path.join(bundle, config["root"]["path"])
+    propagation = PROPAGATION.get(linux.get("rootfsPropagation", ""), 0)
+    # Slave (or what config asks) recursively first: no mount we make reaches the host.
+    first = propagation | syscalls.MS_REC if propagation else syscalls.MS_SLAVE | syscalls.MS_REC
+    if first & syscalls.MS_SHARED:  # pivot_root refuses a shared parent mount
+        first = syscalls.MS_SLAVE | syscalls.MS_REC
+    sys_.mount(None, "/", None, first)
+    sys_.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
+    mounts = config.get("mounts") or []
+    for entry in mounts:
+        mount_entry(rootfs, bundle, entry, bool(new_flags & syscalls.CLONE_NEWCGROUP), sys_)
+    devices = list(linux.get("devices") or [])
+    if dev_is_ours(mounts):
+        configured = {d["path"] for d in devices}
+        defaults = [d for d in DEFAULT_DEVICES if d["path"] not in configured]
+        devices = defaults + devices
+        create_dev_symlinks(rootfs, sys_)
+    create_devices(rootfs, devices, in_user_ns, sys_)
+    cwd = (config.get("process") or {}).get("cwd")
+    if cwd:
+        try:
+            os.makedirs(resolve_in_root(rootfs, cwd), exist_ok=True)
+        except OSError:
+            pass  # read-only image: exec reports a missing cwd clearly
+    return rootfs
+
+
+def pivot_into(rootfs: str, propagation: str | None, sys_=syscalls) -> None:
+    """pivot_root into rootfs and detach the old root without touching the host's mounts."""
+    sys_.chdir(rootfs)
+    sys_.pivot_root(".", ".")
+    # The old root now sits on top of "."; make it slave so the detach cannot propagate.
+    sys_.mount(None, ".", None, syscalls.MS_SLAVE | syscalls.MS_REC)
+    sys_.umount2(".", syscalls.MNT_DETACH)
+    sys_.chdir("/")
+    if propagation in PROPAGATION:
+        sys_.mount(None, "/", None, PROPAGATION[propagation])
+
+
+def mask_paths(paths: list[str], sys_=syscalls) -> None:
+    for path in paths:
+        try:
+            is_dir = os.path.isdir(path) and not os.path.islink(path)
+            if is_dir:
+                sys_.mount("tmpfs", path, "tmpfs", syscalls.MS_RDONLY, None)
+            else:
+                sys_.mount("/dev/null", path, None, syscalls.MS_BIND)
+        except FileNotFoundError:
+            continue
+
+
+def readonly_paths(paths: list[str], sys_=syscalls) -> None:
+    for path in paths:
+        try:
+            sys_.mount(path, path, None, syscalls.MS_BIND | syscalls.MS_REC)
+        except FileNotFoundError:
+            continue
+        flags = syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY
+        sys_.mount(None, path, None, flags | remount_flags(path))
+
+
+def make_root_readonly(sys_=syscalls) -> None:
+    flags = syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY
+    sys_.mount(None, "/", None, flags | remount_flags("/"))
+
+
+def finish_rootfs(config: dict, sys_=syscalls) -> None:
+    """After pivot_root: masked and read-only paths, then the read-only root."""
+    linux = config.get("linux") or {}
+    mask_paths(linux.get("maskedPaths") or [], sys_)
+    readonly_paths(linux.get("readonlyPaths") or [], sys_)
+    if config["root"].get("readonly"):
+        make_root_readonly(sys_)
+
+
+# ---------------------------------------------------------------- process
+
+
+def set_identity(config: dict, new_uts: bool, sys_=syscalls) -> None:
+    """hostname, domainname and sysctls: these belong to namespaces the container owns."""
+    linux = config.get("linux") or {}
+    for key, setter in (("hostname", sys_.sethostname), ("domainname", sys_.setdomainname)):
+        value = config.get(key)
+        if value is None:
+            continue
+        if not new_uts:
+            raise ConfigError(f"{key} needs a new uts namespace")
+        setter(value)
+    for key, value in (linux.get("sysctl") or {}).items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        with open(path, "w") as f:
+            f.write(str(value))
+
+
+def set_rlimits(rlimits: list[dict]) -> None:
+    for entry in rlimits:
+        kind = getattr(resource, entry["type"], None)
+        if kind is None:
+            raise ConfigError(f"unknown rlimit {entry['type']!r}")
+        resource.setrlimit(kind, (entry["soft"], entry["hard"]))
+
+
+def capability_masks(caps: dict) -> dict[str, int]:
+    """OCI capability names -> masks per set; unknown names raise ValueError."""
+    from runtime.oci import capabilities
+
+    return {
+        kind: capabilities.to_mask(caps.get(kind) or [])
+        for kind in ("bounding", "effective", "permitted", "inheritable", "ambient")
+    }
+
+
+def last_cap() -> int:
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+def drop_bounding(bounding: int, highest: int, sys_=syscalls) -> None:
+    for cap in range(highest + 1):
+        if not bounding & (1 << cap) and sys_.prctl(syscalls.PR_CAPBSET_READ, cap) == 1:
+            sys_.prctl(syscalls.PR_CAPBSET_DROP, cap)
+
+
+def set_user_and_capabilities(
+    user: dict, masks: dict[str, int] | None, highest: int, sys_=syscalls
+) -> None:
+    """Bounding drop, then uid/gid (keeping caps), then capset, then ambient."""
+    if masks is not None:
+        drop_bounding(masks["bounding"], highest, sys_)
+    sys_.prctl(syscalls.PR_SET_KEEPCAPS, 1)
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    additional = user.get("additionalGids")
+    if additional is not None or _setgroups_allowed():
+        sys_.setgroups(list(additional or []))
+    sys_.setresgid(gid, gid, gid)
+    sys_.setresuid(uid, uid, uid)
+    sys_.prctl(syscalls.PR_SET_KEEPCAPS, 0)
+    if masks is None:
+        return
+    sys_.capset(masks["effective"], masks["permitted"], masks["inheritable"])
+    sys_.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
+    for cap in range(highest + 1):
+        if masks["ambient"] & (1 << cap):
+            try:
+                sys_.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, cap)
+            except PermissionError:
+                pass  # ambient needs the cap in permitted and inheritable: as runc, go on
+
+
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() != "deny"
+    except OSError:
+        return True
+
+
+def write_oom_score_adj(value: int | None) -> None:
+    if value is None:
+        return
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(value))
+
+
+def reset_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec, so restore them."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def exec_process(process: dict) -> None:
+    """Replace this process with the user program; never returns on success."""
+    env = dict(item.split("=", 1) for item in process.get("env") or [] if "=" in item)
+    args = process["args"]
+    os.closerange(3, 65536)
+    if "/" in args[0]:
+        os.execve(args[0], args, env)
+    os.execvpe(args[0], args, env)
+
+
+def preload_modules(process: dict, config: dict) -> None:
+    """Import now what runs after pivot_root: the interpreter's library is out of reach then."""
+    import json  # noqa: F401  hooks and errors
+
+    if process.get("terminal"):
+        import fcntl  # noqa: F401
+        import socket  # noqa: F401
+        import termios  # noqa: F401
+    if (config.get("hooks") or {}).get("startContainer"):
+        import subprocess  # noqa: F401
+
+
+def setup_terminal(console_socket: int, sys_=syscalls) -> None:
+    """A pty made in the container's devpts: slave becomes stdio, master goes out by SCM_RIGHTS."""
+    import fcntl
+    import socket
+    import termios
+
+    master, slave = os.openpty()
+    try:
+        sock = socket.socket(fileno=console_socket)
+        socket.send_fds(sock, [b"/dev/ptmx"], [master])
+        sock.detach()
+    finally:
+        os.close(master)
+    sys_.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
