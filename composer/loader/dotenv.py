@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from composer.loader.errors import LoadError, Problem, global_sources
-from composer.loader.interpolate import Lookup, TemplateError, substitute
+from composer.loader.interpolate import Lookup, Resolver, TemplateError, parse_template, render
 from composer.loader.nodes import Mark
 
 
@@ -100,8 +100,13 @@ def parse_dotenv(
     lookup: Lookup | None = None,
     *,
     fallback: Lookup | None = None,
+    on_unset: Callable[[str, Mark], None] | None = None,
 ) -> dict[str, DotenvValue]:
-    """Parse .env text; raises LoadError with every malformed line (FILE:LINE:COL)."""
+    """Parse .env text; raises LoadError with every malformed line (FILE:LINE:COL).
+
+    on_unset(name, mark) hears of each `$NAME` that resolved to nothing, as
+    docker compose warns about those.
+    """
     global_sources().add(filename, text)
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -127,7 +132,7 @@ def parse_dotenv(
         if text[pos] == "#":
             pos = reader.line_end(pos)
             continue
-        pos = _read_entry(reader, pos, values, resolve)
+        pos = _read_entry(reader, pos, values, resolve, on_unset)
     if reader.problems:
         raise LoadError(reader.problems)
     return values
@@ -138,6 +143,7 @@ def _read_entry(
     pos: int,
     values: dict[str, DotenvValue],
     resolve: Callable[[str], str | None],
+    on_unset: Callable[[str, Mark], None] | None,
 ) -> int:
     """Read one KEY[=value] entry starting at pos; returns where the next one may start."""
     text = reader.text
@@ -191,12 +197,25 @@ def _read_entry(
         end = reader.line_end(pos)
         raw = text[pos:end].split(" #", 1)[0].rstrip()
     try:
-        value = substitute(raw, resolve)
+        value = render(parse_template(raw), _Resolver(resolve, on_unset, value_mark))
     except TemplateError as exc:
         reader.problems.append(Problem(str(exc), value_mark, (key,), exc.hint))
         return end
     values[key] = DotenvValue(value, value_mark)
     return end
+
+
+class _Resolver(Resolver):
+    def __init__(
+        self, lookup: Lookup, on_unset: Callable[[str, Mark], None] | None, mark: Mark
+    ) -> None:
+        super().__init__(lookup)
+        self.on_unset = on_unset
+        self.mark = mark
+
+    def unset(self, name: str) -> None:
+        if self.on_unset is not None:
+            self.on_unset(name, self.mark)
 
 
 def _read_quoted(reader: _Reader, start: int, key: str) -> tuple[str | None, int]:

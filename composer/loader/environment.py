@@ -56,6 +56,15 @@ class _Shared:
         self.warned: set[str] = set()
         self.defaults: dict[str, tuple[str, Mark | None]] = {}
 
+    def report_unset(self, name: str, mark: Mark | None) -> None:
+        if name in self.warned:
+            return
+        self.warned.add(name)
+        where = f"{mark}: " if mark else ""
+        self.warnings.append(
+            f'{where}The "{name}" variable is not set. Defaulting to a blank string.'
+        )
+
 
 class Environment:
     """Resolved variables of one project; build it with build_environment()."""
@@ -113,13 +122,7 @@ class Environment:
 
     def report_unset(self, name: str, mark: Mark | None) -> None:
         """Warn, once per name, that an unset variable became a blank string."""
-        if name in self._shared.warned:
-            return
-        self._shared.warned.add(name)
-        where = f"{mark}: " if mark else ""
-        self._shared.warnings.append(
-            f'{where}The "{name}" variable is not set. Defaulting to a blank string.'
-        )
+        self._shared.report_unset(name, mark)
 
     def child(
         self, project_dir: str, env_files: list[str] | None = None, base_dir: str | None = None
@@ -142,7 +145,7 @@ class Environment:
         else:
             paths = _default_env_file(project_dir)
             given = paths
-        entries = _read_env_files(paths, given, self.lookup)
+        entries = _read_env_files(paths, given, self.lookup, self._shared)
         entries.update(self._entries)
         return Environment(entries, project_dir, [_show(p) for p in paths], self._shared)
 
@@ -166,10 +169,11 @@ def build_environment(
     else:
         paths = [] if _default_env_file_disabled(shell) else _default_env_file(project_dir)
         given = paths
+    shared = _Shared(strict)
     hint = "relative --env-file paths start in the current directory"
-    entries = _read_env_files(paths, given, shell.get, hint)
+    entries = _read_env_files(paths, given, shell.get, shared, hint)
     entries.update((name, _Entry(value, SHELL)) for name, value in shell.items())
-    return Environment(entries, project_dir, [_show(p) for p in paths], _Shared(strict))
+    return Environment(entries, project_dir, [_show(p) for p in paths], shared)
 
 
 def _default_env_file(project_dir: str) -> list[str]:
@@ -198,7 +202,11 @@ def _show(path: str) -> str:
 
 
 def _read_env_files(
-    paths: list[str], given: list[str], outer: Lookup, missing_hint: str | None = None
+    paths: list[str],
+    given: list[str],
+    outer: Lookup,
+    shared: _Shared,
+    missing_hint: str | None = None,
 ) -> dict[str, _Entry]:
     """Read env files in order (a later one wins); `outer` resolves first, as the shell does."""
     entries: dict[str, _Entry] = {}
@@ -214,7 +222,9 @@ def _read_env_files(
         if text is None:
             continue
         try:
-            values = parse_dotenv(text, shown, outer, fallback=earlier)
+            values = parse_dotenv(
+                text, shown, outer, fallback=earlier, on_unset=shared.report_unset
+            )
         except LoadError as exc:
             problems.extend(exc.problems)
             continue

@@ -137,3 +137,18 @@ def test_every_malformed_line_is_reported_at_once():
 
 def test_comment_after_closing_quote_is_fine():
     assert values("A='x'   # note\nB=\"y\"#tight\n") == {"A": "x", "B": "y"}
+
+
+def test_the_full_escape_set_of_double_quotes():
+    text = 'KEY="Z\\aZ\\bZ\\fZ\\nZ\\rZ\\tZ\\vZ\\\\Z\\0123Z\\0400Z\\u12e4"\n'
+    assert values(text)["KEY"] == "Z\aZ\bZ\fZ\nZ\rZ\tZ\vZ\\ZSZ\\0400Z\\u12e4"
+
+
+def test_unset_variables_in_values_are_reported_with_the_value_mark():
+    heard = []
+    parse_dotenv(
+        "A=$NOPE\nB='$QUIET'\nC=\"${NOPE}${ALSO}\"\nD=${X:-ok}\n",
+        ".env",
+        on_unset=lambda name, mark: heard.append((name, str(mark))),
+    )
+    assert heard == [("NOPE", ".env:1:3"), ("NOPE", ".env:3:3"), ("ALSO", ".env:3:3")]

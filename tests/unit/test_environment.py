@@ -171,3 +171,15 @@ def test_child_with_explicit_env_files(project, tmp_path):
 def test_strict_is_kept(project):
     assert build_environment({}, [], str(project), strict=True).strict is True
     assert build_environment({}, [], str(project)).strict is False
+
+
+def test_unset_variables_in_env_files_warn_once_like_the_compose_file(project):
+    write(project / ".env", "A=${NOPE}\nB=$NOPE\n")
+    env = build_environment({}, [], str(project))
+    dotenv = display_name(str(project / ".env"))
+    assert env.warnings == [
+        f'{dotenv}:1:3: The "NOPE" variable is not set. Defaulting to a blank string.'
+    ]
+    tree = parse_compose("x: $NOPE\n", "c.yaml")
+    interpolate(tree, env)
+    assert len(env.warnings) == 1
