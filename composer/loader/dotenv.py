@@ -163,7 +163,11 @@ def _read_entry(
         pos += 1
     key = text[key_start:pos].rstrip()
     if any(c in _BLANK for c in key):
-        reader.problem(f"variable name {key!r} contains a space", key_start)
+        reader.problem(
+            f"variable name {key!r} contains a space",
+            key_start,
+            hint="write KEY=value; a value with spaces needs no quotes, a name cannot have them",
+        )
         return reader.line_end(pos)
     if pos >= len(text) or text[pos] == "\n":
         # A bare KEY takes its value from the environment, if it is there.

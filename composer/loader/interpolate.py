@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from composer.loader.errors import LoadError, Problem
+from composer.loader.errors import LoadError, Problem, global_sources
 from composer.loader.nodes import MapNode, Mark, SeqNode
 
 if TYPE_CHECKING:
@@ -477,7 +477,7 @@ def cast(tree: Any, env: Environment | None = None) -> None:
         try:
             container[key] = caster(text)
         except _CastError as exc:
-            problems.append(Problem(str(exc), mark, path))
+            problems.append(Problem(str(exc), mark, path, _interpolation_hint(mark)))
             continue
         if env is not None and caster is _to_bool and text.lower() in _YAML11_BOOLEANS:
             word = "true" if container[key] else "false"
@@ -487,6 +487,14 @@ def cast(tree: Any, env: Environment | None = None) -> None:
             )
     if problems:
         raise LoadError(problems)
+
+
+def _interpolation_hint(mark: Mark | None) -> str | None:
+    """Say so when the bad value came out of interpolation: the user sees a different text."""
+    line = global_sources().line(mark.file, mark.line) if mark else None
+    if line is not None and "$" in line[mark.col - 1 :]:
+        return "this is the value after interpolation; check the variables it uses"
+    return None
 
 
 def _document_order(mark: Mark | None) -> tuple:

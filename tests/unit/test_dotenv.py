@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from composer.loader.dotenv import DotenvValue, parse_dotenv
 from composer.loader.errors import LoadError
@@ -152,3 +154,18 @@ def test_unset_variables_in_values_are_reported_with_the_value_mark():
         on_unset=lambda name, mark: heard.append((name, str(mark))),
     )
     assert heard == [("NOPE", ".env:1:3"), ("NOPE", ".env:3:3"), ("ALSO", ".env:3:3")]
+
+
+_DOTENV_ALPHABET = "AB_x= \t\n#'\"\\${}:-?+.export0é\r\ufeff"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=_DOTENV_ALPHABET, max_size=60))
+def test_any_text_parses_or_fails_with_located_problems(text):
+    try:
+        result = parse_dotenv(text, "f.env", {"x": "1"}.get)
+    except LoadError as exc:
+        assert exc.problems and all(p.mark and p.mark.file == "f.env" for p in exc.problems)
+        return
+    for key, entry in result.items():
+        assert key and isinstance(entry.value, str) and entry.mark.line >= 1

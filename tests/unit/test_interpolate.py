@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from composer.loader.environment import build_environment
 from composer.loader.errors import LoadError
@@ -402,6 +404,16 @@ def test_cast_errors_name_each_place(tmp_path):
     ]
 
 
+def test_cast_error_of_an_interpolated_value_says_so(tmp_path):
+    tree = parse_compose("services:\n  web:\n    cpus: ${CPUS:-lots}\n    scale: x\n", "i.yaml")
+    interpolate(tree, env_of({}, tmp_path))
+    with pytest.raises(LoadError) as info:
+        cast(tree)
+    first, second = info.value.problems
+    assert first.message == "'lots' is not a number" and "after interpolation" in first.hint
+    assert second.hint is None
+
+
 def test_yaml_11_booleans_are_accepted_with_a_warning(tmp_path):
     tree = parse_compose("services:\n  web:\n    tty: yes\n    init: 'off'\n", "c.yaml")
     env = env_of({}, tmp_path)
@@ -430,3 +442,20 @@ def test_cast_table_has_compose_go_paths():
     assert ("services", "*", "stop_grace_period") not in CAST_TABLE
     assert ("networks", "*", "enable_ipv6") in CAST_TABLE
     assert len(CAST_TABLE) == 42
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="$${}:-?+AB_x 1\n", max_size=40))
+def test_any_value_substitutes_or_fails_with_a_located_problem(tmp_path_factory, text):
+    tree = MapNode({"k": text}, mark=Mark("c.yaml", 1, 1))
+    tree.value_marks["k"] = Mark("c.yaml", 1, 4)
+    env = env_of({"A": "a", "B": ""}, tmp_path_factory.getbasetemp())
+    try:
+        interpolate(tree, env)
+    except LoadError as exc:
+        assert [(p.mark, p.path) for p in exc.problems] == [(Mark("c.yaml", 1, 4), ("k",))]
+        return
+    assert isinstance(tree["k"], str)
+    # Without any `$`, nothing changes.
+    if "$" not in text:
+        assert tree["k"] == text
