@@ -153,6 +153,19 @@ def read_json(path: str | os.PathLike, default=_MISSING):
         return default
 
 
+def update_json(path: str | os.PathLike, changes: dict, purpose: str) -> dict:
+    """Merge `changes` into the JSON object in `path` (read-modify-write under a lock).
+
+    Writers that share a file (the engine and a container's shim share state.json)
+    serialise on `<path>.lock`, so neither loses the other's fields.
+    """
+    with Lock(f"{os.fspath(path)}.lock", purpose, timeout=30):
+        data = read_json(path, {})
+        data.update(changes)
+        atomic_write_json(path, data)
+        return data
+
+
 # ---------------------------------------------------------------- locks
 
 

@@ -193,3 +193,11 @@ def test_lock_timeout_none_is_blocking_wait(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_update_json_merges_under_lock(tmp_path):
+    path = tmp_path / "state.json"
+    assert state.update_json(path, {"a": 1}, "first") == {"a": 1}
+    assert state.update_json(path, {"b": 2}, "second") == {"a": 1, "b": 2}
+    assert read_json(path) == {"a": 1, "b": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.lock"]

@@ -1,0 +1,507 @@
+"""The Python Engine API for containers: bundle on disk, one shim each, no daemon.
+
+Every container lives in COMPOSER_ROOT/containers/<id>/:
+
+    state.json   what the engine and the shim know (status, pids, exit, labels, runtime)
+    bundle/      config.json (from runtime.oci.spec.build_config) for the OCI runtime
+    log.jsonl    output, one JSON record per line (runtime.logs)
+    shim.sock    the shim's control socket, shim.pid its pid
+
+The OCI runtime (`composer-runtime`, `crun` or `runc`, all with runc's command line) keeps
+its own state under COMPOSER_ROOT/runtimes/<name>. A container remembers the runtime it
+was created with, so an Engine with another default still manages it. If a shim dies,
+the container is still found from state.json and the runtime's state, and `remove` ends it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal as signals
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from runtime import shim
+from runtime.logs import display, read_records
+from runtime.state import Lock, atomic_write_json, read_json, state_root, update_json
+
+DEFAULT_RUNTIME = "composer-runtime"
+
+
+class ContainerError(Exception):
+    """A container operation that cannot be done (unknown id, wrong state, runtime error)."""
+
+
+class NoSuchContainer(ContainerError):
+    pass
+
+
+def runtime_command(name: str) -> list[str]:
+    """argv prefix for an OCI runtime given by name or path."""
+    if name == DEFAULT_RUNTIME:
+        script = os.path.join(os.path.dirname(sys.executable), DEFAULT_RUNTIME)
+        if os.access(script, os.X_OK):
+            return [script]
+        found = shutil.which(name)
+        return [found] if found else [sys.executable, "-m", "runtime.cli"]
+    found = shutil.which(name)
+    if not found:
+        raise ContainerError(f"OCI runtime {name!r} not found")
+    return [found]
+
+
+def signal_number(sig: int | str | None, default: int = signals.SIGTERM) -> int:
+    """A signal as a number, from 15, "15", "TERM" or "SIGTERM"."""
+    if sig is None or sig == "":
+        return default
+    if isinstance(sig, int):
+        return sig
+    text = str(sig).strip().upper()
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signals.Signals[text if text.startswith("SIG") else "SIG" + text])
+    except KeyError:
+        raise ValueError(f"unknown signal {sig!r}") from None
+
+
+class Engine:
+    def __init__(self, root: str | os.PathLike | None = None, runtime: str = DEFAULT_RUNTIME):
+        self.root = state_root(root)
+        self.runtime = runtime
+        self.containers = self.root / "containers"
+
+    # ------------------------------------------------------------ lookup
+
+    def _dir(self, container_id: str) -> Path:
+        return self.containers / container_id
+
+    def resolve(self, ref: str) -> str:
+        """The id for a full id, a unique id prefix or a name."""
+        if not ref or "/" in ref or ref in (".", ".."):
+            raise NoSuchContainer(f"no such container: {ref!r}")
+        if (self._dir(ref) / "state.json").exists():
+            return ref
+        ids = self._ids()
+        by_name = [i for i in ids if read_json(self._dir(i) / "state.json", {}).get("name") == ref]
+        if by_name:
+            return by_name[0]
+        by_prefix = [i for i in ids if i.startswith(ref)]
+        if len(by_prefix) == 1:
+            return by_prefix[0]
+        if len(by_prefix) > 1:
+            raise ContainerError(
+                f"{ref!r} matches {len(by_prefix)} containers; give more of the id"
+            )
+        raise NoSuchContainer(f"no such container: {ref}")
+
+    def _ids(self) -> list[str]:
+        try:
+            return sorted(
+                e.name
+                for e in os.scandir(self.containers)
+                if (Path(e.path) / "state.json").exists()
+            )
+        except FileNotFoundError:
+            return []
+
+    def _state(self, container_id: str) -> dict:
+        try:
+            return read_json(self._dir(container_id) / "state.json")
+        except FileNotFoundError:
+            raise NoSuchContainer(f"no such container: {container_id}") from None
+
+    def _lock(self, container_id: str, purpose: str, timeout: float | None = 60) -> Lock:
+        return Lock(self._dir(container_id) / "lock", purpose, timeout=timeout)
+
+    def _runtime_argv(self, state: dict, *args: str) -> list[str]:
+        return [*runtime_command(state["runtime"]), "--root", state["runtime_root"], *args]
+
+    def _run_runtime(self, state: dict, *args: str, timeout: float = 60):
+        return subprocess.run(
+            self._runtime_argv(state, *args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    # ------------------------------------------------------------ create / start
+
+    def create(self, spec, name: str | None = None, labels: dict | None = None) -> str:
+        """Write the container's bundle and state; return its id. Nothing runs yet.
+
+        `spec` is a runtime.oci.spec.ContainerSpec, or a ready OCI config dict.
+        """
+        if isinstance(spec, dict):
+            config = spec
+            stop_signal = None
+        else:
+            from runtime.oci.spec import build_config
+
+            config = build_config(spec)
+            stop_signal = getattr(spec, "stop_signal", None)
+        container_id = secrets.token_hex(32)
+        self.containers.mkdir(parents=True, exist_ok=True)
+        with Lock(self.containers / ".lock", "create a container", timeout=60):
+            if name is not None:
+                self._check_name_free(name)
+            directory = self._dir(container_id)
+            bundle = directory / "bundle"
+            bundle.mkdir(parents=True)
+            config = dict(config)
+            linux = dict(config.get("linux") or {})
+            # A known cgroup path, the same for every runtime: OOM counts and cleanup use it.
+            linux.setdefault("cgroupsPath", f"/composer/{container_id}")
+            config["linux"] = linux
+            atomic_write_json(bundle / "config.json", config)
+            process = config.get("process") or {}
+            atomic_write_json(
+                directory / "state.json",
+                {
+                    "id": container_id,
+                    "name": name,
+                    "labels": dict(labels or {}),
+                    "status": "created",
+                    "created_at": _now(),
+                    "runtime": self.runtime,
+                    "runtime_root": str(self.root / "runtimes" / Path(self.runtime).name),
+                    "bundle": str(bundle),
+                    "terminal": bool(process.get("terminal")),
+                    "args": list(process.get("args") or []),
+                    "cgroups_path": linux["cgroupsPath"],
+                    "stop_signal": signal_number(stop_signal),
+                },
+            )
+        return container_id
+
+    def _check_name_free(self, name: str) -> None:
+        for other in self._ids():
+            if read_json(self._dir(other) / "state.json", {}).get("name") == name:
+                raise ContainerError(f"the name {name!r} is already used by container {other[:12]}")
+
+    def start(self, ref: str) -> dict:
+        """Start the container under a new shim; return once it runs (pid, shim_pid...)."""
+        container_id = self.resolve(ref)
+        directory = self._dir(container_id)
+        with self._lock(container_id, "start the container"):
+            state = self._state(container_id)
+            if self._live_status(state)["status"] == "running":
+                raise ContainerError(f"container {container_id[:12]} is already running")
+            if state["status"] != "created":
+                # A restart: the previous run must be gone from the runtime first.
+                self._run_runtime(state, "delete", "--force", container_id)
+                update_json(directory / "state.json", _cleared_run_fields(), "restart")
+            os.makedirs(state["runtime_root"], exist_ok=True)
+            try:
+                return shim.launch(
+                    {
+                        "id": container_id,
+                        "dir": str(directory),
+                        "runtime": runtime_command(state["runtime"]),
+                        "runtime_root": state["runtime_root"],
+                        "bundle": state["bundle"],
+                        "terminal": state.get("terminal", False),
+                        "stop_signal": state.get("stop_signal"),
+                        "cgroups_path": state.get("cgroups_path"),
+                    }
+                )
+            except RuntimeError as e:
+                raise ContainerError(str(e)) from None
+
+    # ------------------------------------------------------------ inspect / list
+
+    def _live_status(self, state: dict) -> dict:
+        """state.json corrected by what is alive: a killed shim cannot record anything."""
+        live = dict(state)
+        shim_alive = shim.is_alive(state.get("shim_pid"), state.get("shim_start_time"))
+        live["shim_alive"] = shim_alive
+        if state.get("status") == "running" and not shim_alive:
+            if shim.is_alive(state.get("pid"), state.get("pid_start_time")):
+                live["status"] = "running"  # orphaned: nobody logs or reaps it
+            else:
+                live["status"] = "exited"  # its end went unrecorded
+                live.setdefault("exit_code", None)
+        return live
+
+    def inspect(self, ref: str) -> dict:
+        container_id = self.resolve(ref)
+        info = self._live_status(self._state(container_id))
+        directory = self._dir(container_id)
+        info["dir"] = str(directory)
+        info["log_path"] = str(directory / "log.jsonl")
+        return info
+
+    def list(self, labels: dict | None = None) -> list[dict]:
+        """All containers, oldest first; `labels` keeps those with every key (and value,
+        unless the value is None)."""
+        found = []
+        for container_id in self._ids():
+            try:
+                info = self.inspect(container_id)
+            except NoSuchContainer:
+                continue  # removed meanwhile
+            have = info.get("labels") or {}
+            if labels and any(
+                k not in have or (v is not None and have[k] != v) for k, v in labels.items()
+            ):
+                continue
+            found.append(info)
+        found.sort(key=lambda i: i.get("created_at", ""))
+        return found
+
+    # ------------------------------------------------------------ signals
+
+    def kill(self, ref: str, signal: int | str = signals.SIGKILL) -> None:
+        container_id = self.resolve(ref)
+        sig = signal_number(signal, signals.SIGKILL)
+        state = self._live_status(self._state(container_id))
+        if state["status"] != "running":
+            raise ContainerError(f"container {container_id[:12]} is not running")
+        try:
+            reply = shim.request(self._dir(container_id), {"cmd": "kill", "signal": sig})
+        except shim.ShimUnreachable:
+            result = self._run_runtime(state, "kill", container_id, str(sig))
+            if result.returncode != 0:
+                raise ContainerError(f"kill: {result.stderr.strip()}") from None
+            return
+        if not reply.get("ok"):
+            raise ContainerError(f"kill: {reply.get('error')}")
+
+    def stop(self, ref: str, timeout: float = 10, signal: int | str | None = None) -> dict:
+        """Send the stop signal, SIGKILL after `timeout` s; return how it ended.
+
+        The reply has exit_code, signal, killed and stop_reason (why SIGKILL was used,
+        e.g. a PID 1 that does not catch the stop signal is killed at once).
+        """
+        container_id = self.resolve(ref)
+        state = self._live_status(self._state(container_id))
+        if state["status"] != "running":
+            return {k: state.get(k) for k in ("status", "exit_code", "signal", "stop_reason")}
+        sig = None if signal is None else signal_number(signal)
+        try:
+            reply = shim.request(
+                self._dir(container_id),
+                {"cmd": "stop", "signal": sig, "timeout": timeout},
+                timeout=timeout + 60,
+            )
+        except shim.ShimUnreachable:
+            return self._stop_orphan(container_id, state, sig, timeout)
+        if not reply.get("ok"):
+            raise ContainerError(f"stop: {reply.get('error')}")
+        return reply
+
+    def _stop_orphan(self, container_id: str, state: dict, sig: int | None, timeout: float):
+        # No shim: signal through the runtime and record what we can ourselves.
+        sig = sig or state.get("stop_signal") or signals.SIGTERM
+        self._run_runtime(state, "kill", container_id, str(sig))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and shim.is_alive(
+            state.get("pid"), state.get("pid_start_time")
+        ):
+            time.sleep(0.05)
+        killed = shim.is_alive(state.get("pid"), state.get("pid_start_time"))
+        if killed:
+            self._run_runtime(state, "kill", container_id, "KILL")
+        self._run_runtime(state, "delete", "--force", container_id)
+        result = {
+            "status": "exited",
+            "exit_code": None,  # only the dead shim could have reaped it
+            "signal": None,
+            "killed": killed,
+            "stop_reason": "the shim was gone; stopped through the runtime, exit code unknown",
+            "finished_at": _now(),
+        }
+        update_json(self._dir(container_id) / "state.json", result, "stop an orphan")
+        return result
+
+    # ------------------------------------------------------------ wait / remove
+
+    def wait(self, ref: str, timeout: float | None = None) -> int | None:
+        """Block until the container has exited; its exit code (None if nobody saw it)."""
+        container_id = self.resolve(ref)
+        directory = self._dir(container_id)
+        state = self._live_status(self._state(container_id))
+        if state["shim_alive"]:
+            try:
+                reply = shim.request(directory, {"cmd": "wait"}, timeout=timeout)
+                return reply.get("exit_code")
+            except shim.ShimUnreachable:
+                pass  # it died meanwhile: fall through to polling
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = self._live_status(self._state(container_id))
+            if state["status"] != "running":
+                return state.get("exit_code")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"container {container_id[:12]} still running")
+            time.sleep(0.05)
+
+    def remove(self, ref: str, force: bool = False) -> None:
+        """Delete the container: its processes, the runtime's state, cgroups and its dir."""
+        container_id = self.resolve(ref)
+        directory = self._dir(container_id)
+        with self._lock(container_id, "remove the container"):
+            state = self._live_status(self._state(container_id))
+            if state["status"] == "running":
+                if not force:
+                    raise ContainerError(
+                        f"container {container_id[:12]} is running: stop it or remove with force"
+                    )
+                self._kill_for_removal(container_id, state)
+            if shim.is_alive(state.get("shim_pid"), state.get("shim_start_time")):
+                self._wait_shim_exit(state)
+            result = self._run_runtime(state, "delete", "--force", container_id)
+            leftover = Path(state["runtime_root"]) / container_id
+            if leftover.exists():
+                raise ContainerError(
+                    f"{state['runtime']} delete left {leftover}: {result.stderr.strip()}"
+                )
+            shutil.rmtree(directory)
+
+    def _kill_for_removal(self, container_id: str, state: dict) -> None:
+        try:
+            shim.request(self._dir(container_id), {"cmd": "kill", "signal": signals.SIGKILL})
+        except shim.ShimUnreachable:
+            self._run_runtime(state, "kill", container_id, "KILL")
+
+    def _wait_shim_exit(self, state: dict, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while shim.is_alive(state.get("shim_pid"), state.get("shim_start_time")):
+            if time.monotonic() >= deadline:
+                raise ContainerError(f"the shim (pid {state['shim_pid']}) did not finish")
+            time.sleep(0.02)
+
+    # ------------------------------------------------------------ exec / logs
+
+    def exec(
+        self,
+        ref: str,
+        args: list[str],
+        tty: bool = False,
+        env: dict | list | None = None,
+        user: str | int | None = None,
+        cwd: str | None = None,
+        detach: bool = False,
+        *,
+        stdin=None,
+        stdout=None,
+        stderr=None,
+    ) -> int:
+        """Run `args` in the running container via `<runtime> exec`; its exit code.
+
+        user: "uid[:gid]" numbers or a name from the container's /etc/passwd.
+        stdin/stdout/stderr: as for subprocess (default: inherited; detached: /dev/null).
+        """
+        container_id = self.resolve(ref)
+        state = self._live_status(self._state(container_id))
+        if state["status"] != "running":
+            raise ContainerError(f"container {container_id[:12]} is not running")
+        flags: list[str] = []
+        if tty:
+            flags.append("--tty")
+        if detach:
+            flags.append("--detach")
+        if cwd:
+            flags += ["--cwd", cwd]
+        if user is not None:
+            flags += ["--user", self._numeric_user(state, str(user))]
+        items = env.items() if isinstance(env, dict) else ((e, None) for e in env or ())
+        for key, value in items:
+            flags += ["--env", key if value is None else f"{key}={value}"]
+        if detach:
+            stdin = stdout = stderr = subprocess.DEVNULL
+        result = subprocess.run(
+            self._runtime_argv(state, "exec", *flags, container_id, *args),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+        )
+        return result.returncode
+
+    def _numeric_user(self, state: dict, user: str) -> str:
+        name, _, group = user.partition(":")
+        rootfs = self._rootfs(state)
+        uid = name if name.isdigit() else _lookup(rootfs / "etc/passwd", name, "user")
+        if group:
+            gid = group if group.isdigit() else _lookup(rootfs / "etc/group", group, "group")
+        elif name.isdigit():
+            gid = "0"  # as runc does for a bare uid
+        else:
+            gid = _passwd_gid(rootfs / "etc/passwd", name)
+        return f"{uid}:{gid}"
+
+    def _rootfs(self, state: dict) -> Path:
+        config = read_json(Path(state["bundle"]) / "config.json")
+        return Path(state["bundle"]) / config["root"]["path"]
+
+    def logs(
+        self,
+        ref: str,
+        follow: bool = False,
+        since=None,
+        until=None,
+        tail: int | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[dict]:
+        """The container's log records {"time", "stream", "log", "text"}, oldest first.
+
+        `text` is what `docker logs` would print (with the time first if `timestamps`).
+        follow: keep going until the container's shim has written its last record.
+        """
+        container_id = self.resolve(ref)
+        directory = self._dir(container_id)
+
+        def still_writing() -> bool:
+            state = read_json(directory / "state.json", {})
+            return shim.is_alive(state.get("shim_pid"), state.get("shim_start_time"))
+
+        for record in read_records(
+            directory / "log.jsonl",
+            follow=follow,
+            since=since,
+            until=until,
+            tail=tail,
+            still_writing=still_writing,
+        ):
+            record["text"] = display(record, timestamps)
+            yield record
+
+
+def _cleared_run_fields() -> dict:
+    fields = ("pid", "pid_start_time", "exit_code", "signal", "finished_at", "oom_killed")
+    extra = ("killed", "stop_reason", "stop_signal_sent", "stop_timeout", "start_error")
+    return {**{k: None for k in fields + extra}, "status": "created"}
+
+
+def _lookup(path: Path, name: str, kind: str) -> str:
+    for line in _lines(path):
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name:
+            return fields[2]
+    raise ContainerError(f"no {kind} {name!r} in the container's {path.name}")
+
+
+def _passwd_gid(path: Path, name: str) -> str:
+    for line in _lines(path):
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[0] == name:
+            return fields[3]
+    raise ContainerError(f"no user {name!r} in the container's passwd")
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _now() -> str:
+    from runtime.logs import format_time
+
+    return format_time(time.time_ns())

@@ -1,0 +1,722 @@
+"""One small supervisor per container: the shim.
+
+The engine starts it with `launch()`; it detaches (new session, double fork) so it
+outlives the command that started it, becomes the child subreaper, runs the OCI
+runtime's `create` and `start`, and then:
+
+- reads the container's stdout/stderr (pipes, or the pty master sent over
+  --console-socket) into log.jsonl (runtime.logs);
+- reaps the container's init (it is reparented to us when the runtime exits) and
+  records exit code, signal, OOM kill and finish time in state.json;
+- answers a JSON-line control socket, shim.sock: status, kill, stop, wait;
+- runs `<runtime> delete` when the container is gone, then exits.
+
+Memory matters (one shim per container), so the process runs under `python -S -E -s`
+and imports only C-level stdlib modules (`_socket`, `_signal`, `select`: the
+`socket` and `signal` wrappers pull in `enum`) and our small modules.
+"""
+
+from __future__ import annotations
+
+import _signal
+import _socket
+import errno
+import os
+import select
+import sys
+import time
+
+from runtime.logs import LogWriter, format_time
+from runtime.state import dumps, loads, update_json
+
+SOCKET_NAME = "shim.sock"
+PID_NAME = "shim.pid"
+ERROR_NAME = "shim.err"
+STATE_NAME = "state.json"
+CONSOLE_NAME = "console.sock"
+INIT_PID_NAME = "init.pid"
+
+SIGKILL = 9
+SIGTERM = 15
+_SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL"}
+_SIGNAL_NAMES.update({10: "SIGUSR1", 12: "SIGUSR2", 15: "SIGTERM", 28: "SIGWINCH"})
+
+# After init exits, output may still come from processes that inherited the pipes
+# (no pid namespace); wait this long before `delete --force` ends them.
+DRAIN_GRACE = 1.0
+
+
+def signal_name(number: int) -> str:
+    return _SIGNAL_NAMES.get(number, f"signal {number}")
+
+
+# ---------------------------------------------------------------- /proc facts
+
+
+def _status_fields(pid: int) -> dict[str, str]:
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def catches_signal(pid: int, sig: int) -> bool:
+    """Whether `pid` has a handler for `sig` (bit sig-1 of SigCgt)."""
+    return bool(int(_status_fields(pid)["SigCgt"], 16) >> (sig - 1) & 1)
+
+
+def is_namespace_init(pid: int) -> bool:
+    """Whether `pid` is PID 1 of a pid namespace below ours (NSpid ends in 1)."""
+    nspids = _status_fields(pid).get("NSpid", "").split()
+    return len(nspids) > 1 and nspids[-1] == "1"
+
+
+def process_start_time(pid: int) -> int | None:
+    """Clock ticks since boot when `pid` started: tells a live process from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: fields follow the last ')'.
+    return int(stat[stat.rindex(b")") + 2 :].split()[19])
+
+
+def is_alive(pid: int | None, start_time: int | None) -> bool:
+    """Whether the process recorded as (pid, start_time) still runs (zombies count as gone)."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return False
+    return start_time is None or int(fields[19]) == start_time
+
+
+# ---------------------------------------------------------------- client side
+
+
+class ShimUnreachable(Exception):
+    """The shim's control socket does not answer (the shim exited or was killed)."""
+
+
+def _connect(container_dir: str, timeout: float | None) -> _socket.socket:
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    sock.settimeout(timeout)
+    path = os.path.join(container_dir, SOCKET_NAME)
+    dir_fd = None
+    if len(path) > 100:  # sun_path holds 108 bytes: reach deep dirs through /proc/self/fd
+        dir_fd = os.open(container_dir, os.O_PATH | os.O_CLOEXEC)
+        path = f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}"
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise ShimUnreachable(f"no shim answers on {container_dir}/{SOCKET_NAME}: {e}") from e
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
+    return sock
+
+
+def request(container_dir: str | os.PathLike, message: dict, timeout: float | None = 30) -> dict:
+    """Send one command to a container's shim and return its reply.
+
+    Commands: {"cmd": "status"}, {"cmd": "kill", "signal": 9},
+    {"cmd": "stop", "signal": 15 | None, "timeout": 10}, {"cmd": "wait"}.
+    stop and wait reply once the container has exited and been deleted.
+    """
+    sock = _connect(os.fspath(container_dir), timeout)
+    try:
+        sock.sendall((dumps(message) + "\n").encode())
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ShimUnreachable("the shim closed the connection without an answer")
+            data += chunk
+    except TimeoutError:
+        raise
+    except OSError as e:
+        raise ShimUnreachable(f"lost the shim: {e}") from e
+    finally:
+        sock.close()
+    return loads(data)
+
+
+def launch(options: dict, timeout: float = 60) -> dict:
+    """Start a detached shim for one container; return its ready message.
+
+    options: id, dir (the container dir), runtime (argv list), runtime_root, bundle,
+    terminal, stop_signal, cgroups_path. Returns {"pid", "shim_pid", ...} once the
+    container runs, or raises RuntimeError with the runtime's complaint.
+    """
+    import subprocess
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    bootstrap = (
+        f"import sys; sys.path.insert(0, {package_parent!r}); "
+        "from runtime.shim import main; main(sys.argv[1:])"
+    )
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        intermediate = subprocess.Popen(
+            [
+                sys.executable,
+                "-S",
+                "-E",
+                "-s",
+                "-c",
+                bootstrap,
+                dumps({**options, "ready_fd": ready_w}),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(ready_w,),
+            start_new_session=True,
+            cwd=options["dir"],
+        )
+    finally:
+        os.close(ready_w)
+    try:
+        intermediate.wait(timeout)  # it forks the real shim and exits at once
+        ready = _read_ready(ready_r, timeout)
+    finally:
+        os.close(ready_r)
+    if not ready:
+        err = os.path.join(options["dir"], ERROR_NAME)
+        try:
+            with open(err) as f:
+                detail = f.read().strip()
+        except FileNotFoundError:
+            detail = "no detail"
+        raise RuntimeError(f"the shim exited before the container started: {detail}")
+    message = loads(ready)
+    if not message.get("ok"):
+        raise RuntimeError(message.get("error", "container failed to start"))
+    return message
+
+
+def _read_ready(fd: int, timeout: float) -> bytes:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + timeout
+    data = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(left * 1000):
+            raise TimeoutError(f"the shim did not report within {timeout:g}s")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+# ---------------------------------------------------------------- the shim process
+
+
+class Shim:
+    def __init__(self, options: dict) -> None:
+        self.id = options["id"]
+        self.dir = options["dir"]
+        self.runtime = list(options["runtime"])
+        self.runtime_root = options["runtime_root"]
+        self.bundle = options["bundle"]
+        self.terminal = bool(options.get("terminal"))
+        self.stop_signal = int(options.get("stop_signal") or SIGTERM)
+        self.cgroups_path = options.get("cgroups_path")
+        self.state_path = os.path.join(self.dir, STATE_NAME)
+        self.log = LogWriter(os.path.join(self.dir, "log.jsonl"))
+
+        self.init_pid = 0
+        self.exit: dict | None = None  # filled when init is reaped
+        self.streams: dict[int, str] = {}  # fd -> "stdout" | "stderr"
+        self.clients: dict[int, tuple[_socket.socket, bytearray]] = {}
+        self.waiters: list[_socket.socket] = []
+        self.kill_deadline: float | None = None  # stop: when to escalate to SIGKILL
+        self.stop_info: dict = {}
+        self.memory_cgroup: str | None = None
+
+    # -- runtime commands
+
+    def _spawn(self, args: list[str], stdio: tuple[int, int, int]) -> int:
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
+        argv = [*self.runtime, "--root", self.runtime_root, *args]
+        # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec, so reset them.
+        return os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions, setsigdef=(13, 25))
+
+    def _run(self, args: list[str], stdio: tuple[int, int, int]) -> int:
+        _, status = os.waitpid(self._spawn(args, stdio), 0)
+        return os.waitstatus_to_exitcode(status)
+
+    def _run_captured(self, args: list[str]) -> tuple[int, str]:
+        """Run a runtime command with its output captured (it is small: an error at most)."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            pid = self._spawn(args, (null, w, w))
+        finally:
+            os.close(w)
+            os.close(null)
+        out = _read_all(r)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status), out.decode(errors="replace").strip()
+
+    # -- start
+
+    def start(self) -> dict:
+        pid_file = os.path.join(self.dir, INIT_PID_NAME)
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        create = ["create", "--bundle", self.bundle, "--pid-file", pid_file]
+        if self.terminal:
+            console = self._console_listener()
+            create += ["--console-socket", console[1]]
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            code = self._run([*create, self.id], (null, err_w, err_w))
+            os.close(err_w)
+            complaint = _read_all(err_r)
+            if code == 0:
+                master = _receive_fd(console[0])
+                self.streams[master] = "stdout"
+            console[0].close()
+            os.unlink(CONSOLE_NAME)
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            code = self._run([*create, self.id], (null, out_w, err_w))
+            os.close(out_w)
+            os.close(err_w)
+            if code == 0:
+                self.streams = {out_r: "stdout", err_r: "stderr"}
+                complaint = b""
+            else:  # the runtime's own complaint went to the container's stderr
+                complaint = _read_all(out_r) + _read_all(err_r)
+        os.close(null)
+        if code != 0:
+            raise StartFailed(f"{self.runtime[-1]} create: {_tail(complaint)} (exit {code})")
+
+        with open(pid_file) as f:
+            self.init_pid = int(f.read().strip())
+        self.memory_cgroup = _memory_cgroup(self.init_pid)
+        code, complaint = self._run_captured(["start", self.id])
+        if code != 0:
+            self._run_captured(["delete", "--force", self.id])
+            raise StartFailed(
+                f"{self.runtime[-1]} start: {_tail(complaint.encode())} (exit {code})"
+            )
+        return {
+            "status": "running",
+            "pid": self.init_pid,
+            "pid_start_time": process_start_time(self.init_pid),
+            "started_at": format_time(time.time_ns()),
+            "shim_pid": os.getpid(),
+            "shim_start_time": process_start_time(os.getpid()),
+        }
+
+    def _console_listener(self) -> tuple[_socket.socket, str]:
+        listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        if os.path.exists(CONSOLE_NAME):
+            os.unlink(CONSOLE_NAME)
+        listener.bind(CONSOLE_NAME)  # relative: our cwd is the container dir
+        listener.listen(1)
+        path = os.path.join(self.dir, CONSOLE_NAME)
+        if len(path) > 100:  # the runtime needs a short absolute path: go through our cwd
+            path = f"/proc/{os.getpid()}/cwd/{CONSOLE_NAME}"
+        return listener, path
+
+    # -- the loop
+
+    def serve(self, listener: _socket.socket, wake_fd: int) -> None:
+        poller = select.poll()
+        for fd in self.streams:
+            poller.register(fd, select.POLLIN)
+        poller.register(listener.fileno(), select.POLLIN)
+        poller.register(wake_fd, select.POLLIN)
+        self.reap()  # init may have exited before the SIGCHLD handler was in place
+        drain_deadline = None
+        deleted = False
+        while True:
+            if self.exit is not None:
+                if drain_deadline is None:
+                    drain_deadline = time.monotonic() + DRAIN_GRACE
+                if not self.streams or (deleted and time.monotonic() >= drain_deadline):
+                    break
+                if time.monotonic() >= drain_deadline and not deleted:
+                    # Leftover processes hold the pipes: delete --force ends them.
+                    self._run_captured(["delete", "--force", self.id])
+                    deleted = True
+                    drain_deadline = time.monotonic() + DRAIN_GRACE
+            timeout = self._poll_timeout(drain_deadline)
+            try:
+                events = poller.poll(timeout)
+            except InterruptedError:
+                continue
+            for fd, _event in events:
+                if fd == wake_fd:
+                    _read_available(wake_fd)
+                    self.reap()
+                elif fd == listener.fileno():
+                    self._accept(listener, poller)
+                elif fd in self.streams:
+                    self._read_stream(fd, poller)
+                elif fd in self.clients:
+                    self._read_client(fd, poller)
+            self._check_kill_deadline()
+        self.finish(deleted)
+
+    def _poll_timeout(self, drain_deadline: float | None) -> int | None:
+        deadlines = [d for d in (self.kill_deadline, drain_deadline) if d is not None]
+        if not deadlines:
+            return None
+        return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+
+    def _read_stream(self, fd: int, poller) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except OSError as e:
+            if e.errno != errno.EIO:  # EIO: the pty's other side closed
+                raise
+            data = b""
+        stream = self.streams[fd]
+        if data:
+            self.log.write(stream, data)
+            return
+        self.log.flush_partial(stream)
+        poller.unregister(fd)
+        os.close(fd)
+        del self.streams[fd]
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.init_pid and self.exit is None:
+                self._record_exit(status)
+
+    def _record_exit(self, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        signal = -code if code < 0 else None
+        self.exit = {
+            "status": "exited",
+            "exit_code": 128 + signal if signal else code,
+            "signal": signal,
+            "finished_at": format_time(time.time_ns()),
+            "oom_killed": self._oom_kills() > 0,
+            **self.stop_info,
+        }
+        self.kill_deadline = None
+        # Recorded before delete: if the shim dies now, the exit is not lost.
+        update_json(self.state_path, self.exit, "record the container's exit")
+
+    def _oom_kills(self) -> int:
+        try:
+            from runtime.oci.cgroups import open_cgroup
+        except ImportError:
+            return _memory_oom_kills(self.memory_cgroup)
+        try:
+            return open_cgroup(self.memory_cgroup or self.cgroups_path, self.id).oom_kills()
+        except Exception:  # no memory cgroup to ask: report none rather than crash
+            return _memory_oom_kills(self.memory_cgroup)
+
+    # -- control socket
+
+    def _accept(self, listener: _socket.socket, poller) -> None:
+        try:
+            fd, _ = listener._accept()  # _socket's accept: a bare fd, close-on-exec
+        except BlockingIOError:
+            return
+        sock = _socket.socket(fileno=fd)
+        sock.setblocking(False)
+        self.clients[sock.fileno()] = (sock, bytearray())
+        poller.register(sock.fileno(), select.POLLIN)
+
+    def _read_client(self, fd: int, poller) -> None:
+        sock, buf = self.clients[fd]
+        try:
+            chunk = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            buf += chunk
+        if b"\n" not in buf and chunk:
+            return
+        poller.unregister(fd)
+        del self.clients[fd]
+        if b"\n" not in buf:
+            sock.close()
+            return
+        try:
+            message = loads(bytes(buf[: buf.index(b"\n")]))
+            reply = self.handle(message, sock)
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        if reply is not None:
+            _reply(sock, reply)
+
+    def handle(self, message: dict, sock: _socket.socket) -> dict | None:
+        cmd = message.get("cmd")
+        if cmd == "status":
+            return {
+                "ok": True,
+                "pid": self.init_pid,
+                "shim_pid": os.getpid(),
+                **(self.exit or {"status": "running"}),
+            }
+        if cmd == "kill":
+            if self.exit is None:
+                os.kill(self.init_pid, int(message.get("signal") or SIGKILL))
+            return {"ok": True}
+        if cmd == "stop":
+            if self.exit is None:
+                self.stop(message.get("signal"), message.get("timeout"))
+            self.waiters.append(sock)
+            return None
+        if cmd == "wait":
+            self.waiters.append(sock)
+            return None
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def stop(self, sig: int | None, timeout: float | None) -> None:
+        sig = int(sig or self.stop_signal)
+        timeout = 10.0 if timeout is None else float(timeout)
+        if (
+            sig != SIGKILL
+            and is_namespace_init(self.init_pid)
+            and not catches_signal(self.init_pid, sig)
+        ):
+            reason = (
+                f"PID 1 of the container does not catch {signal_name(sig)}, and a namespace's "
+                "init ignores signals it does not catch: killed at once with SIGKILL"
+            )
+            self.log.note(reason)
+            self.stop_info = {"stop_reason": reason, "killed": True}
+            os.kill(self.init_pid, SIGKILL)
+            return
+        self.stop_info.setdefault("killed", False)
+        os.kill(self.init_pid, sig)
+        deadline = time.monotonic() + timeout
+        if self.kill_deadline is None or deadline < self.kill_deadline:
+            self.kill_deadline = deadline
+            self.stop_info["stop_timeout"] = timeout
+            self.stop_info["stop_signal_sent"] = sig
+
+    def _check_kill_deadline(self) -> None:
+        if self.kill_deadline is None or time.monotonic() < self.kill_deadline:
+            return
+        self.kill_deadline = None
+        if self.exit is None:
+            sig = self.stop_info.get("stop_signal_sent", self.stop_signal)
+            reason = (
+                f"still running {self.stop_info.get('stop_timeout', 0):g}s after "
+                f"{signal_name(sig)}: killed with SIGKILL"
+            )
+            self.log.note(reason)
+            self.stop_info.update(stop_reason=reason, killed=True)
+            os.kill(self.init_pid, SIGKILL)
+
+    # -- end
+
+    def finish(self, deleted: bool) -> None:
+        self.log.close()
+        if not deleted:
+            code, complaint = self._run_captured(["delete", "--force", self.id])
+            if code != 0:
+                update_json(self.state_path, {"delete_error": complaint}, "record delete error")
+        state = update_json(self.state_path, {"shim_exited": True, **self.stop_info}, "shim done")
+        reply = {"ok": True, **{k: state.get(k) for k in _EXIT_FIELDS}}
+        for sock in self.waiters:
+            _reply(sock, reply)
+        for sock, _ in self.clients.values():
+            sock.close()
+
+
+_EXIT_FIELDS = (
+    "status",
+    "exit_code",
+    "signal",
+    "oom_killed",
+    "finished_at",
+    "killed",
+    "stop_reason",
+)
+
+
+class StartFailed(Exception):
+    pass
+
+
+def _reply(sock: _socket.socket, reply: dict) -> None:
+    try:
+        sock.setblocking(True)
+        sock.settimeout(5)
+        sock.sendall((dumps(reply) + "\n").encode())
+    except OSError:
+        pass  # the client gave up waiting; the state file has the answer
+    finally:
+        sock.close()
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _read_available(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _tail(complaint: bytes, limit: int = 2000) -> str:
+    text = complaint.decode(errors="replace").strip()
+    return text[-limit:] or "no message"
+
+
+def _receive_fd(listener: _socket.socket, timeout: float = 10) -> int:
+    """The pty master the runtime sends over --console-socket (SCM_RIGHTS)."""
+    listener.settimeout(timeout)
+    fd, _ = listener._accept()
+    conn = _socket.socket(fileno=fd)
+    try:
+        conn.settimeout(timeout)
+        _, ancillary, _, _ = conn.recvmsg(4096, _socket.CMSG_SPACE(4 * 4))
+    finally:
+        conn.close()
+    fds = []
+    for level, kind, data in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += [
+                int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, len(data) - 3, 4)
+            ]
+    if not fds:
+        raise StartFailed("the runtime sent no terminal over the console socket")
+    for extra in fds[1:]:
+        os.close(extra)
+    os.set_inheritable(fds[0], False)
+    return fds[0]
+
+
+def _memory_cgroup(pid: int) -> str | None:
+    """The memory cgroup the runtime put `pid` in (v1 `memory` line, else the v2 line)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    unified = None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return path
+        if controllers == "":
+            unified = path
+    return unified
+
+
+def _memory_oom_kills(path: str | None) -> int:
+    # Until runtime.oci.cgroups answers: v1 memory.oom_control, else v2 memory.events.
+    if path is None:
+        return 0
+    for name in (
+        "memory/" + path.lstrip("/") + "/memory.oom_control",
+        "unified/" + path.lstrip("/") + "/memory.events",
+        path.lstrip("/") + "/memory.events",
+    ):
+        try:
+            with open("/sys/fs/cgroup/" + name) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except OSError:
+            continue
+    return 0
+
+
+def _wakeup_pipe() -> int:
+    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    _signal.signal(_signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd fires
+    _signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    return r
+
+
+def _detach() -> None:
+    # The engine started us in a new session; fork once more so we are not its child
+    # (it reaps the intermediate at once) and not a session leader (no controlling tty).
+    if os.fork() > 0:
+        os._exit(0)
+
+
+def main(argv: list[str]) -> None:
+    options = loads(argv[0])
+    ready_fd = int(options["ready_fd"])
+    os.set_inheritable(ready_fd, False)
+    _detach()
+    os.chdir(options["dir"])
+
+    def report(message: dict) -> None:
+        nonlocal ready_fd
+        if ready_fd >= 0:
+            os.write(ready_fd, (dumps(message) + "\n").encode())
+            os.close(ready_fd)
+            ready_fd = -1
+
+    try:
+        from runtime.oci import syscalls
+
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+        with open(PID_NAME, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        for stale in (SOCKET_NAME, ERROR_NAME):
+            if os.path.exists(stale):
+                os.unlink(stale)
+        listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        listener.bind(SOCKET_NAME)  # relative to the container dir: no sun_path limit
+        listener.listen(16)
+        listener.setblocking(False)
+        try:
+            wake_fd = _wakeup_pipe()
+            shim = Shim(options)
+            try:
+                running = shim.start()
+            except StartFailed as e:
+                update_json(
+                    STATE_NAME, {"status": "created", "start_error": str(e)}, "start failed"
+                )
+                report({"ok": False, "error": str(e)})
+                return
+            update_json(
+                STATE_NAME, {**running, "shim_exited": False}, "record the running container"
+            )
+            report({"ok": True, **running})
+            shim.serve(listener, wake_fd)
+        finally:
+            listener.close()
+            os.unlink(SOCKET_NAME)
+    except BaseException as e:
+        import traceback
+
+        with open(ERROR_NAME, "w") as f:
+            traceback.print_exc(file=f)
+        report({"ok": False, "error": f"shim failed: {type(e).__name__}: {e}"})
+        raise SystemExit(1) from None
