@@ -125,14 +125,21 @@ class Environment:
         self._shared.report_unset(name, mark)
 
     def child(
-        self, project_dir: str, env_files: list[str] | None = None, base_dir: str | None = None
+        self,
+        project_dir: str,
+        env_files: list[str] | None = None,
+        base_dir: str | None = None,
+        *,
+        mark: Mark | None = None,
+        path: tuple = (),
     ) -> Environment:
         """The environment of an included project.
 
         Everything this one resolves wins; the child's env_files (relative to
         base_dir, default this project's directory; /dev/null is skipped) or
         else its own `<project_dir>/.env` fill in the rest. Warnings and
-        strictness are shared with this environment.
+        strictness are shared with this environment. A missing file is a
+        problem at mark/path (where the include names its env_file).
         """
         if env_files:
             base = base_dir or self.project_dir
@@ -145,7 +152,7 @@ class Environment:
         else:
             paths = _default_env_file(project_dir)
             given = paths
-        entries = _read_env_files(paths, given, self.lookup, self._shared)
+        entries = _read_env_files(paths, given, self.lookup, self._shared, None, mark, path)
         entries.update(self._entries)
         return Environment(entries, project_dir, [_show(p) for p in paths], self._shared)
 
@@ -207,6 +214,8 @@ def _read_env_files(
     outer: Lookup,
     shared: _Shared,
     missing_hint: str | None = None,
+    mark: Mark | None = None,
+    path: tuple = (),
 ) -> dict[str, _Entry]:
     """Read env files in order (a later one wins); `outer` resolves first, as the shell does."""
     entries: dict[str, _Entry] = {}
@@ -216,9 +225,9 @@ def _read_env_files(
         entry = entries.get(name)
         return None if entry is None else entry.value
 
-    for path, as_given in zip(paths, given, strict=True):
-        shown = _show(path)
-        text = _read_text(path, as_given, shown, problems, missing_hint)
+    for file, as_given in zip(paths, given, strict=True):
+        shown = _show(file)
+        text = _read_text(file, as_given, shown, problems, missing_hint, mark, path)
         if text is None:
             continue
         try:
@@ -239,10 +248,16 @@ def _file_entry(value: DotenvValue) -> _Entry:
 
 
 def _read_text(
-    path: str, as_given: str, shown: str, problems: list[Problem], missing_hint: str | None
+    path: str,
+    as_given: str,
+    shown: str,
+    problems: list[Problem],
+    missing_hint: str | None,
+    mark: Mark | None,
+    tree_path: tuple,
 ) -> str | None:
     if os.path.isdir(path):
-        problems.append(Problem(f"env file {as_given} is a directory, not a file"))
+        problems.append(Problem(f"env file {as_given} is a directory, not a file", mark, tree_path))
         return None
     try:
         with open(path, "rb") as fh:
@@ -251,12 +266,16 @@ def _read_text(
         problems.append(
             Problem(
                 f"env file {as_given} not found" + (f" ({path})" if path != as_given else ""),
-                hint=missing_hint,
+                mark,
+                tree_path,
+                missing_hint,
             )
         )
         return None
     except OSError as exc:
-        problems.append(Problem(f"cannot read env file {as_given}: {exc.strerror}"))
+        problems.append(
+            Problem(f"cannot read env file {as_given}: {exc.strerror}", mark, tree_path)
+        )
         return None
     try:
         return data.decode("utf-8")

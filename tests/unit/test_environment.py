@@ -7,6 +7,7 @@ import pytest
 from composer.loader.environment import SHELL, Explanation, build_environment
 from composer.loader.errors import LoadError, display_name
 from composer.loader.interpolate import interpolate
+from composer.loader.nodes import Mark
 from composer.loader.parse import parse_compose
 
 
@@ -164,8 +165,12 @@ def test_child_with_explicit_env_files(project, tmp_path):
     child = parent.child(str(sub), ["inc.env", os.devnull])
     assert child.lookup("FROM_INC") == "1"
     assert child.lookup("FROM_SUB_DOTENV") is None  # explicit files replace .env
-    with pytest.raises(LoadError):
-        parent.child(str(sub), ["missing.env"])
+    where = Mark("compose.yaml", 3, 14)
+    with pytest.raises(LoadError) as info:
+        parent.child(str(sub), ["missing.env"], mark=where, path=("include", 0, "env_file"))
+    (problem,) = info.value.problems
+    assert problem.mark == where and problem.path == ("include", 0, "env_file")
+    assert problem.message.startswith("env file missing.env not found")
 
 
 def test_strict_is_kept(project):
