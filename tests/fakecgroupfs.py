@@ -10,7 +10,7 @@ import errno
 import os
 from pathlib import Path
 
-from runtime.oci.cgroups import Cgroup, KernelIO, open_cgroup
+from runtime.oci.cgroups import Cgroup, CgroupError, KernelIO, open_cgroup
 
 V1_UNLIMITED = "9223372036854771712"
 
@@ -119,7 +119,7 @@ class FakeKernel(KernelIO):
         self.writes.append((rel, value))
         name, d = os.path.basename(path), os.path.dirname(path)
         if not os.path.exists(path):
-            raise FileNotFoundError(errno.ENOENT, "No such file", path)
+            raise CgroupError(f"cannot open {path}: No such file", errno.ENOENT)
         if name == "cgroup.procs":
             self.tree.move_pid(d, int(value))
         elif name == "cgroup.subtree_control":
@@ -127,7 +127,7 @@ class FakeKernel(KernelIO):
             available = set(self.read(os.path.join(d, "cgroup.controllers")).split())
             for item in value.split():
                 if item[1:] not in available:
-                    raise OSError(errno.ENOENT, "controller not available", path)
+                    raise CgroupError(f"writing {item} to {path}: No such file", errno.ENOENT)
                 (enabled.add if item[0] == "+" else enabled.discard)(item[1:])
             Path(path).write_text(" ".join(sorted(enabled)))
         elif name == "cgroup.freeze":
@@ -241,6 +241,8 @@ class FakeCgroupTree:
     # ---------------------------------------------------------------- building
     def mountpoints(self) -> list[str]:
         points = [os.path.join(self.root, c) for c in self.v1_controllers]
+        if self.mode != "v2":
+            points.append(os.path.join(self.root, "systemd"))
         return points + ([self.unified] if self.unified else [])
 
     def _write_files(self, d: str, files: dict[str, str]) -> None:

@@ -934,7 +934,9 @@ class Cgroup:
         while True:
             pids = self.pids()
             fresh = [p for p in pids if sig == SIGKILL or p not in signalled]
-            if not pids or not fresh:
+            if not fresh:
+                if sig == SIGKILL and self._may_be_frozen():
+                    self.thaw()  # an empty cgroup left frozen would surprise the next user
                 return
             for pid in fresh:
                 try:
