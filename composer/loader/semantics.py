@@ -53,7 +53,11 @@ def did_you_mean(name: Any, choices: Iterable[Any], what: str) -> str:
 
 
 def check(tree: MapNode) -> None:
-    """Raise LoadError with every semantic problem of a normalized tree."""
+    """Raise LoadError with every semantic problem of a normalized tree.
+
+    (References to services that profiles disabled are reported, with the
+    profile to enable, by the profiles pass that runs before.)
+    """
     checker = _Checker(tree)
     checker.run()
     if checker.problems:
@@ -73,9 +77,6 @@ class _Checker:
         # (service, referenced name, mark) already reported, so an implicit
         # depends_on entry does not repeat the error of the field implying it.
         self.reported: set[tuple[str, str, Mark | None]] = set()
-        self.disabled = getattr(tree, "disabled_services", None) or getattr(
-            self.services, "disabled", None
-        )
 
     def problem(
         self, message: str, mark: Mark | None, path: tuple, hint: str | None = None
@@ -100,22 +101,7 @@ class _Checker:
             return
         self.reported.add(key)
         hint = did_you_mean(target, self.services, "services")
-        profile_hint = self.profile_hint(target)
-        self.problem(
-            f"{what} refers to undefined service {target!r}", mark, path, profile_hint or hint
-        )
-
-    def profile_hint(self, target: str) -> str | None:
-        """When the profiles pass set the service aside, say which profile enables it."""
-        disabled = self.disabled
-        if not isinstance(disabled, dict) or target not in disabled:
-            return None
-        service = disabled[target]
-        profiles = service.get("profiles") if isinstance(service, dict) else None
-        if profiles:
-            names = ", ".join(repr(str(p)) for p in profiles)
-            return f"{target!r} is only enabled with profile {names}; use --profile"
-        return f"{target!r} is disabled by its profiles"
+        self.problem(f"{what} refers to undefined service {target!r}", mark, path, hint)
 
     def service(self, name: str, service: MapNode) -> None:
         path = ("services", name)
@@ -192,6 +178,16 @@ class _Checker:
             return
         defined = _section(self.tree, "volumes")
         for index, mount in enumerate(volumes):
+            if (
+                isinstance(mount, MapNode)
+                and mount.get("type") == "bind"
+                and not mount.get("source")
+            ):
+                self.problem(
+                    "a bind mount needs a source (the host path)",
+                    volumes.mark_of(index),
+                    (*path, "volumes", index),
+                )
             if not isinstance(mount, MapNode) or mount.get("type") != "volume":
                 continue
             source = mount.get("source")
@@ -225,8 +221,6 @@ class _Checker:
             )
 
     def replicas(self, service: MapNode, path: tuple) -> None:
-        if "container_name" not in service:
-            return
         counts: list[tuple[int, Mark | None, tuple]] = []
         scale = service.get("scale")
         if isinstance(scale, int) and not isinstance(scale, bool):
@@ -235,6 +229,15 @@ class _Checker:
         replicas = deploy.get("replicas") if isinstance(deploy, MapNode) else None
         if isinstance(replicas, int) and not isinstance(replicas, bool):
             counts.append((replicas, deploy.mark_of("replicas"), (*path, "deploy", "replicas")))
+        if len(counts) == 2 and counts[0][0] != counts[1][0]:
+            self.problem(
+                "'scale' and 'deploy.replicas' disagree",
+                counts[1][1],
+                counts[1][2],
+                f"scale is {counts[0][0]} at {counts[0][1]}; set only one of them",
+            )
+        if "container_name" not in service:
+            return
         for count, mark, where in counts:
             if count > 1:
                 self.problem(

@@ -154,3 +154,17 @@ def test_did_you_mean():
     assert did_you_mean("zzz", [], "volumes") == "no volumes is defined"
     many = did_you_mean("zzz", [f"s{i}" for i in range(10)], "services")
     assert many.endswith(", …") and "'s7'" in many and "'s8'" not in many
+
+
+def test_scale_and_replicas_must_agree():
+    (problem,) = problems_of("services:\n  web:\n    scale: 2\n    deploy: {replicas: 3}\n")
+    assert problem.path == ("services", "web", "deploy", "replicas")
+    assert problem.mark == Mark("c.yaml", 4, 24)
+    assert "c.yaml:3:12" in problem.hint
+    checked("services:\n  web:\n    scale: 2\n    deploy: {replicas: 2}\n")
+
+
+def test_bind_mount_needs_a_source():
+    (problem,) = problems_of("services:\n  web:\n    volumes:\n      - {type: bind, target: /x}\n")
+    assert problem.path == ("services", "web", "volumes", 0)
+    assert problem.mark == Mark("c.yaml", 4, 9)
