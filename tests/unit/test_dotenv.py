@@ -169,3 +169,7 @@ def test_any_text_parses_or_fails_with_located_problems(text):
         return
     for key, entry in result.items():
         assert key and isinstance(entry.value, str) and entry.mark.line >= 1
+
+
+def test_a_hash_that_starts_an_unquoted_value_is_part_of_it():
+    assert values("A=#x\nB=  #y # z\n") == {"A": "#x", "B": "#y"}
