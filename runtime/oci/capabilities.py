@@ -118,6 +118,23 @@ def all_names(highest: int | None = None) -> list[str]:
     return [name for bit, name in sorted(NAMES_BY_NUMBER.items()) if bit <= top]
 
 
+def available(status_path: str = "/proc/self/status") -> list[str]:
+    """Capabilities this process could hand to a container: the kernel's, minus those missing
+    from our own bounding set (a sandboxed engine cannot grant what it lacks)."""
+    bounding = None
+    try:
+        with open(status_path) as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    bounding = int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    everything = all_names()
+    if bounding is None:
+        return everything
+    return [name for name in everything if bounding >> CAPABILITIES[name] & 1]
+
+
 def normalize(name: str) -> str:
     """User spelling (compose `cap_add: [net_admin]`, "CAP_NET_ADMIN", "ALL") to the OCI one."""
     upper = name.strip().upper()
@@ -137,11 +154,11 @@ def resolve(
 ) -> list[str]:
     """The container's capability list, Docker's way.
 
-    privileged → every capability the kernel has. Otherwise start from `base` (everything if
+    privileged → every capability we can grant (see available()). Otherwise start from `base` (everything if
     cap_add has "ALL"), remove cap_drop (all of it for "ALL"), then append cap_add: a name in
     both lists is kept, as in Docker.
     """
-    everything = all_names()
+    everything = available()
     if privileged:
         return everything
     adds = [normalize(n) for n in cap_add]

@@ -18,6 +18,9 @@ from runtime.oci import capabilities
 
 # The runtime-spec version of the schema copy in schemas/oci-runtime-spec/.
 OCI_VERSION = "1.3.0"
+# What build_config declares: every field it writes exists in 1.1.0, and older runtimes refuse
+# versions they do not know (Debian 12's crun 1.8 stops at "unknown version specified").
+PORTABLE_OCI_VERSION = "1.1.0"
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "oci-runtime-spec"
 
@@ -70,7 +73,8 @@ DEFAULT_DEVICE_RULES: tuple[tuple[str, int | None, int | None, str], ...] = (
     ("c", 10, 200, "rwm"),  # /dev/net/tun
 )
 
-DEFAULT_RLIMITS: dict[str, tuple[int, int]] = {"RLIMIT_NOFILE": (1024, 524288)}
+# Soft 1024 keeps select()-based programs safe; the hard limit lets servers raise it.
+DEFAULT_NOFILE = (1024, 524288)
 
 CPU_PERIOD_US = 100_000
 
@@ -239,8 +243,20 @@ class ContainerSpec:
 _NAMESPACE_TYPES = ("pid", "network", "ipc", "uts", "mount", "user", "cgroup", "time")
 
 
+def default_rlimits() -> dict[str, tuple[int, int]]:
+    """NOFILE, its hard limit capped at ours: raising it needs CAP_SYS_RESOURCE, which a
+    sandboxed engine may lack, and then every runtime fails to start the container."""
+    import resource
+
+    soft, hard = DEFAULT_NOFILE
+    own_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if own_hard != resource.RLIM_INFINITY:
+        hard = min(hard, own_hard)
+    return {"RLIMIT_NOFILE": (min(soft, hard), hard)}
+
+
 def _rlimits(spec: ContainerSpec) -> list[dict]:
-    wanted = DEFAULT_RLIMITS if spec.rlimits is None else spec.rlimits
+    wanted = default_rlimits() if spec.rlimits is None else spec.rlimits
     out = []
     for name, limit in wanted.items():
         kind = name.upper()
@@ -412,7 +428,7 @@ def _seccomp(spec: ContainerSpec, caps: list[str]) -> dict | None:
         return seccomp.resolve_profile(json.load(f), caps=caps)
 
 
-def build_config(spec: ContainerSpec) -> dict:
+def build_config(spec: ContainerSpec, oci_version: str = PORTABLE_OCI_VERSION) -> dict:
     """The complete config.json for `spec`, Docker's defaults filled in."""
     caps = capabilities.resolve(spec.cap_add, spec.cap_drop, spec.privileged)
 
@@ -480,7 +496,7 @@ def build_config(spec: ContainerSpec) -> dict:
         linux["seccomp"] = seccomp_profile
 
     config: dict[str, Any] = {
-        "ociVersion": OCI_VERSION,
+        "ociVersion": oci_version,
         "process": process,
         "root": {"path": spec.rootfs, "readonly": spec.readonly_rootfs},
         "mounts": mounts,

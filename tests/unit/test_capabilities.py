@@ -94,15 +94,27 @@ def test_resolve_drop_all_keeps_only_adds():
 def test_resolve_add_all_then_drop():
     got = caps.resolve(cap_add=["ALL"], cap_drop=["SYS_ADMIN"])
     assert "CAP_SYS_ADMIN" not in got
-    assert len(got) == len(caps.all_names()) - 1
+    assert len(got) == len(caps.available()) - 1
 
 
 def test_resolve_add_wins_over_drop_like_docker():
     assert "CAP_KILL" in caps.resolve(cap_add=["KILL"], cap_drop=["KILL"])
 
 
-def test_resolve_privileged_is_every_kernel_capability():
-    assert caps.resolve(privileged=True, cap_drop=["CHOWN"]) == caps.all_names()
+def test_resolve_privileged_is_every_capability_we_can_grant():
+    assert caps.resolve(privileged=True, cap_drop=["CHOWN"]) == caps.available()
+
+
+def test_available_is_the_kernels_set_within_our_bounding_set(tmp_path):
+    status = tmp_path / "status"
+    status.write_text("Name:\tx\nCapBnd:\t000001fffeffffff\n")  # all but CAP_SYS_RESOURCE
+    got = caps.available(str(status))
+    assert "CAP_SYS_RESOURCE" not in got
+    assert len(got) == len(caps.all_names()) - 1
+    assert caps.available(str(tmp_path / "missing")) == caps.all_names()
+    with open("/proc/self/status") as f:
+        bounding = int(next(x for x in f if x.startswith("CapBnd:")).split()[1], 16)
+    assert caps.to_mask(caps.available()) == bounding & caps.to_mask(caps.all_names())
 
 
 def test_resolve_refuses_unknown():

@@ -98,15 +98,22 @@ def test_build_config_defaults_are_dockers():
     assert devices[0] == {"allow": False, "access": "rwm"}
     assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"} in devices
     assert "devices" not in config["linux"]  # the runtime creates the default nodes
-    assert {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 524288} in config["process"]["rlimits"]
+    import resource
+
+    own_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert config["process"]["rlimits"] == [
+        {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": min(524288, own_hard)}
+    ]
     assert "hostname" not in config
+    assert config["ociVersion"] == spec.PORTABLE_OCI_VERSION == "1.1.0"
+    assert build_config(ContainerSpec(rootfs="/r"), oci_version="1.3.0")["ociVersion"] == "1.3.0"
 
 
 def test_privileged_differences():
     plain = build_config(ContainerSpec(rootfs="/r"))
     priv = build_config(ContainerSpec(rootfs="/r", privileged=True, cap_drop=["chown"]))
     assert spec.validate_config(priv) == []
-    assert _caps(priv)["bounding"] == capabilities.all_names()
+    assert _caps(priv)["bounding"] == capabilities.available()
     assert "CAP_SYS_ADMIN" in _caps(priv)["effective"]
     assert "CAP_SYS_ADMIN" not in _caps(plain)["effective"]
     assert priv["linux"]["maskedPaths"] == [] and priv["linux"]["readonlyPaths"] == []
