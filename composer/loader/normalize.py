@@ -700,7 +700,7 @@ class _Normalizer:
         self.ulimits(service, "ulimits", path)
         for kind in ("secrets", "configs"):
             self.file_refs(service, kind, path)
-        self.service_networks(service, path)
+        self.names_to_mapping(service, "networks")
         self.devices(service, path)
         if isinstance(service.get("expose"), SeqNode):
             expose = service["expose"]
@@ -709,6 +709,8 @@ class _Normalizer:
         if service.get("pull_policy") == "if_not_present":
             service["pull_policy"] = "missing"
         self.develop(service)
+        self.gpus(service)
+        self.names_to_mapping(service, "models")
         self.depends_on(service, path)
 
     def ports(self, service: MapNode, path: tuple) -> None:
@@ -928,14 +930,16 @@ class _Normalizer:
                 if ref.get(key) is not None:
                     ref[key] = scalar_text(ref[key])
 
-    def service_networks(self, service: MapNode, path: tuple) -> None:
-        networks = service.get("networks")
-        if isinstance(networks, SeqNode):
-            mapping = MapNode(mark=networks.mark)
-            for index, name in enumerate(networks):
-                mark = networks.mark_of(index)
+    @staticmethod
+    def names_to_mapping(service: MapNode, key: str) -> None:
+        """`[a, b]` → `{a: null, b: null}` (networks, models), each key at its item's mark."""
+        names = service.get(key)
+        if isinstance(names, SeqNode):
+            mapping = MapNode(mark=names.mark)
+            for index, name in enumerate(names):
+                mark = names.mark_of(index)
                 mapping.set(scalar_text(name), None, mark, mark)
-            service["networks"] = mapping
+            service[key] = mapping
 
     def default_network(self, service: MapNode) -> bool:
         """Attach a service that names no network to `default`; True if it uses it."""
@@ -974,6 +978,17 @@ class _Normalizer:
             devices[index] = marked_map(
                 mark, {"source": source, "target": target, "permissions": permissions}
             )
+
+    def gpus(self, service: MapNode) -> None:
+        """`gpus: all` is one request for every GPU; a request without count or ids too."""
+        gpus = service.get("gpus")
+        if isinstance(gpus, str):
+            mark = service.mark_of("gpus")
+            service["gpus"] = marked_seq(mark, [{"count": "all"}])
+        elif isinstance(gpus, SeqNode):
+            for request in gpus:
+                if isinstance(request, MapNode) and not {"count", "device_ids"} & set(request):
+                    request.set("count", "all", request.mark, request.mark)
 
     def develop(self, service: MapNode) -> None:
         develop = service.get("develop")

@@ -673,3 +673,56 @@ def test_bad_byte_sizes(bad):
 
     with pytest.raises(ValueError):
         parse_bytes(bad)
+
+
+KITCHEN_SINK = """\
+services:
+  web:
+    build: {context: ./app, args: [A=1]}
+    command: run --fast
+    ports: ['127.0.0.1:8000-8001:80-81/udp', {target: 9000, published: 9000}]
+    volumes: ['./src:/src:ro,z', 'data:/data:nocopy', '/anon']
+    environment: [A=1, B]
+    env_file: [.env]
+    labels: [a=b]
+    extra_hosts: ['h:1.2.3.4']
+    depends_on: [db]
+    links: [db]
+    healthcheck: {test: 'true', interval: 90s}
+    stop_grace_period: 1h
+    mem_limit: 1g
+    ulimits: {nofile: 10}
+    secrets: [s]
+    configs: [{source: c, mode: 0644}]
+    networks: [n]
+    devices: ['/dev/null']
+    tmpfs: /run
+  db:
+    image: redis
+    volumes_from: [web]
+networks: {n: }
+volumes: {data: }
+secrets: {s: {file: ./s}}
+configs: {c: {content: x}}
+"""
+
+
+def test_normalize_is_idempotent():
+    from composer.loader.normalize import normalize
+
+    tree = normalized(KITCHEN_SINK)
+    once = to_plain(tree)
+    normalize(tree, "/proj", FakeEnv())
+    assert to_plain(tree) == once
+
+
+def test_gpus_and_models():
+    service = web("    gpus: all\n    models: [llm]\n")
+    assert to_plain(service["gpus"]) == [{"count": "all"}]
+    assert to_plain(service["models"]) == {"llm": None}
+    assert service["models"].key_marks["llm"] == Mark("c.yaml", 4, 14)
+    listed = web("    gpus: [{driver: nvidia}, {device_ids: ['0']}]\n")
+    assert to_plain(listed["gpus"]) == [
+        {"driver": "nvidia", "count": "all"},
+        {"device_ids": ["0"]},
+    ]
