@@ -316,8 +316,8 @@ def _run_child(channel: _Channel, stage, *args) -> None:
     except BaseException as err:
         try:
             channel.send({"type": "error", "message": _describe(err)})
-        except BaseException:
-            pass
+        except BaseException:  # after `create` returned nobody listens: say it on stderr
+            os.write(2, f"composer-runtime: container init: {_describe(err)}\n".encode())
     finally:
         os._exit(code)
 
@@ -544,6 +544,141 @@ def _now() -> str:
     import time
 
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ---------------------------------------------------------------- exec
+
+
+def exec_in(
+    root: str,
+    container_id: str,
+    process: dict,
+    merge: bool = True,
+    extra_caps: list[str] | tuple[str, ...] = (),
+    console_socket: str | None = None,
+    detach: bool = False,
+    pid_file: str | None = None,
+) -> int:
+    """Run `process` inside the container; its exit code (or 0 when detached)."""
+    record = _load(root, container_id)
+    current = status_of(root, record)
+    if current not in ("created", "running"):
+        raise ContainerError(f"container {container_id!r} is {current}: cannot exec")
+    config = record["config"]
+    process = exec_process_config(config["process"], process, extra_caps) if merge else process
+    if not process.get("args"):
+        raise ContainerError("exec: process.args is required")
+    if process.get("terminal") and not console_socket:
+        raise ContainerError("exec with a terminal needs --console-socket")
+    caps = process.get("capabilities")
+    try:
+        masks = linux.capability_masks(caps) if caps is not None else None
+    except ValueError as err:
+        raise ContainerError(str(err)) from None
+    seccomp_filter = _compile_seccomp((config.get("linux") or {}).get("seccomp"))
+    linux.preload_modules(process, config)
+    ns_fds = _container_namespaces(record["pid"], config)
+    cgroup = _cgroup(config, container_id)
+    if not detach:
+        become_subreaper()
+    console_fd = _connect(console_socket) if console_socket else -1
+    parent, child = _pipe_pair()
+    first = os.fork()
+    if first == 0:
+        parent.close()
+        _run_child(child, _exec_stage1, ns_fds, process, masks, seccomp_filter, console_fd)
+    child.close()
+    for fd in [*ns_fds, console_fd]:
+        if fd >= 0:
+            os.close(fd)
+    pid = 0
+    try:
+        while True:
+            message = parent.recv()
+            if message is None:  # both stages gone or exec'd
+                break
+            if message["type"] == "error":
+                raise ContainerError(f"exec: {message['message']}")
+            if message["type"] == "pid":
+                pid = message["pid"]
+                cgroup.add(pid)
+                parent.send({"type": "ack"})
+    except BaseException:
+        if pid:
+            _kill_quietly(pid)
+        raise
+    finally:
+        parent.close()
+        _reap(first)
+    if not pid:
+        raise ContainerError("exec: the process could not be started")
+    if pid_file:
+        _write_pid_file(pid_file, pid)
+    if detach:
+        return 0
+    return wait_exit_code(pid)
+
+
+def exec_process_config(base: dict, override: dict, extra_caps=()) -> dict:
+    """The container's process settings with exec's args, env, cwd, user and terminal."""
+    merged = {key: value for key, value in base.items() if key not in ("args", "terminal")}
+    merged["args"] = list(override.get("args") or [])
+    merged["terminal"] = bool(override.get("terminal"))
+    merged["env"] = list(base.get("env") or []) + list(override.get("env") or [])
+    for key in ("cwd", "user", "noNewPrivileges", "capabilities"):
+        if key in override:
+            merged[key] = override[key]
+    if extra_caps:
+        caps = {kind: list(names) for kind, names in (merged.get("capabilities") or {}).items()}
+        for kind in ("bounding", "effective", "permitted"):
+            caps[kind] = sorted(set(caps.get(kind) or []) | set(extra_caps))
+        merged["capabilities"] = caps
+    return merged
+
+
+def _container_namespaces(pid: int, config: dict) -> list[int]:
+    """Open fds of the init's namespaces that differ from ours, the user namespace first."""
+    kinds = [entry["type"] for entry in (config.get("linux") or {}).get("namespaces") or []]
+    kinds.sort(key=lambda kind: kind != "user")
+    fds = []
+    for kind in kinds:
+        name = linux.NAMESPACES[kind][1]
+        theirs = f"/proc/{pid}/ns/{name}"
+        if os.stat(theirs).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+            continue  # setns into our own user namespace fails; the rest is a no-op
+        fds.append(os.open(theirs, os.O_RDONLY | os.O_CLOEXEC))
+    return fds
+
+
+def _exec_stage1(channel, ns_fds, process, masks, seccomp_filter, console_fd) -> None:
+    for fd in ns_fds:
+        syscalls.setns(fd, 0)
+    pid = os.fork()  # a joined pid namespace applies to children only
+    if pid == 0:
+        _run_child(channel, _exec_stage2, process, masks, seccomp_filter, console_fd)
+    channel.send({"type": "pid", "pid": pid})
+
+
+def _exec_stage2(channel, process, masks, seccomp_filter, console_fd) -> None:
+    if (channel.recv() or {}).get("type") != "ack":  # wait until we are in the cgroup
+        raise ContainerError("exec aborted")
+    if process.get("terminal"):
+        linux.setup_terminal(console_fd)
+    elif console_fd >= 0:
+        os.close(console_fd)
+    linux.set_rlimits(process.get("rlimits") or [])
+    no_new_privs = bool(process.get("noNewPrivileges"))
+    if seccomp_filter and not no_new_privs:
+        seccomp_filter.load()
+    linux.set_user_and_capabilities(process.get("user") or {}, masks, linux.last_cap())
+    if no_new_privs:
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    if seccomp_filter and no_new_privs:
+        seccomp_filter.load()
+    os.chdir(process.get("cwd", "/"))
+    os.umask((process.get("user") or {}).get("umask", 0o022))
+    linux.reset_signals()
+    linux.exec_process(process)  # success closes the channel: the parent reads EOF
 
 
 # ---------------------------------------------------------------- pause, ps, wait

@@ -321,6 +321,7 @@ def create_devices(rootfs: str, devices: list[dict], in_user_ns: bool, sys_=sysc
             sys_.mount(device["path"], path, None, syscalls.MS_BIND)
             continue
         sys_.mknod(path, kind | mode, device.get("major", 0), device.get("minor", 0))
+        sys_.chmod(path, mode)  # mknod's mode went through the umask
         sys_.chown(path, device.get("uid", 0), device.get("gid", 0))
 
 
@@ -525,7 +526,7 @@ def exec_process(process: dict) -> None:
     """Replace this process with the user program; never returns on success."""
     env = dict(item.split("=", 1) for item in process.get("env") or [] if "=" in item)
     args = process["args"]
-    os.closerange(3, 65536)
+    _close_on_exec_above_stdio()
     if "/" in args[0]:
         os.execve(args[0], args, env)
     os.execvpe(args[0], args, env)
@@ -541,6 +542,17 @@ def preload_modules(process: dict, config: dict) -> None:
         import termios  # noqa: F401
     if (config.get("hooks") or {}).get("startContainer"):
         import subprocess  # noqa: F401
+
+
+def _close_on_exec_above_stdio() -> None:
+    # Not closed now: a failing execve can still report through its channel.
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the fd listdir itself used
 
 
 def setup_terminal(console_socket: int, sys_=syscalls) -> None:

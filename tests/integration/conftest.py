@@ -65,7 +65,8 @@ class RuntimeCLI:
         self.ids: list[str] = []
 
     def __call__(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-        kwargs.setdefault("capture_output", True)
+        if "stdout" not in kwargs:
+            kwargs.setdefault("capture_output", True)
         kwargs.setdefault("text", True)
         kwargs.setdefault("timeout", 60)
         result = subprocess.run([*self.argv0, "--root", str(self.root), *args], **kwargs)
