@@ -8,8 +8,8 @@ else the first file's directory (stdin: the working directory).
 
 COMPOSE_FILE and COMPOSE_PATH_SEPARATOR are taken from the shell, else from the
 --env-file files, else from `.env` in the working directory (--project-directory
-if given, else the current directory), the place docker compose reads them
-from. Relative COMPOSE_FILE entries, like `-f` paths, start at the current
+if given, else the current directory; not when COMPOSE_DISABLE_ENV_FILE is
+true), the place docker compose reads them from. Relative COMPOSE_FILE entries, like `-f` paths, start at the current
 directory.
 """
 
@@ -166,10 +166,13 @@ def _compose_variables(options: LoadOptions, workdir: str) -> dict[str, str]:
     if len(values) == len(wanted):
         return values
     from composer.loader.dotenv import parse_dotenv
+    from composer.loader.environment import _default_env_file_disabled
 
     cwd = os.path.abspath(options.cwd or os.getcwd())
     if options.env_files:
         env_files = [_absolute(p, cwd) for p in options.env_files]
+    elif _default_env_file_disabled(shell):
+        env_files = []
     else:
         env_files = [os.path.join(workdir, ".env")]
     from_files: dict[str, str] = {}

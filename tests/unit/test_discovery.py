@@ -140,6 +140,10 @@ def test_compose_file_variable_from_dot_env(tmp_path):
     write(tmp_path / "other.env", "COMPOSE_FILE=a.yaml\n")
     found = discover(options(tmp_path, env_files=["other.env"]))
     assert found.paths() == [str(tmp_path / "a.yaml")]
+    # COMPOSE_DISABLE_ENV_FILE turns the default .env off, as for interpolation.
+    write(tmp_path / "compose.yaml")
+    found = discover(options(tmp_path, environ={"COMPOSE_DISABLE_ENV_FILE": "1"}))
+    assert found.paths() == [str(tmp_path / "compose.yaml")]
 
 
 def test_compose_file_naming_a_missing_file_is_an_error(tmp_path):

@@ -80,6 +80,19 @@ def test_extends_in_the_same_file_merges_with_local_values_winning(tmp_path):
     assert locate_key(tree, ("services", "cli")) == Mark("compose.yaml", 11, 3)
 
 
+def test_two_services_extending_one_base_do_not_share_nodes(tmp_path):
+    tree = load(
+        tmp_path,
+        "services:\n  base:\n    image: x\n    environment: {A: '1'}\n"
+        "  one: {extends: base}\n  two: {extends: base}\n",
+    )
+    services = tree["services"]
+    assert services["one"]["environment"] is not services["two"]["environment"]
+    assert services["one"]["environment"] is not services["base"]["environment"]
+    services["one"]["environment"]["A"] = "changed"
+    assert services["two"]["environment"]["A"] == "1"
+
+
 def test_extends_inherits_dependencies_as_the_spec_says(tmp_path):
     tree = load(
         tmp_path,

@@ -282,3 +282,20 @@ def test_merge_services_keeps_a_reset_for_later_files():
     first = MapNode({"services": MapNode({"w": MapNode({"ports": SeqNode(["2:2"])})})})
     second = MapNode({"services": MapNode({"w": service})})
     assert to_plain(merge_all([first, second])) == {"services": {"w": {"image": "x", "user": "u"}}}
+
+
+def test_a_reset_item_in_a_later_list_is_dropped():
+    tree = merged(
+        "services:\n  web:\n    group_add: [a]\n",
+        "services:\n  web:\n    group_add: [b, !reset c]\n",
+    )
+    assert web(tree)["group_add"] == ["a", "b"]
+
+
+def test_merge_all_of_one_file_is_a_copy_of_it():
+    tree = parse_compose("services:\n  web:\n    image: a\n    env_file: !override x\n", "c.yaml")
+    result = merge_all([tree])
+    assert to_plain(result) == to_plain(tree)
+    assert result["services"]["web"] is not tree["services"]["web"]
+    assert result["services"]["web"].tags == {}
+    assert locate(result, ("services", "web", "image")) == Mark("c.yaml", 3, 12)
