@@ -410,9 +410,8 @@ class Engine:
             flags += ["--cwd", cwd]
         if user is not None:
             flags += ["--user", self._numeric_user(state, str(user))]
-        items = env.items() if isinstance(env, dict) else ((e, None) for e in env or ())
-        for key, value in items:
-            flags += ["--env", key if value is None else f"{key}={value}"]
+        for item in self._exec_env(state, env):
+            flags += ["--env", item]
         if detach:
             stdin = stdout = stderr = subprocess.DEVNULL
         result = subprocess.run(
@@ -422,6 +421,16 @@ class Engine:
             stderr=stderr,
         )
         return result.returncode
+
+    def _exec_env(self, state: dict, extra: dict | list | None) -> list[str]:
+        # The container's env plus `extra`: runtimes differ on whether --env replaces it.
+        if not extra:
+            return []
+        config = read_json(Path(state["bundle"]) / "config.json")
+        merged = dict(e.partition("=")[::2] for e in config.get("process", {}).get("env", []))
+        pairs = extra.items() if isinstance(extra, dict) else (e.partition("=")[::2] for e in extra)
+        merged.update(pairs)
+        return [f"{k}={v}" for k, v in merged.items()]
 
     def _numeric_user(self, state: dict, user: str) -> str:
         name, _, group = user.partition(":")
