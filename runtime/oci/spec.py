@@ -125,11 +125,16 @@ def _default_mounts(
     ]
 
 
-def default_spec(args: list[str] | None = None, terminal: bool = False) -> dict:
-    """A minimal config.json like `runc spec`: rootfs "rootfs" read-only, sh, few caps."""
+def default_spec(
+    args: list[str] | None = None, terminal: bool = False, oci_version: str = OCI_VERSION
+) -> dict:
+    """A minimal config.json like `runc spec`: rootfs "rootfs" read-only, sh, few caps.
+
+    For a bundle that Debian 12's crun must also run, pass oci_version=PORTABLE_OCI_VERSION.
+    """
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
     return {
-        "ociVersion": OCI_VERSION,
+        "ociVersion": oci_version,
         "process": {
             "terminal": terminal,
             "user": {"uid": 0, "gid": 0},

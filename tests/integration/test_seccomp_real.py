@@ -374,3 +374,31 @@ def test_build_config_runs_under_crun_and_runc(runtime_name, busybox_config_bund
     assert fields["id"] == "0:0"
     assert fields["cwd"] == "/tmp"
     assert fields["env_A"] == "from-spec"
+
+
+@pytest.mark.parametrize("runtime_name", ["crun", "runc"])
+def test_privileged_config_runs_under_crun_and_runc(runtime_name, tmp_path, request):
+    cli = request.getfixturevalue(runtime_name)
+    bundle = tmp_path / "privileged-bundle"
+    make_busybox_rootfs(bundle / "rootfs")
+    name = f"composer-r3p-{os.getpid()}-{tmp_path.name}"[:60]
+    script = (
+        "grep -E '^(CapEff|Seccomp):' /proc/self/status | tr -d ' \\t' | sed 's/:/=/'; "
+        "echo devices=$(ls /dev | wc -l); "
+        "grep -q ' /sys sysfs rw,' /proc/mounts; echo sys_rw=$?"
+    )
+    config = build_config(
+        ContainerSpec(
+            rootfs="rootfs", args=["sh", "-c", script], privileged=True, cgroups_path=f"/{name}"
+        )
+    )
+    write_config(bundle, config)
+    try:
+        result = cli("run", "--bundle", str(bundle), cli.new_id("r3p"))
+    finally:
+        _remove_cgroup(name)
+    fields = _output_fields(result.stdout)
+    assert fields["CapEff"] == f"{capabilities.to_mask(capabilities.available()):016x}"
+    assert fields["Seccomp"] == "0"
+    assert int(fields["devices"]) > 20  # the host's devices, not the default dozen
+    assert fields["sys_rw"] == "0"

@@ -52,7 +52,8 @@ def test_default_spec_is_like_runc_spec():
 
 
 def test_default_spec_args_and_terminal():
-    config = spec.default_spec(args=["echo", "hi"], terminal=True)
+    config = spec.default_spec(args=["echo", "hi"], terminal=True, oci_version="1.1.0")
+    assert config["ociVersion"] == "1.1.0"
     assert config["process"]["args"] == ["echo", "hi"]
     assert config["process"]["terminal"] is True
     # the capability lists are separate objects: editing one must not edit the others
