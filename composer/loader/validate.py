@@ -152,15 +152,18 @@ def _generate_source(schema_bytes: bytes) -> str:
 
     source = fastjsonschema.compile_to_code(json.loads(schema_bytes))
     # Only valid/invalid matters here (jsonschema explains errors), so drop the
-    # schema copies embedded in every raise, and the import of fastjsonschema itself.
+    # schema copies embedded in every raise, and imports that only cost start-up
+    # time: fastjsonschema itself, and decimal (YAML never yields a Decimal).
+    # test_schema_compat's differential test guards these edits.
     source = re.sub(r", definition=\{.*?\}, rule='", ", definition=None, rule='", source)
-    return source.replace(
+    source = source.replace(
         "from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException",
         "class JsonSchemaValueException(ValueError):\n"
         "    def __init__(self, message, value=None, name=None, definition=None, rule=None):\n"
         "        super().__init__(message)\n"
         "JsonSchemaValuesException = JsonSchemaValueException",
     )
+    return source.replace("from decimal import Decimal\n", "class Decimal:\n    pass\n", 1)
 
 
 def _write_atomically(path: str, data: bytes) -> None:
