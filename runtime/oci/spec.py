@@ -400,7 +400,9 @@ def _user_mounts(spec: ContainerSpec) -> list[dict]:
             {"destination": t.target, "type": "tmpfs", "source": "tmpfs", "options": options}
         )
     for b in spec.binds:
-        options = ["rbind", "ro" if b.readonly else "rw", *b.options]
+        readonly = b.readonly or "ro" in b.options
+        extra = [o for o in b.options if o not in ("ro", "rw")]
+        options = ["rbind", "ro" if readonly else "rw", *extra]
         if not _propagation_given(b.options):
             options.append("rprivate")
         mounts.append(

@@ -402,3 +402,36 @@ def test_privileged_config_runs_under_crun_and_runc(runtime_name, tmp_path, requ
     assert fields["Seccomp"] == "0"
     assert int(fields["devices"]) > 20  # the host's devices, not the default dozen
     assert fields["sys_rw"] == "0"
+
+
+@pytest.mark.parametrize("runtime_name", ["crun", "runc"])
+def test_non_root_user_keeps_no_effective_capabilities(runtime_name, tmp_path, request):
+    """Inheritable and ambient stay empty, so execve as uid 65534 leaves nothing effective
+    while the bounding set is still Docker's."""
+    cli = request.getfixturevalue(runtime_name)
+    bundle = tmp_path / "nobody-bundle"
+    make_busybox_rootfs(bundle / "rootfs")
+    name = f"composer-r3n-{os.getpid()}-{tmp_path.name}"[:60]
+    script = (
+        "grep -E '^Cap(Eff|Prm|Bnd|Amb):' /proc/self/status | tr -d ' \\t' | sed 's/:/=/'; "
+        "echo id=$(id -u):$(id -g):$(id -G | tr ' ' ,)"
+    )
+    config = build_config(
+        ContainerSpec(
+            rootfs="rootfs",
+            args=["sh", "-c", script],
+            uid=65534,
+            gid=65534,
+            additional_gids=[1000],
+            cgroups_path=f"/{name}",
+        )
+    )
+    write_config(bundle, config)
+    try:
+        result = cli("run", "--bundle", str(bundle), cli.new_id("r3n"))
+    finally:
+        _remove_cgroup(name)
+    fields = _output_fields(result.stdout)
+    assert fields["CapEff"] == fields["CapPrm"] == fields["CapAmb"] == "0" * 16
+    assert fields["CapBnd"] == f"{capabilities.to_mask(capabilities.DOCKER_DEFAULT):016x}"
+    assert fields["id"] == "65534:65534:65534,1000"

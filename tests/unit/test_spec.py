@@ -241,6 +241,11 @@ def test_mounts_binds_tmpfs_and_shm():
     assert "size=1048576" in _mount(config, "/dev/shm")["options"]
 
 
+def test_bind_ro_in_options_is_not_contradicted():
+    config = build_config(ContainerSpec(rootfs="/r", binds=[Bind("/a", "/b", options=("ro",))]))
+    assert _mount(config, "/b")["options"] == ["rbind", "ro", "rprivate"]
+
+
 def test_user_mount_replaces_a_default_one():
     config = build_config(ContainerSpec(rootfs="/r", binds=[Bind("/host/shm", "/dev/shm")]))
     shm = [m for m in config["mounts"] if m["destination"] == "/dev/shm"]
