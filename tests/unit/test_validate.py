@@ -312,3 +312,11 @@ def test_a_corrupt_cache_file_is_replaced(tmp_path):
 def test_validate_uses_the_cache_directory_from_the_environment(private_cache):
     validate(parse_compose("services:\n  web: {image: a}\n", "c.yaml"))
     assert any(n.startswith("compose-schema-") for n in os.listdir(private_cache / "composer"))
+
+
+@pytest.mark.parametrize(
+    "line", ["container_name: ${NAME}", "pull_policy: ${POLICY:-missing}", "pull_policy: $P"]
+)
+def test_anchored_patterns_let_uninterpolated_variables_through(line):
+    # With --no-interpolate the official (unanchored) patterns accept these; so do we.
+    validate(parse_compose(f"services:\n  web:\n    image: a\n    {line}\n", "c.yaml"))
