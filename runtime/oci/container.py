@@ -18,7 +18,8 @@ from runtime.oci import hooks, linux, syscalls
 DEFAULT_ROOT = "/run/composer-runtime"
 OCI_VERSION = "1.0.2"
 STATE_FILE = "state.json"
-EXEC_FIFO = "exec.fifo"
+EXEC_FIFO = "exec.fifo"  # init blocks reading it until `start` writes a byte
+EXEC_DONE = "exec.done"  # init holds it open until exec: `start` sees hang-up, or an error
 
 
 class ContainerError(RuntimeError):
@@ -221,12 +222,14 @@ def create(
     cgroup = None
     pid = 0
     try:
-        fifo = os.path.join(state_dir, EXEC_FIFO)
-        os.mkfifo(fifo, 0o600)
+        for name in (EXEC_FIFO, EXEC_DONE):
+            os.mkfifo(os.path.join(state_dir, name), 0o600)
         cgroup = _cgroup(config, container_id)
         cgroup.create()
         cgroup.apply(linux_cfg.get("resources") or {}, linux_cfg.get("devices") or [])
-        pid = _spawn(config, bundle, record, joins, new_flags, masks, fifo, console_socket, cgroup)
+        pid = _spawn(
+            config, bundle, record, joins, new_flags, masks, state_dir, console_socket, cgroup
+        )
     except BaseException:
         if pid:
             _kill_quietly(pid)
@@ -242,16 +245,21 @@ def create(
     return pid
 
 
-def _spawn(config, bundle, record, joins, new_flags, masks, fifo, console_socket, cgroup) -> int:
-    fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+def _spawn(config, bundle, record, joins, new_flags, masks, state_dir, console_socket, cgroup):
+    # O_RDWR: opening never blocks, and the init is reader and writer of its own fifos.
+    fifo_fds = tuple(
+        os.open(os.path.join(state_dir, name), os.O_RDWR | os.O_CLOEXEC)
+        for name in (EXEC_FIFO, EXEC_DONE)
+    )
     console_fd = _connect(console_socket) if console_socket else -1
     parent, child = _pipe_pair()
     stage1 = os.fork()
     if stage1 == 0:
         parent.close()
-        _run_child(child, _stage1, config, bundle, joins, new_flags, masks, fifo_fd, console_fd)
+        _run_child(child, _stage1, config, bundle, joins, new_flags, masks, fifo_fds, console_fd)
     child.close()
-    os.close(fifo_fd)
+    for fd in fifo_fds:
+        os.close(fd)
     if console_fd >= 0:
         os.close(console_fd)
     pid = 0
@@ -328,7 +336,7 @@ def _describe(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
-def _stage1(channel, config, bundle, joins, new_flags, masks, fifo_fd, console_fd) -> None:
+def _stage1(channel, config, bundle, joins, new_flags, masks, fifo_fds, console_fd) -> None:
     linux.join_namespaces(joins)
     if new_flags & syscalls.CLONE_NEWUSER:
         syscalls.unshare(syscalls.CLONE_NEWUSER)
@@ -343,12 +351,12 @@ def _stage1(channel, config, bundle, joins, new_flags, masks, fifo_fd, console_f
     pid = os.fork()
     if pid == 0:
         _run_child(
-            channel, _stage2, config, bundle, new_flags, in_user_ns, masks, fifo_fd, console_fd
+            channel, _stage2, config, bundle, new_flags, in_user_ns, masks, fifo_fds, console_fd
         )
     channel.send({"type": "pid", "pid": pid})
 
 
-def _stage2(channel, config, bundle, new_flags, in_user_ns, masks, fifo_fd, console_fd) -> None:
+def _stage2(channel, config, bundle, new_flags, in_user_ns, masks, fifo_fds, console_fd) -> None:
     """The container's init: becomes the user program after `start`."""
     process = config["process"]
     linux_cfg = config.get("linux") or {}
@@ -388,12 +396,17 @@ def _stage2(channel, config, bundle, new_flags, in_user_ns, masks, fifo_fd, cons
     channel.close()
     if console_fd >= 0:
         os.close(console_fd)
-    if os.read(fifo_fd, 1) != b"0":  # `start` writes one byte; EOF means nobody will
+    exec_fd, done_fd = fifo_fds
+    if os.read(exec_fd, 1) != b"0":  # `start` writes one byte
         os._exit(1)
-    os.close(fifo_fd)
-    if hook_state is not None:
-        hooks.run_hooks(config, "startContainer", {**hook_state, "status": "created"})
-    linux.exec_process(process)
+    os.close(exec_fd)
+    try:
+        if hook_state is not None:
+            hooks.run_hooks(config, "startContainer", {**hook_state, "status": "created"})
+        linux.exec_process(process)
+    except BaseException as err:  # `start` is listening on the done fifo
+        os.write(done_fd, _describe(err).encode()[:4000])
+        os._exit(1)
 
 
 def _compile_seccomp(seccomp_cfg: dict | None):
@@ -426,18 +439,43 @@ def start(root: str, container_id: str) -> None:
     if current != "created":
         raise ContainerError(f"container {container_id!r} is {current}, not created")
     fifo = os.path.join(root, container_id, EXEC_FIFO)
+    done = os.path.join(root, container_id, EXEC_DONE)
     try:
+        done_fd = os.open(done, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
         raise ContainerError(f"container {container_id!r} cannot start: {err.strerror}") from None
     try:
         os.unlink(fifo)  # first: a second `start` must find no fifo
         os.write(fd, b"0")
-    finally:
         os.close(fd)
+        failure = _wait_exec(done_fd)
+    finally:
+        os.close(done_fd)
+        os.unlink(done)
+    if failure:
+        raise ContainerError(f"container {container_id!r} failed to start: {failure}")
     config = record["config"]
     if hooks.has_hooks(config, "poststart"):
         hooks.run_hooks(config, "poststart", oci_state(root, record, "running"))
+
+
+def _wait_exec(done_fd: int) -> str:
+    """Block until the init has exec'd (its end of the fifo closes); its error text if not."""
+    import select
+
+    poller = select.poll()
+    poller.register(done_fd, select.POLLIN)
+    message = b""
+    while True:
+        poller.poll()
+        try:
+            chunk = os.read(done_fd, 4096)
+        except BlockingIOError:
+            continue
+        if not chunk:  # hang-up: every writer is gone
+            return message.decode(errors="replace")
+        message += chunk
 
 
 def parse_signal(value: str | int) -> int:
