@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from composer.loader.errors import LoadError, Problem, display_name
 from composer.loader.nodes import MapNode, locate, to_plain
+from composer.loader.normalize import parse_bytes, parse_duration, sort_problems, unresolved
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -491,7 +492,7 @@ class _ModelBuilder:
 
     def convert(self, path: tuple, value: Any, kind: Any, what: str) -> Any:
         """kind(value), or a Problem at path's mark when the value does not fit."""
-        if value is None:
+        if value is None or unresolved(value):
             return None
         try:
             if kind is bool:
@@ -509,9 +510,7 @@ class _ModelBuilder:
             return None
 
     def seconds(self, path: tuple, value: Any) -> float | None:
-        from composer.loader.normalize import parse_duration
-
-        if value is None:
+        if value is None or unresolved(value):
             return None
         try:
             return parse_duration(value)
@@ -520,9 +519,7 @@ class _ModelBuilder:
             return None
 
     def size(self, path: tuple, value: Any) -> int | None:
-        from composer.loader.normalize import parse_bytes
-
-        if value is None:
+        if value is None or unresolved(value):
             return None
         try:
             return parse_bytes(value)
@@ -554,8 +551,6 @@ class _ModelBuilder:
             extensions=freeze({k: to_plain(v) for k, v in tree.items() if str(k).startswith("x-")}),
         )
         if self.problems:
-            from composer.loader.normalize import sort_problems
-
             raise LoadError(sort_problems(self.problems))
         return project
 
@@ -649,12 +644,15 @@ class _ModelBuilder:
             labels=_text_map(spec.get("labels")),
             annotations=_text_map(spec.get("annotations")),
             ports=tuple(
-                self.port(p, (*path, "ports", i)) for i, p in enumerate(spec.get("ports") or ())
+                self.port(p, (*path, "ports", i))
+                for i, p in enumerate(spec.get("ports") or ())
+                if isinstance(p, Mapping)  # else a ${VAR} left by --no-interpolate
             ),
             expose=_strings(spec.get("expose")),
             volumes=tuple(
                 self.mount(m, (*path, "volumes", i))
                 for i, m in enumerate(spec.get("volumes") or ())
+                if isinstance(m, Mapping)
             ),
             tmpfs=_strings(spec.get("tmpfs")),
             volumes_from=_strings(spec.get("volumes_from")),

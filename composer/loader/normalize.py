@@ -161,7 +161,7 @@ def _long_port(node: dict, mark: Mark | None, path: tuple) -> MapNode:
     target = node.get("target")
     if isinstance(target, str) and target.strip().isdigit():
         node["target"] = int(target)
-    elif isinstance(target, bool) or not isinstance(target, int):
+    elif (isinstance(target, bool) or not isinstance(target, int)) and not unresolved(target):
         raise fail("a port needs a numeric 'target'", node.mark_of("target") or mark, path)
     published = node.get("published")
     if published is not None and not isinstance(published, str):
@@ -509,6 +509,18 @@ CONTAINER_PREFIX = "container:"
 NO_DEFAULT_NETWORK_MODES = ("host", "none")
 
 
+_VARIABLE = re.compile(r"\$\{?[A-Za-z_]")
+
+
+def unresolved(value: Any) -> bool:
+    """A value still holding a ${VARIABLE}: interpolation was turned off (--no-interpolate).
+
+    Such values are left as written, as docker compose does, instead of being
+    reported as malformed.
+    """
+    return isinstance(value, str) and _VARIABLE.search(value) is not None
+
+
 def _env_lookup(env: Any, name: str) -> str | None:
     if env is None:
         return None
@@ -586,19 +598,21 @@ class _Normalizer:
         try:
             node[key] = canonical_duration(node[key])
         except ValueError as exc:
+            if unresolved(node[key]):
+                return
             self.problem(
                 str(exc), node.mark_of(key), (*path, key), hint="write e.g. '30s', '1m30s', '500ms'"
             )
 
     def size(self, node: MapNode, key: str, path: tuple) -> None:
-        if node.get(key) is None:
+        if node.get(key) is None or unresolved(node[key]):
             return
         value = self.attempt(_bytes_at, node, key, (*path, key))
         if value is not None:
             node[key] = value
 
     def mode(self, node: MapNode, key: str, path: tuple) -> None:
-        if node.get(key) is None:
+        if node.get(key) is None or unresolved(node[key]):
             return
         value = self.attempt(file_mode, node[key], node.mark_of(key), (*path, key))
         if value is not None:
@@ -719,6 +733,9 @@ class _Normalizer:
             return
         result = SeqNode(mark=ports.mark)
         for index, item in enumerate(ports):
+            if unresolved(item):
+                result.add(item, ports.mark_of(index), ports.item_tags[index])
+                continue
             entries = self.attempt(parse_port, item, ports.mark_of(index), (*path, "ports", index))
             for entry in entries or ():
                 result.add(entry, ports.mark_of(index), ports.item_tags[index])
@@ -729,6 +746,8 @@ class _Normalizer:
         if not isinstance(volumes, SeqNode):
             return
         for index, item in enumerate(volumes):
+            if unresolved(item):
+                continue
             where = (*path, "volumes", index)
             long = self.attempt(parse_volume, item, volumes.mark_of(index), self.project_dir, where)
             if long is not None:

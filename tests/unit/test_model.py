@@ -298,3 +298,15 @@ def test_model_hash_follows_env_file_content(tmp_path):
     (tmp_path / "app.env").write_text("A=1\n")
     moved = load(text.replace("image: x\n", "image: x\n    scale: 2\n"), tmp_path)
     assert service_config_hash(moved.services["web"]) == service_config_hash(first)
+
+
+def test_model_of_an_uninterpolated_tree_skips_unresolved_values(tmp_path):
+    tree = parse_compose(
+        "services:\n  web:\n    image: x\n    ports: ['${P}:80', '81']\n"
+        "    volumes: ['${SRC}:/x']\n    mem_limit: ${MEM}\n    scale: ${N}\n",
+        "c.yaml",
+    )
+    normalize(tree, str(tmp_path), None)
+    web = build_project(tree, name="demo", project_dir=str(tmp_path)).services["web"]
+    assert web.ports == (Port(target=81),)
+    assert web.volumes == () and web.resources.limits.memory is None and web.scale == 1

@@ -726,3 +726,18 @@ def test_gpus_and_models():
         {"driver": "nvidia", "count": "all"},
         {"device_ids": ["0"]},
     ]
+
+
+def test_variables_left_by_no_interpolate_stay_as_written():
+    service = web(
+        "    ports: ['${PORT}:80', {target: '${T}'}]\n    volumes: ['${SRC}:/x']\n"
+        "    mem_limit: ${MEM}\n    stop_grace_period: $GRACE\n"
+        "    secrets: [{source: s, mode: '${MODE}'}]\n"
+    )
+    assert to_plain(service["ports"]) == [
+        "${PORT}:80",
+        {"target": "${T}", "protocol": "tcp", "mode": "ingress"},
+    ]
+    assert list(service["volumes"]) == ["${SRC}:/x"]
+    assert service["mem_limit"] == "${MEM}" and service["stop_grace_period"] == "$GRACE"
+    assert service["secrets"][0]["mode"] == "${MODE}"
