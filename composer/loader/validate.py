@@ -92,14 +92,8 @@ def load_fast_validator(schema_bytes: bytes, directory: str | None) -> Callable[
     if generator is None:  # pragma: no cover - fastjsonschema is a dependency
         return _jsonschema_is_valid(schema_bytes)
     key = _sha256(schema_bytes + generator + importlib.util.MAGIC_NUMBER).hexdigest()
-    code = None
     path = os.path.join(directory, f"compose-schema-{key[:32]}.bin") if directory else None
-    if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                code = marshal.loads(fh.read())
-        except (OSError, EOFError, ValueError, TypeError):
-            code = None
+    code = _read_cached_code(path) if path else None
     if code is None:
         code = compile(_generate_source(schema_bytes), "<compose-schema>", "exec")
         if path is not None:
@@ -117,6 +111,26 @@ def load_fast_validator(schema_bytes: bytes, directory: str | None) -> Callable[
         return True
 
     return is_valid
+
+
+def _read_cached_code(path: str) -> Any:
+    """The code object cached at path, or None if absent, corrupt or not safely ours.
+
+    We execute what we load, so only a file that we own and that nobody else
+    may write is trusted.
+    """
+    import marshal
+    import types
+
+    try:
+        with open(path, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+                return None
+            code = marshal.loads(fh.read())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    return code if isinstance(code, types.CodeType) else None
 
 
 def _sha256(data: bytes) -> Any:
@@ -169,8 +183,8 @@ def _generate_source(schema_bytes: bytes) -> str:
 def _write_atomically(path: str, data: bytes) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as fh:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
     except OSError:

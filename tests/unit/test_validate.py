@@ -309,6 +309,33 @@ def test_a_corrupt_cache_file_is_replaced(tmp_path):
     assert (cache / entry).read_bytes() != b"garbage"
 
 
+def test_a_cache_file_others_may_write_is_not_trusted(tmp_path, monkeypatch):
+    cache = tmp_path / "c"
+    load_fast_validator(b'{"type": "object"}', str(cache))
+    (entry,) = os.listdir(cache)
+    assert (cache / entry).stat().st_mode & 0o777 == 0o600
+    os.chmod(cache / entry, 0o666)
+    compiled = []
+    real = validate_module._generate_source
+    monkeypatch.setattr(
+        validate_module, "_generate_source", lambda b: compiled.append(b) or real(b)
+    )
+    check = load_fast_validator(b'{"type": "object"}', str(cache))
+    assert compiled == [b'{"type": "object"}']
+    assert check({}) and not check([])
+
+
+def test_a_cache_file_holding_something_else_than_code_is_replaced(tmp_path):
+    import marshal
+
+    cache = tmp_path / "c"
+    load_fast_validator(b'{"type": "object"}', str(cache))
+    (entry,) = os.listdir(cache)
+    (cache / entry).write_bytes(marshal.dumps(5))
+    check = load_fast_validator(b'{"type": "object"}', str(cache))
+    assert check({}) and not check([])
+
+
 def test_validate_uses_the_cache_directory_from_the_environment(private_cache):
     validate(parse_compose("services:\n  web: {image: a}\n", "c.yaml"))
     assert any(n.startswith("compose-schema-") for n in os.listdir(private_cache / "composer"))
