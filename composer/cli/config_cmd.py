@@ -108,7 +108,7 @@ def _render(result: LoadResult, args: argparse.Namespace) -> str:
         )
     if args.explain:
         return _explain(result, args.explain)
-    document = project_document(result)
+    document = project_document(result, interpolated=not args.no_interpolate)
     if args.format == "json":
         return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     return dump_yaml(document)
@@ -182,10 +182,35 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def project_document(result: LoadResult) -> dict[str, Any]:
-    """The normalized project as plain data: name first, then the spec's order."""
+def _escape_dollars(node: Any) -> Any:
+    """`$` → `$$` in values, so the output interpolates back to the same project."""
+    if isinstance(node, dict):
+        return {k: _escape_dollars(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_escape_dollars(v) for v in node]
+    if isinstance(node, str):
+        return node.replace("$", "$$")
+    return node
+
+
+def project_document(result: LoadResult, interpolated: bool = True) -> dict[str, Any]:
+    """The normalized project as plain data: name first, then the spec's order.
+
+    env_file contents are folded into each service's environment, as the
+    container will see them (a bare `KEY` with no value stays null).
+    """
     tree = _plain(result.tree)
     tree["name"] = result.project.name
+    for name, service in (tree.get("services") or {}).items():
+        if name not in result.project.services or "env_file" not in service:
+            continue
+        declared = service.get("environment") or {}
+        resolved = dict(result.project.services[name].environment)
+        resolved.update({k: None for k, v in declared.items() if v is None and k not in resolved})
+        service["environment"] = resolved
+        del service["env_file"]
+    if interpolated:
+        tree = _escape_dollars(tree)
     ordered = {key: tree[key] for key in TOP_LEVEL_ORDER if key in tree}
     ordered.update({key: tree[key] for key in sorted(tree) if key not in ordered})
     return ordered

@@ -68,6 +68,7 @@ def load(options: LoadOptions) -> LoadResult:
         normalize,
         parse,
         profiles,
+        resources,
         semantics,
         validate,
     )
@@ -75,14 +76,18 @@ def load(options: LoadOptions) -> LoadResult:
 
     found = discovery.discover(options)
     env = environment.build_environment(
-        options.shell_environ(), options.env_files, found.project_dir, strict=options.strict_env
+        options.shell_environ(),
+        options.env_files,
+        found.project_dir,
+        strict=options.strict_env,
+        cwd=options.cwd,
     )
     trees = []
     for source in found.files:
         tree = parse.parse_compose(source.text, source.display)
         if options.interpolate:
             interpolate.interpolate(tree, env)
-            interpolate.cast(tree)
+            interpolate.cast(tree, env)
         tree = include.apply_includes(tree, source, env, options)
         tree = extends.apply_extends(tree, source, env, options)
         trees.append(tree)
@@ -100,10 +105,12 @@ def load(options: LoadOptions) -> LoadResult:
     normalize.normalize(tree, found.project_dir, env)
     semantics.check(tree)
     check_acyclic(tree)
+    resources.settle_resources(tree, name)
     project = build_project(
         tree, name=name, project_dir=found.project_dir, config_files=found.paths()
     )
-    return LoadResult(project, env, env.warnings, tree, name_source, all_profiles)
+    warnings = [*found.warnings, *env.warnings]
+    return LoadResult(project, env, warnings, tree, name_source, all_profiles)
 
 
 def variables(options: LoadOptions) -> list:
