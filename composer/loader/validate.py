@@ -365,7 +365,10 @@ class _Reporter:
             names.remove("integer")
         words = [_TYPE_WORDS[t] for t in names]
         message = f"expected {_join_or(words)}, got {_describe_value(error.instance)}"
-        return Problem(message, locate(self.tree, path), path)
+        hint = None
+        if "array" in names and type_of(error.instance) in ("string", "number", "integer"):
+            hint = f"a single item still goes in a list: [{_short(error.instance)}]"
+        return Problem(message, locate(self.tree, path), path, hint)
 
     def on_oneOf(self, error: Any, path: tuple) -> Iterator[Problem]:
         branches = error.validator_value

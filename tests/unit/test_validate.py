@@ -139,6 +139,12 @@ def test_alternatives_reduce_to_one_type_error():
     assert problem.message == "expected a string, a list or null, got a mapping"
 
 
+def test_a_scalar_where_a_list_belongs_gets_a_list_hint():
+    problem = only_problem("services:\n  web:\n    image: a\n    depends_on: db\n")
+    assert problem.message == "expected a mapping or a list, got a string ('db')"
+    assert problem.hint == "a single item still goes in a list: ['db']"
+
+
 def test_alternatives_reduce_to_the_branch_of_the_right_type():
     text = "services:\n  web:\n    image: a\n    ports:\n      - {target: 80, publishd: 8080}\n"
     problem = only_problem(text)
