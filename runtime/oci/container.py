@@ -378,8 +378,9 @@ def _stage2(channel, config, bundle, new_flags, in_user_ns, masks, fifo_fds, con
     linux.pivot_into(rootfs, linux_cfg.get("rootfsPropagation"))
     if process.get("terminal"):
         linux.setup_terminal(console_fd)
-    linux.finish_rootfs(config)
+    # sysctls before the read-only paths: /proc/sys is usually one of them
     linux.set_identity(config, bool(new_flags & syscalls.CLONE_NEWUTS))
+    linux.finish_rootfs(config)
     linux.set_rlimits(process.get("rlimits") or [])
     no_new_privs = bool(process.get("noNewPrivileges"))
     if seccomp_filter and not no_new_privs:  # without no_new_privs loading needs CAP_SYS_ADMIN

@@ -99,6 +99,7 @@ DEV_SYMLINKS = [
     ("/proc/self/fd/1", "/dev/stdout"),
     ("/proc/self/fd/2", "/dev/stderr"),
     ("pts/ptmx", "/dev/ptmx"),
+    ("/proc/kcore", "/dev/core"),
 ]
 
 _DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
@@ -326,10 +327,7 @@ def create_devices(rootfs: str, devices: list[dict], in_user_ns: bool, sys_=sysc
 
 
 def create_dev_symlinks(rootfs: str, sys_=syscalls) -> None:
-    links = list(DEV_SYMLINKS)
-    if os.path.exists("/proc/kcore"):
-        links.append(("/proc/kcore", "/dev/core"))
-    for target, link in links:
+    for target, link in DEV_SYMLINKS:
         path = os.path.join(rootfs, link.lstrip("/"))
         if not os.path.lexists(path):
             sys_.symlink(target, path)

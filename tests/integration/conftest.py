@@ -41,6 +41,7 @@ def busybox_bundle(tmp_path: Path) -> Path:
     bundle = tmp_path / "bundle"
     make_busybox_rootfs(bundle / "rootfs")
     config = _default_config()
+    config["ociVersion"] = "1.0.2"  # crun 1.8 and runc 1.1 refuse newer versions
     config["process"]["terminal"] = False
     config["process"]["args"] = ["true"]
     config["root"] = {"path": "rootfs", "readonly": True}
