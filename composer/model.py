@@ -74,6 +74,8 @@ def freeze(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Port:
+    """A published or exposed port of a service (long form)."""
+
     target: int
     published: str | None = None  # "8080", a range "8000-8010", or None for a random port
     host_ip: str | None = None
@@ -92,6 +94,8 @@ class Port:
 
 @dataclass(frozen=True, slots=True)
 class Mount:
+    """A service mount: bind (host path), volume (named or anonymous) or tmpfs."""
+
     type: str  # bind, volume, tmpfs (npipe, cluster, image are carried but not run)
     target: str
     source: str | None = None  # absolute host path for bind; volume key for volume
@@ -108,6 +112,8 @@ class Mount:
 
 @dataclass(frozen=True, slots=True)
 class ServiceNetwork:
+    """How a service joins one network."""
+
     name: str  # the key under top-level networks
     aliases: tuple[str, ...] = ()
     ipv4_address: str | None = None
@@ -122,6 +128,8 @@ class ServiceNetwork:
 
 @dataclass(frozen=True, slots=True)
 class IpamPool:
+    """One address pool of a network's IPAM configuration."""
+
     subnet: str | None = None
     ip_range: str | None = None
     gateway: str | None = None
@@ -130,6 +138,8 @@ class IpamPool:
 
 @dataclass(frozen=True, slots=True)
 class Network:
+    """A top-level network."""
+
     key: str  # as written in the file
     name: str  # the real name: `name:`, else the key if external, else <project>_<key>
     driver: str | None = None
@@ -147,6 +157,8 @@ class Network:
 
 @dataclass(frozen=True, slots=True)
 class Volume:
+    """A top-level named volume."""
+
     key: str
     name: str
     driver: str | None = None
@@ -170,6 +182,8 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """A top-level config; like Secret."""
+
     key: str
     name: str
     file: str | None = None
@@ -192,6 +206,8 @@ class FileReference:
 
 @dataclass(frozen=True, slots=True)
 class Healthcheck:
+    """How the engine probes a service; durations in seconds."""
+
     test: tuple[str, ...] = ()
     interval: float | None = None  # seconds
     timeout: float | None = None
@@ -203,6 +219,8 @@ class Healthcheck:
 
 @dataclass(frozen=True, slots=True)
 class DependsOn:
+    """One service a service needs before it starts."""
+
     service: str
     condition: str = "service_started"
     required: bool = True
@@ -211,6 +229,8 @@ class DependsOn:
 
 @dataclass(frozen=True, slots=True)
 class Ulimit:
+    """A resource limit (setrlimit) of the container's processes."""
+
     name: str
     soft: int
     hard: int
@@ -218,6 +238,8 @@ class Ulimit:
 
 @dataclass(frozen=True, slots=True)
 class Build:
+    """How to build a service's image."""
+
     context: str
     dockerfile: str | None = "Dockerfile"
     dockerfile_inline: str | None = None
@@ -241,6 +263,8 @@ class Build:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """CPU, memory and process limits (or reservations)."""
+
     cpus: float | None = None
     memory: int | None = None  # bytes
     pids: int | None = None
@@ -264,6 +288,8 @@ class Resources:
 
 @dataclass(frozen=True, slots=True)
 class Logging:
+    """The log driver and its options."""
+
     driver: str | None = None
     options: FrozenMap = EMPTY
 
@@ -280,6 +306,8 @@ class RestartPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Device:
+    """A host device made available in the container."""
+
     source: str
     target: str
     permissions: str = "rwm"
@@ -287,6 +315,8 @@ class Device:
 
 @dataclass(frozen=True, slots=True)
 class Service:
+    """One service, with everything the engine needs to run its containers."""
+
     name: str
     image: str | None = None
     build: Build | None = None
@@ -357,6 +387,8 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class Project:
+    """A loaded Compose project."""
+
     name: str
     project_dir: str
     config_files: tuple[str, ...]
