@@ -130,6 +130,9 @@ class FakeKernel(KernelIO):
                     raise CgroupError(f"writing {item} to {path}: No such file", errno.ENOENT)
                 (enabled.add if item[0] == "+" else enabled.discard)(item[1:])
             Path(path).write_text(" ".join(sorted(enabled)))
+        elif name == "cpu.rt_runtime_us":
+            self.tree.check_rt_budget(d, int(value))
+            Path(path).write_text(value)
         elif name == "cgroup.freeze":
             Path(path).write_text(value)
             Path(d, "cgroup.events").write_text(f"populated 0\nfrozen {int(value)}\n")
@@ -284,6 +287,19 @@ class FakeCgroupTree:
             self._write_files(d, _V1_COMMON)
             self._write_files(d, _V1_FILES.get(c, {}))
             self._write_files(d, self.extra_files.get(c, {}))
+
+    def check_rt_budget(self, d: str, runtime: int) -> None:
+        """Like the kernel: the children's realtime runtimes must fit in the parent's."""
+        parent = os.path.dirname(d)
+        if parent == self._hierarchy_of(d):
+            return  # the root's budget is the system's; the fake does not model it
+        siblings = sum(
+            int(Path(e.path, "cpu.rt_runtime_us").read_text())
+            for e in os.scandir(parent)
+            if e.is_dir() and e.path != d
+        )
+        if siblings + runtime > int(Path(parent, "cpu.rt_runtime_us").read_text()):
+            raise CgroupError(f"writing {runtime} to {d}/cpu.rt_runtime_us: EINVAL", errno.EINVAL)
 
     # ---------------------------------------------------------------- processes
     def procs(self, d: str) -> list[int]:

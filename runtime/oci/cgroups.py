@@ -623,9 +623,32 @@ class Cgroup:
         if cpu.get("realtimePeriod"):
             self._write(d, "cpu.rt_period_us", cpu["realtimePeriod"])
         if cpu.get("realtimeRuntime"):
-            self._write(d, "cpu.rt_runtime_us", cpu["realtimeRuntime"])
+            try:
+                self._write(d, "cpu.rt_runtime_us", cpu["realtimeRuntime"])
+            except CgroupError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                self._grant_rt_budget(d, cpu["realtimeRuntime"])
+                self._write(d, "cpu.rt_runtime_us", cpu["realtimeRuntime"])
         if cpu.get("idle") is not None:
             self._write(d, "cpu.idle", cpu["idle"])
+
+    def _grant_rt_budget(self, d: str, runtime: int) -> None:
+        # New cgroups get no realtime budget and a child may only take what its parent has,
+        # so every parent between the mount and us must hold the sum of its children's.
+        h = self.layout.serving["cpu"]
+        parents = self._levels(h, d)[1:-1]
+        need = {d: runtime}
+        for parent in reversed(parents):
+            total = 0
+            for entry in os.scandir(parent):
+                if entry.is_dir(follow_symlinks=False):
+                    child = entry.path
+                    total += need.get(child, int(self._read(child, "cpu.rt_runtime_us")))
+            need[parent] = max(total, int(self._read(parent, "cpu.rt_runtime_us")))
+        for parent in parents:
+            if need[parent] > int(self._read(parent, "cpu.rt_runtime_us")):
+                self._write(parent, "cpu.rt_runtime_us", need[parent])
 
     def _cpu_v2(self, d: str, cpu: dict) -> None:
         if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):

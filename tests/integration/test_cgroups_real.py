@@ -242,6 +242,20 @@ def test_cpuset_parents_are_populated_before_the_child():
     assert not os.path.exists(f"/sys/fs/cgroup/memory{parent}")
 
 
+def test_realtime_runtime_gets_a_budget_from_new_parents():
+    parent = f"/composer-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    harness = Harness(f"{parent}/ctr")
+    try:
+        harness.cgroup.create()
+        harness.cgroup.apply({"cpu": {"realtimeRuntime": 10000, "realtimePeriod": 1000000}})
+        assert _read(f"/sys/fs/cgroup/cpu{parent}/cpu.rt_runtime_us").strip() == "10000"
+        assert _read(f"{harness.cgroup.paths['cpu']}/cpu.rt_runtime_us").strip() == "10000"
+    finally:
+        harness.cleanup()
+        open_cgroup(parent, "unused").destroy()
+    assert not os.path.exists(f"/sys/fs/cgroup/cpu{parent}")
+
+
 def test_destroy_refuses_while_processes_live_and_leaves_them_alone(cgroup_harness):
     cg = cgroup_harness.cgroup
     proc = cgroup_harness.spawn("exec sleep 30")

@@ -249,6 +249,20 @@ def test_cpu_settings(tree, cg):
     assert tree.read(at("cpu", "cpu.rt_runtime_us")) == "950"
 
 
+def test_cpu_realtime_budget_is_granted_to_the_parents(tree):
+    os.makedirs(os.path.join(tree.root, "cpu/composer/other"))
+    tree.populate(os.path.join(tree.root, "cpu/composer"))
+    tree.populate(os.path.join(tree.root, "cpu/composer/other"))
+    tree.set("cpu/composer/other/cpu.rt_runtime_us", "3000")
+    tree.set("cpu/composer/cpu.rt_runtime_us", "3000")
+    cg = tree.open()
+    cg.create()
+    cg.apply({"cpu": {"realtimeRuntime": 5000, "realtimePeriod": 100000}})
+    assert tree.read("cpu/composer/cpu.rt_runtime_us") == "8000"  # ours plus the sibling's
+    assert tree.read(at("cpu", "cpu.rt_runtime_us")) == "5000"
+    assert tree.read("cpu/composer/other/cpu.rt_runtime_us") == "3000"
+
+
 def test_cpu_period_refused_first_retries_after_quota(tree, cg, monkeypatch):
     import errno
 
