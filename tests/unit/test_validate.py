@@ -353,3 +353,11 @@ def test_validate_uses_the_cache_directory_from_the_environment(private_cache):
 def test_anchored_patterns_let_uninterpolated_variables_through(line):
     # With --no-interpolate the official (unanchored) patterns accept these; so do we.
     validate(parse_compose(f"services:\n  web:\n    image: a\n    {line}\n", "c.yaml"))
+
+
+def test_if_the_validators_ever_disagree_the_file_is_still_refused(monkeypatch):
+    # The fast path says invalid, jsonschema finds nothing: refuse rather than guess.
+    monkeypatch.setattr(validate_module, "fast_validator", lambda *_: lambda tree: False)
+    problem = only_problem("services:\n  web:\n    image: a\n")
+    assert problem.message == "the file does not match the Compose schema"
+    assert problem.mark == Mark("c.yaml", 1, 1)
