@@ -13,8 +13,11 @@ by raising composer.loader.errors.LoadError, with every problem it found.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from composer.loader.errors import LoadError, Problem
 
 if TYPE_CHECKING:
     from composer.loader.environment import Environment
@@ -82,17 +85,23 @@ def load(options: LoadOptions) -> LoadResult:
         strict=options.strict_env,
         cwd=options.cwd,
     )
+    # Up to validation, every file's problems are gathered so a user sees them
+    # all at once; later passes need a valid tree, so they stop at the first.
+    problems = _Problems()
     trees = []
     for source in found.files:
-        tree = parse.parse_compose(source.text, source.display)
+        tree = problems.run(parse.parse_compose, source.text, source.display)
+        if tree is None:
+            continue
         if options.interpolate:
-            interpolate.interpolate(tree, env)
-            interpolate.cast(tree, env)
-        tree = include.apply_includes(tree, source, env, options)
-        tree = extends.apply_extends(tree, source, env, options)
+            problems.run(interpolate.interpolate, tree, env)
+            problems.run(interpolate.cast, tree, env)
+        tree = problems.run(include.apply_includes, tree, source, env, options) or tree
+        tree = problems.run(extends.apply_extends, tree, source, env, options) or tree
         trees.append(tree)
     tree = merge.merge_all(trees)
-    validate.validate(tree)
+    problems.run(validate.validate, tree)
+    problems.raise_if_any()
     name, name_source = naming.project_name(options, tree, found.project_dir, env)
     all_profiles = sorted(
         {
@@ -111,6 +120,29 @@ def load(options: LoadOptions) -> LoadResult:
     )
     warnings = [*found.warnings, *env.warnings]
     return LoadResult(project, env, warnings, tree, name_source, all_profiles)
+
+
+class _Problems:
+    """Problems gathered across passes; one per key path (the first pass's wins)."""
+
+    def __init__(self) -> None:
+        self.found: list[Problem] = []
+        self._paths: set[tuple] = set()
+
+    def run(self, step: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return step(*args)
+        except LoadError as err:
+            for problem in err.problems:
+                if problem.path and problem.path in self._paths:
+                    continue
+                self._paths.add(problem.path)
+                self.found.append(problem)
+            return None
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            raise LoadError(list(self.found))
 
 
 def variables(options: LoadOptions) -> list:
