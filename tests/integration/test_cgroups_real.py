@@ -46,8 +46,8 @@ def _wait_for(predicate, timeout: float = 10.0) -> bool:
 class Harness:
     """A uniquely named cgroup plus the processes started in it; cleans both up."""
 
-    def __init__(self, cgroups_path: str):
-        self.cgroup = open_cgroup(cgroups_path, "unused")
+    def __init__(self, cgroups_path: str, root: str = "/sys/fs/cgroup"):
+        self.cgroup = open_cgroup(cgroups_path, "unused", root)
         self.procs: list[subprocess.Popen] = []
 
     def spawn(self, script: str, argv: list[str] | None = None) -> subprocess.Popen:
@@ -268,3 +268,46 @@ def test_destroy_refuses_while_processes_live_and_leaves_them_alone(cgroup_harne
 def test_unsupported_hugepage_size_is_refused(cgroup_harness):
     with pytest.raises(CgroupError, match="hugepage size"):
         cgroup_harness.cgroup.apply({"hugepageLimits": [{"pageSize": "3MB", "limit": 0}]})
+
+
+# The unified mount on this host has no controllers, but its core files (cgroup.freeze,
+# cgroup.kill, cgroup.events, cpu.stat) are real: opened as the root, it is a pure v2 tree.
+UNIFIED_ROOT = "/sys/fs/cgroup/unified"
+
+
+@pytest.fixture
+def v2_harness():
+    harness = Harness(f"/composer-test-{os.getpid()}-{uuid.uuid4().hex[:8]}", UNIFIED_ROOT)
+    harness.cgroup.create()
+    yield harness
+    harness.cleanup()
+    assert not os.path.exists(harness.cgroup.paths["unified"])
+
+
+def test_v2_core_freeze_kill_and_destroy_on_the_real_kernel(v2_harness):
+    cg = v2_harness.cgroup
+    assert cg.mode == "v2"
+    assert list(cg.paths) == ["unified"]
+    spinner = v2_harness.spawn("while :; do :; done")
+    sleeper = v2_harness.spawn("exec sleep 30")
+    assert cg.pids() == sorted([spinner.pid, sleeper.pid])
+    assert _wait_for(lambda: _cpu_ticks(spinner.pid) > 0)
+    cg.freeze()
+    assert cg.is_frozen()
+    ticks = _cpu_ticks(spinner.pid)
+    time.sleep(0.2)
+    assert _cpu_ticks(spinner.pid) == ticks
+    cg.thaw()
+    assert _wait_for(lambda: _cpu_ticks(spinner.pid) > ticks)
+    assert cg.stats()["cpu"]["usage_usec"] > 0
+    cg.kill_all()
+    assert spinner.wait(timeout=10) == -9
+    assert sleeper.wait(timeout=10) == -9
+    assert cg.pids() == []
+
+
+def test_v2_missing_controller_is_refused_clearly(v2_harness):
+    with pytest.raises(CgroupError, match="pids cgroup controller"):
+        v2_harness.cgroup.apply({"pids": {"limit": 3}})
+    with pytest.raises(CgroupError, match="eBPF"):
+        v2_harness.cgroup.apply({"devices": [{"allow": False, "access": "rwm"}]})
