@@ -369,7 +369,7 @@ class Shim:
                 elif fd in self.clients:
                     self._read_client(fd, poller)
             self._check_kill_deadline()
-        self.finish(deleted)
+        self.finish(listener, deleted)
 
     def _poll_timeout(self, drain_deadline: float | None) -> int | None:
         deadlines = [d for d in (self.kill_deadline, drain_deadline) if d is not None]
@@ -529,7 +529,7 @@ class Shim:
 
     # -- end
 
-    def finish(self, deleted: bool) -> None:
+    def finish(self, listener: _socket.socket, deleted: bool) -> None:
         self.log.close()
         if not deleted:
             code, complaint = self._run_captured(["delete", "--force", self.id])
@@ -537,10 +537,35 @@ class Shim:
                 update_json(self.state_path, {"delete_error": complaint}, "record delete error")
         state = update_json(self.state_path, {"shim_exited": True, **self.stop_info}, "shim done")
         reply = {"ok": True, **{k: state.get(k) for k in _EXIT_FIELDS}}
+        # Requests that arrived while we were finishing get the final answer too; the
+        # socket goes first, so whoever gets an answer no longer finds it.
+        late = [(sock, bytes(buf)) for sock, buf in self.clients.values()]
+        while True:
+            try:
+                fd, _ = listener._accept()
+            except OSError:
+                break
+            late.append((_socket.socket(fileno=fd), b""))
+        listener.close()
+        _unlink(SOCKET_NAME)
         for sock in self.waiters:
             _reply(sock, reply)
-        for sock, _ in self.clients.values():
-            sock.close()
+        for sock, buf in late:
+            _reply(sock, _late_answer(sock, buf, reply))
+
+
+def _late_answer(sock: _socket.socket, buf: bytes, final: dict) -> dict:
+    try:
+        sock.setblocking(True)
+        sock.settimeout(1)
+        while b"\n" not in buf and (chunk := sock.recv(65536)):
+            buf += chunk
+        cmd = loads(buf[: buf.index(b"\n")]).get("cmd")
+    except (OSError, ValueError):
+        return final
+    if cmd in ("wait", "stop", "status"):
+        return final
+    return {**final, "ok": False, "error": "the container has exited"}
 
 
 _EXIT_FIELDS = (
@@ -567,6 +592,13 @@ def _reply(sock: _socket.socket, reply: dict) -> None:
         pass  # the client gave up waiting; the state file has the answer
     finally:
         sock.close()
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _read_all(fd: int) -> bytes:
@@ -694,25 +726,24 @@ def main(argv: list[str]) -> None:
         listener.bind(SOCKET_NAME)  # relative to the container dir: no sun_path limit
         listener.listen(16)
         listener.setblocking(False)
+        failure = None
         try:
             wake_fd = _wakeup_pipe()
             shim = Shim(options)
             try:
                 running = shim.start()
             except StartFailed as e:
-                update_json(
-                    STATE_NAME, {"status": "created", "start_error": str(e)}, "start failed"
-                )
-                report({"ok": False, "error": str(e)})
-                return
-            update_json(
-                STATE_NAME, {**running, "shim_exited": False}, "record the running container"
-            )
-            report({"ok": True, **running})
-            shim.serve(listener, wake_fd)
+                failure = str(e)
+                update_json(STATE_NAME, {"status": "created", "start_error": failure}, "failed")
+            else:
+                update_json(STATE_NAME, {**running, "shim_exited": False}, "record the start")
+                report({"ok": True, **running})
+                shim.serve(listener, wake_fd)
         finally:
             listener.close()
-            os.unlink(SOCKET_NAME)
+            _unlink(SOCKET_NAME)
+        if failure:
+            report({"ok": False, "error": failure})  # last: nothing of ours is left behind
     except BaseException as e:
         import traceback
 

@@ -96,11 +96,15 @@ def _json_codec():
         start = len(text) - len(text.lstrip())
         try:
             obj, end = scan(text, start)
-        except StopIteration as stop:
-            raise ValueError(f"invalid JSON at offset {stop.value}") from None
-        if text[end:].strip():
-            raise ValueError(f"extra data after JSON at offset {end}")
-        return obj
+            if not text[end:].strip():
+                return obj
+        except (StopIteration, ValueError, SystemError):
+            # The C scanner needs json.decoder loaded to raise its errors (else it
+            # raises SystemError); let the full module parse again and explain.
+            pass
+        import json
+
+        return json.loads(text)
 
     return dumps, loads
 
