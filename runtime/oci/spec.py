@@ -323,8 +323,16 @@ def _device_node(host_path: str, container_path: str | None = None) -> dict:
     }
 
 
-# Pseudo-filesystems under /dev that the container gets its own of.
-_HOST_DEV_SKIP = {"/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/hugepages", "/dev/console"}
+# What the container gets its own of: pseudo-filesystems, its console, and /dev/ptmx, which
+# the runtime-spec makes a link to the container's pts/ptmx.
+_HOST_DEV_SKIP = {
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/dev/hugepages",
+    "/dev/console",
+    "/dev/ptmx",
+}
 
 
 def host_devices(dev: str = "/dev") -> list[dict]:

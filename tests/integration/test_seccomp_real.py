@@ -376,10 +376,8 @@ def test_build_config_runs_under_each_runtime(runtime_name, busybox_config_bundl
     assert fields["env_A"] == "from-spec"
 
 
-# composer-runtime is not in this list yet: it makes /dev/ptmx a symlink before creating the
-# host's device nodes, so the /dev/ptmx node fails on devpts (reported to the runtime owner).
-@pytest.mark.parametrize("runtime_name", ["crun", "runc"])
-def test_privileged_config_runs_under_crun_and_runc(runtime_name, tmp_path, request):
+@pytest.mark.parametrize("runtime_name", ["runtime", "crun", "runc"])
+def test_privileged_config_runs_under_each_runtime(runtime_name, tmp_path, request):
     cli = request.getfixturevalue(runtime_name)
     bundle = tmp_path / "privileged-bundle"
     make_busybox_rootfs(bundle / "rootfs")
