@@ -769,7 +769,13 @@ class _Normalizer:
             build["context"] = host_path(build["context"], self.project_dir)
         if "dockerfile" not in build and "dockerfile_inline" not in build:
             build.set("dockerfile", "Dockerfile", own, own)
-        self.to_mapping(build, "args", path, bare=lambda name: _env_lookup(self.env, name))
+        args = self.to_mapping(build, "args", path, bare=lambda name: _env_lookup(self.env, name))
+        for name in [n for n, v in (args or {}).items() if v is None]:
+            resolved = _env_lookup(self.env, name)
+            if resolved is None:
+                args.pop_entry(name)  # unset: the Dockerfile's own ARG default applies
+            else:
+                args[name] = resolved
         self.to_mapping(build, "labels", path, bare=lambda _name: "")
         self.to_mapping(build, "additional_contexts", path, bare=lambda _name: "")
         self.extra_hosts(build, "extra_hosts", path)

@@ -148,6 +148,23 @@ class _Checker:
         if isinstance(build, MapNode):
             self.file_refs(build, "secrets", (*path, "build"))
         self.replicas(service, path)
+        self.image_or_build(name, service, path)
+        self.build_contexts(service, path)
+        self.duplicate_limits(service, path)
+        self.mount_targets(service, path)
+        self.watch_targets(service, path)
+        models = service.get("models")
+        if isinstance(models, MapNode):
+            defined = _section(self.tree, "models")
+            for model in models:
+                if model not in defined:
+                    self.problem(
+                        f"undefined model {model!r}",
+                        models.key_mark_of(model),
+                        (*path, "models", model),
+                        did_you_mean(model, defined, "models")
+                        + " (declare it under the top-level 'models:')",
+                    )
 
     def networks(self, name: str, service: MapNode, path: tuple) -> None:
         networks = service.get("networks")
@@ -248,11 +265,123 @@ class _Checker:
                     "a container name is unique; remove container_name or use one replica",
                 )
 
+    def image_or_build(self, name: str, service: MapNode, path: tuple) -> None:
+        if "image" in service or "build" in service or "provider" in service:
+            return
+        self.problem(
+            f"service {name!r} has neither an image nor a build context",
+            self.services.key_mark_of(name),
+            path,
+            "add 'image:' to run an existing image, or 'build:' to build one",
+        )
+
+    def build_contexts(self, service: MapNode, path: tuple) -> None:
+        """`additional_contexts: {x: service:NAME}` needs NAME to be a service that builds."""
+        build = service.get("build")
+        contexts = build.get("additional_contexts") if isinstance(build, MapNode) else None
+        if isinstance(contexts, MapNode):
+            for key, value in contexts.items():
+                if not isinstance(value, str) or not value.startswith(SERVICE_PREFIX):
+                    continue
+                target = value[len(SERVICE_PREFIX) :]
+                where = (*path, "build", "additional_contexts", key)
+                if target not in self.services:
+                    self.service_ref(path[1], target, contexts.mark_of(key), where, "build context")
+                elif "build" not in (self.services[target] or {}):
+                    self.problem(
+                        f"service {target!r} used as a build context does not build an image",
+                        contexts.mark_of(key),
+                        where,
+                    )
+        platform = service.get("platform")
+        platforms = build.get("platforms") if isinstance(build, MapNode) else None
+        listed = isinstance(platforms, SeqNode) and bool(platforms)
+        if isinstance(platform, str) and listed and platform not in platforms:
+            self.problem(
+                f"build.platforms must include the service's platform {platform!r}",
+                build.mark_of("platforms"),
+                (*path, "build", "platforms"),
+            )
+
+    def duplicate_limits(self, service: MapNode, path: tuple) -> None:
+        """An old-style limit and its deploy.resources twin must not disagree."""
+        pairs = (
+            ("cpus", ("limits", "cpus"), float),
+            ("mem_limit", ("limits", "memory"), int),
+            ("mem_reservation", ("reservations", "memory"), int),
+            ("pids_limit", ("limits", "pids"), int),
+        )
+        deploy = service.get("deploy")
+        resources = deploy.get("resources") if isinstance(deploy, MapNode) else None
+        if not isinstance(resources, MapNode):
+            return
+        for key, (kind, field), number in pairs:
+            section = resources.get(kind)
+            if key not in service or not isinstance(section, MapNode) or field not in section:
+                continue
+            try:
+                same = number(service[key]) == number(section[field])
+            except (TypeError, ValueError):
+                same = str(service[key]) == str(section[field])
+            if not same:
+                self.problem(
+                    f"'{key}' and 'deploy.resources.{kind}.{field}' disagree",
+                    section.mark_of(field),
+                    (*path, "deploy", "resources", kind, field),
+                    f"{key} is {service[key]!r} at {service.mark_of(key)}; set only one of them",
+                )
+
+    def mount_targets(self, service: MapNode, path: tuple) -> None:
+        """Two mounts on one container path: the second would hide the first."""
+        seen: dict[str, Mark | None] = {}
+        volumes = service.get("volumes")
+        for index, mount in enumerate(volumes if isinstance(volumes, SeqNode) else ()):
+            target = mount.get("target") if isinstance(mount, MapNode) else None
+            mark = volumes.mark_of(index)
+            self.one_mount(target, mark, (*path, "volumes", index), seen)
+        tmpfs = service.get("tmpfs")
+        for index, entry in enumerate(tmpfs if isinstance(tmpfs, SeqNode) else ()):
+            target = str(entry).split(":", 1)[0]
+            self.one_mount(target, tmpfs.mark_of(index), (*path, "tmpfs", index), seen)
+
+    def one_mount(
+        self, target: Any, mark: Mark | None, path: tuple, seen: dict[str, Mark | None]
+    ) -> None:
+        if not isinstance(target, str) or not target:
+            return
+        if target in seen:
+            self.problem(
+                f"{target} is already mounted (at {seen[target]})",
+                mark,
+                path,
+                "mount each container path once",
+            )
+        else:
+            seen[target] = mark
+
+    def watch_targets(self, service: MapNode, path: tuple) -> None:
+        develop = service.get("develop")
+        watch = develop.get("watch") if isinstance(develop, MapNode) else None
+        for index, rule in enumerate(watch if isinstance(watch, SeqNode) else ()):
+            if not isinstance(rule, MapNode) or "target" in rule:
+                continue
+            if rule.get("action") in ("rebuild", None):
+                continue
+            self.problem(
+                f"develop.watch action {rule.get('action')!r} needs a 'target'",
+                watch.mark_of(index),
+                (*path, "develop", "watch", index),
+                "target is the path in the container that receives the changes",
+            )
+
     # -- top-level resources --
 
     def externals(self, section: str) -> None:
         for name, resource in _section(self.tree, section).items():
-            if not isinstance(resource, MapNode) or resource.get("external") is not True:
+            if not isinstance(resource, MapNode):
+                continue
+            if resource.get("external") is not True:
+                self.file_source(section, name, resource)
                 continue
             for key in CREATION_ATTRIBUTES[section]:
                 if key in resource:
@@ -263,3 +392,16 @@ class _Checker:
                         "an external resource already exists; remove the attribute,"
                         " or 'external: true' to let composer create it",
                     )
+
+    def file_source(self, section: str, name: str, resource: MapNode) -> None:
+        """A secret or config composer creates must say where its content comes from."""
+        if section not in ("secrets", "configs"):
+            return
+        if any(key in resource for key in ("file", "environment", "content")):
+            return
+        self.problem(
+            f"{section[:-1]} {name!r} needs 'file', 'environment' or 'content'",
+            _section(self.tree, section).key_mark_of(name),
+            (section, name),
+            "or set 'external: true' if it already exists",
+        )

@@ -409,7 +409,7 @@ def test_build_string_and_mapping():
     assert to_plain(service["build"]) == {"context": "/proj/app", "dockerfile": "Dockerfile"}
     assert service["build"].mark_of("context") == Mark("c.yaml", 3, 12)
     service = web(
-        "    build:\n      dockerfile_inline: FROM x\n      args: [A=1, FROMENV]\n"
+        "    build:\n      dockerfile_inline: FROM x\n      args: [A=1, FROMENV, UNSET]\n"
         "      labels: [l=v]\n      shm_size: 1g\n",
         env=FakeEnv(FROMENV="e"),
     )

@@ -9,16 +9,21 @@ from composer.loader.parse import parse_compose
 from composer.loader.semantics import check, did_you_mean
 
 
-def checked(text):
+def checked(text, fill_images=True):
     tree = parse_compose(text, "c.yaml")
+    if fill_images:
+        # Most cases here are about other checks; give image-less services one.
+        for service in tree.get("services", {}).values():
+            if "image" not in service and "build" not in service:
+                service["image"] = "busybox"
     normalize(tree, "/proj", None)
     check(tree)
     return tree
 
 
-def problems_of(text):
+def problems_of(text, fill_images=True):
     with pytest.raises(LoadError) as info:
-        checked(text)
+        checked(text, fill_images)
     return info.value.problems
 
 
@@ -168,3 +173,73 @@ def test_bind_mount_needs_a_source():
     (problem,) = problems_of("services:\n  web:\n    volumes:\n      - {type: bind, target: /x}\n")
     assert problem.path == ("services", "web", "volumes", 0)
     assert problem.mark == Mark("c.yaml", 4, 9)
+
+
+def test_a_service_needs_an_image_or_a_build():
+    (problem,) = problems_of("services:\n  web:\n    command: run\n", fill_images=False)
+    assert problem.path == ("services", "web")
+    assert problem.mark == Mark("c.yaml", 2, 3)
+    checked("services:\n  web: {build: .}\n  p: {provider: {type: x}}\n", fill_images=False)
+
+
+def test_build_contexts_from_services_and_platforms():
+    problems = problems_of(
+        "services:\n"
+        "  base: {image: b}\n"
+        "  app:\n    platform: linux/amd64\n"
+        "    build:\n      context: .\n"
+        "      additional_contexts: {b: 'service:base', c: 'service:ghost', d: ./dir}\n"
+        "      platforms: [linux/arm64]\n"
+    )
+    assert [(p.mark, p.path) for p in problems] == [
+        (Mark("c.yaml", 7, 32), ("services", "app", "build", "additional_contexts", "b")),
+        (Mark("c.yaml", 7, 51), ("services", "app", "build", "additional_contexts", "c")),
+        (Mark("c.yaml", 8, 18), ("services", "app", "build", "platforms")),
+    ]
+    assert "does not build an image" in problems[0].message
+
+
+def test_old_style_limits_must_agree_with_deploy_resources():
+    problems = problems_of(
+        "services:\n  web:\n    mem_limit: 512m\n    cpus: 1.5\n    pids_limit: 10\n"
+        "    deploy:\n      resources:\n"
+        "        limits: {memory: 1g, cpus: '1.5', pids: 20}\n"
+    )
+    assert [p.path[-1] for p in problems] == ["memory", "pids"]
+    assert problems[0].mark == Mark("c.yaml", 8, 26)
+    assert "c.yaml:3:16" in problems[0].hint
+    checked(
+        "services:\n  web:\n    mem_limit: 1024m\n    deploy: {resources: {limits: {memory: 1g}}}\n"
+    )
+
+
+def test_one_container_path_is_mounted_once():
+    problems = problems_of(
+        "services:\n  web:\n    volumes: [a:/data, './b:/data/']\n    tmpfs: [/data, /run]\n"
+        "volumes: {a: {}}\n"
+    )
+    assert [(p.mark, p.path) for p in problems] == [
+        (Mark("c.yaml", 3, 24), ("services", "web", "volumes", 1)),
+        (Mark("c.yaml", 4, 13), ("services", "web", "tmpfs", 0)),
+    ]
+    assert "already mounted (at c.yaml:3:15)" in problems[0].message
+
+
+def test_watch_rules_that_sync_need_a_target():
+    (problem,) = problems_of(
+        "services:\n  web:\n    develop:\n      watch:\n"
+        "        - {path: ., action: rebuild}\n        - {path: ./src, action: sync}\n"
+    )
+    assert problem.path == ("services", "web", "develop", "watch", 1)
+    assert problem.mark == Mark("c.yaml", 6, 11)
+
+
+def test_secrets_and_configs_need_a_source_unless_external():
+    problems = problems_of(
+        "services: {}\nsecrets:\n  s: {labels: {a: b}}\n  e: {external: true}\n"
+        "configs:\n  c: {}\n  ok: {content: x}\n"
+    )
+    assert [(p.mark, p.path) for p in problems] == [
+        (Mark("c.yaml", 3, 3), ("secrets", "s")),
+        (Mark("c.yaml", 6, 3), ("configs", "c")),
+    ]
