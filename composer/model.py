@@ -497,6 +497,7 @@ def _opt_str(value: Any) -> str | None:
 # Service keys the model has a field for; everything else goes to Service.options.
 _MODELED = frozenset(f.name for f in fields(Service)) | {
     "env_file",  # → env_files and environment
+    "label_file",  # → labels
     "cpus",  # → resources
     "mem_limit",
     "mem_reservation",
@@ -673,7 +674,7 @@ class _ModelBuilder:
             env_files=tuple(
                 str(item["path"]) for item in spec.get("env_file") or () if "path" in item
             ),
-            labels=_text_map(spec.get("labels")),
+            labels=self.labels(spec, path),
             annotations=_text_map(spec.get("annotations")),
             ports=tuple(
                 self.port(p, (*path, "ports", i))
@@ -773,48 +774,74 @@ class _ModelBuilder:
 
     def environment(self, spec: Mapping, path: tuple) -> FrozenMap:
         """env_file(s) in order (later wins), then `environment:` (wins; None unsets)."""
-        from composer.loader.dotenv import parse_dotenv
-
         values: dict[str, str | None] = {}
         declared = spec.get("environment") or {}
+
+        def lookup(variable: str) -> str | None:
+            # The project environment first, then the service's own values (as compose).
+            found = _lookup(self.env, variable)
+            if found is None and declared.get(variable) is not None:
+                found = str(declared[variable])
+            return found
+
         for index, entry in enumerate(spec.get("env_file") or ()):
-            where = (*path, "env_file", index)
-            file_path = entry.get("path") if isinstance(entry, Mapping) else None
-            if not isinstance(file_path, str):
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str):
                 continue
-            try:
-                with open(file_path, encoding="utf-8") as handle:
-                    text = handle.read()
-            except FileNotFoundError:
-                if entry.get("required", True) is not False:
-                    self.problem(
-                        f"env file {file_path} not found",
-                        where,
-                        "create it, or mark it `required: false`",
-                    )
-                continue
-            except (OSError, UnicodeDecodeError) as exc:
-                self.problem(f"cannot read env file {file_path}: {exc}", where)
-                continue
-            if entry.get("format") == "raw":
-                values.update(_raw_env(text))
-                continue
-
-            def lookup(variable: str) -> str | None:
-                found = _lookup(self.env, variable)
-                if found is None and declared.get(variable) is not None:
-                    found = str(declared[variable])
-                return found
-
-            try:
-                parsed = parse_dotenv(text, display_name(file_path), lookup)
-            except LoadError as error:
-                self.problems.extend(error.problems)
-                continue
-            values.update({key: item.value for key, item in parsed.items()})
+            values.update(
+                self.read_variables(
+                    entry["path"],
+                    (*path, "env_file", index),
+                    required=entry.get("required", True) is not False,
+                    raw=entry.get("format") == "raw",
+                    lookup=lookup,
+                )
+            )
         for key, value in declared.items():
             values[str(key)] = None if value is None else str(value)
         return FrozenMap({k: v for k, v in values.items() if v is not None})
+
+    def labels(self, spec: Mapping, path: tuple) -> FrozenMap:
+        """label_file(s) in order, then `labels:` (wins)."""
+        values: dict[str, str] = {}
+        for index, file_path in enumerate(spec.get("label_file") or ()):
+            values.update(
+                self.read_variables(
+                    str(file_path),
+                    (*path, "label_file", index),
+                    required=True,
+                    raw=False,
+                    lookup=values.get,
+                )
+            )
+        values.update(_text_map(spec.get("labels")))
+        return FrozenMap(values)
+
+    def read_variables(
+        self, file_path: str, where: tuple, *, required: bool, raw: bool, lookup: Any
+    ) -> dict[str, str]:
+        """KEY=VALUE lines of an env or label file; problems are recorded, not raised."""
+        from composer.loader.dotenv import parse_dotenv
+
+        try:
+            with open(file_path, encoding="utf-8") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            if required:
+                self.problem(
+                    f"{file_path} not found", where, "create it, or mark it `required: false`"
+                )
+            return {}
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problem(f"cannot read {file_path}: {exc}", where)
+            return {}
+        if raw:
+            return _raw_env(text)
+        try:
+            parsed = parse_dotenv(text, display_name(file_path), lookup)
+        except LoadError as error:
+            self.problems.extend(error.problems)
+            return {}
+        return {key: item.value for key, item in parsed.items()}
 
     def port(self, spec: Mapping, path: tuple) -> Port:
         return Port(

@@ -310,3 +310,16 @@ def test_model_of_an_uninterpolated_tree_skips_unresolved_values(tmp_path):
     web = build_project(tree, name="demo", project_dir=str(tmp_path)).services["web"]
     assert web.ports == (Port(target=81),)
     assert web.volumes == () and web.resources.limits.memory is None and web.scale == 1
+
+
+def test_labels_from_label_files_then_labels(tmp_path):
+    (tmp_path / "a.labels").write_text("team=core\ntier=${team}-x\n")
+    project = load(
+        "services:\n  web:\n    image: x\n    label_file: ./a.labels\n    labels: {tier: web}\n",
+        tmp_path,
+    )
+    assert project.services["web"].labels == {"team": "core", "tier": "web"}
+    assert "label_file" not in project.services["web"].options
+    with pytest.raises(LoadError) as info:
+        load("services:\n  web:\n    image: x\n    label_file: [gone]\n", tmp_path)
+    assert info.value.problems[0].path == ("services", "web", "label_file", 0)
