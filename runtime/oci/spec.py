@@ -7,7 +7,6 @@ schema copy in schemas/oci-runtime-spec/; jsonschema is imported only there.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from dataclasses import dataclass, field
@@ -177,6 +176,8 @@ class Bind:
 
 @dataclass(frozen=True)
 class Tmpfs:
+    """A tmpfs mounted in the container (`tmpfs:` in Compose); always nosuid, nodev, noexec."""
+
     target: str
     size: int | None = None  # bytes
     mode: int | None = None
@@ -194,6 +195,8 @@ class Device:
 
 @dataclass(frozen=True)
 class Resources:
+    """cgroup limits, in Docker's units; None leaves a limit unset."""
+
     memory: int | None = None  # bytes
     memory_reservation: int | None = None
     memory_swap: int | None = None  # memory + swap, bytes; -1 = unlimited swap
@@ -209,6 +212,8 @@ class Resources:
 
 @dataclass(kw_only=True)
 class ContainerSpec:
+    """What the engine knows about one container; build_config turns it into config.json."""
+
     rootfs: str
     args: list[str] = field(default_factory=lambda: ["sh"])
     env: list[str] = field(default_factory=list)  # "KEY=value"
@@ -437,6 +442,8 @@ def _seccomp(spec: ContainerSpec, caps: list[str]) -> dict | None:
         from runtime.oci import seccomp
 
         return seccomp.docker_default_profile(caps=caps)
+    import json
+
     from runtime.oci import seccomp
 
     with open(spec.seccomp) as f:
@@ -536,6 +543,8 @@ _validators: dict[Path, Any] = {}
 def _validator(schema_dir: Path):
     if schema_dir in _validators:
         return _validators[schema_dir]
+    import json
+
     import jsonschema
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT4
