@@ -19,7 +19,13 @@ from typing import Any, TypeVar
 
 from composer.loader.errors import LoadError, Problem, display_name
 from composer.loader.nodes import MapNode, locate, to_plain
-from composer.loader.normalize import parse_bytes, parse_duration, sort_problems, unresolved
+from composer.loader.normalize import (
+    env_lookup,
+    parse_bytes,
+    parse_duration,
+    sort_problems,
+    unresolved,
+)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -466,16 +472,6 @@ def build_project(
     return _ModelBuilder(tree, name, project_dir, env).project(tuple(config_files))
 
 
-def _lookup(env: Any, name: str) -> str | None:
-    if env is None:
-        return None
-    lookup = getattr(env, "lookup", None)
-    if callable(lookup):
-        return lookup(name)
-    getter = getattr(env, "get", None)
-    return getter(name) if callable(getter) else None
-
-
 def _strings(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -639,7 +635,7 @@ class _ModelBuilder:
             variable = _opt_str(spec.get("environment"))
             content = _opt_str(spec.get("content"))
             if variable is not None and content is None:
-                content = _lookup(self.env, variable)
+                content = env_lookup(self.env, variable)
             return kind(
                 key=key,
                 name=self.resource_name(key, spec),
@@ -779,7 +775,7 @@ class _ModelBuilder:
 
         def lookup(variable: str) -> str | None:
             # The project environment first, then the service's own values (as compose).
-            found = _lookup(self.env, variable)
+            found = env_lookup(self.env, variable)
             if found is None and declared.get(variable) is not None:
                 found = str(declared[variable])
             return found

@@ -456,8 +456,6 @@ def _bytes_at(node: MapNode, key: str, path: tuple) -> int:
 
 # --- the pass ------------------------------------------------------------------------------
 
-Lookup = Callable[[str], "str | None"]
-
 
 def normalize(tree: MapNode, project_dir: str, env: Any = None) -> None:
     """Rewrite every short syntax in tree to its long form; LoadError lists every problem."""
@@ -506,7 +504,6 @@ STRING_OR_LIST = ("dns", "dns_search", "tmpfs", "label_file")
 NAMESPACE_FIELDS = ("network_mode", "ipc", "pid", "uts", "cgroup")
 SERVICE_PREFIX = "service:"
 CONTAINER_PREFIX = "container:"
-NO_DEFAULT_NETWORK_MODES = ("host", "none")
 
 
 _VARIABLE = re.compile(r"\$\{?[A-Za-z_]")
@@ -521,7 +518,8 @@ def unresolved(value: Any) -> bool:
     return isinstance(value, str) and _VARIABLE.search(value) is not None
 
 
-def _env_lookup(env: Any, name: str) -> str | None:
+def env_lookup(env: Any, name: str) -> str | None:
+    """A variable of the project environment (an Environment, or a plain mapping)."""
     if env is None:
         return None
     lookup = getattr(env, "lookup", None)
@@ -701,7 +699,7 @@ class _Normalizer:
             for index, item in enumerate(files):
                 if isinstance(item, str):
                     files[index] = host_path(item, self.project_dir)
-        self.healthcheck(service, path)
+        self.healthcheck(service)
         for keys in SERVICE_DURATIONS:
             node, key = self.walk(service, keys)
             if node is not None:
@@ -769,9 +767,9 @@ class _Normalizer:
             build["context"] = host_path(build["context"], self.project_dir)
         if "dockerfile" not in build and "dockerfile_inline" not in build:
             build.set("dockerfile", "Dockerfile", own, own)
-        args = self.to_mapping(build, "args", path, bare=lambda name: _env_lookup(self.env, name))
+        args = self.to_mapping(build, "args", path, bare=lambda name: env_lookup(self.env, name))
         for name in [n for n, v in (args or {}).items() if v is None]:
-            resolved = _env_lookup(self.env, name)
+            resolved = env_lookup(self.env, name)
             if resolved is None:
                 args.pop_entry(name)  # unset: the Dockerfile's own ARG default applies
             else:
@@ -803,7 +801,7 @@ class _Normalizer:
 
     def environment(self, service: MapNode, path: tuple) -> None:
         environment = self.to_mapping(
-            service, "environment", path, bare=lambda name: _env_lookup(self.env, name)
+            service, "environment", path, bare=lambda name: env_lookup(self.env, name)
         )
         if environment is None:
             return
@@ -816,7 +814,7 @@ class _Normalizer:
                 )
             elif environment[name] is None:
                 # Bare `NAME`: its value comes from the project environment when set there.
-                environment[name] = _env_lookup(self.env, name)
+                environment[name] = env_lookup(self.env, name)
 
     def env_files(self, service: MapNode, path: tuple) -> None:
         value = service.get("env_file")
@@ -892,7 +890,7 @@ class _Normalizer:
         if isinstance(value, str):
             parent[key] = marked_seq(parent.mark_of(key), [value])
 
-    def healthcheck(self, service: MapNode, path: tuple) -> None:
+    def healthcheck(self, service: MapNode) -> None:
         check = service.get("healthcheck")
         if not isinstance(check, MapNode):
             return
