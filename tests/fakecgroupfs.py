@@ -218,7 +218,8 @@ class FakeCgroupTree:
             os.makedirs(self.unified, exist_ok=True)
             self._write_files(self.unified, {**_V2_CORE, "cgroup.events": ""})
             for name in ("cgroup.freeze", "cgroup.kill", "cgroup.events"):
-                os.unlink(os.path.join(self.unified, name))  # the root cgroup has none
+                if os.path.exists(os.path.join(self.unified, name)):  # the root cgroup has none
+                    os.unlink(os.path.join(self.unified, name))
             Path(self.unified, "cgroup.controllers").write_text(" ".join(self.v2_controllers))
             for name, content in (("cpuset.cpus.effective", "0-3"), ("cpuset.mems.effective", "0")):
                 Path(self.unified, name).write_text(content)

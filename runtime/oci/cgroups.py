@@ -897,8 +897,18 @@ class Cgroup:
         """Stop every process and wait until the kernel says they all are."""
         version, d = self._freezer()
         if version == 1:
-            # Re-writing FROZEN makes the kernel retry tasks that were busy on the last pass.
-            self._wait(lambda: self._write(d, "freezer.state", "FROZEN"), True, timeout)
+            attempts = 0
+
+            def nudge() -> None:
+                # Re-writing FROZEN makes the kernel retry tasks that were busy on the last
+                # pass; a task stuck mid-vfork only lets go after a thaw, so thaw now and then.
+                nonlocal attempts
+                attempts += 1
+                if attempts % 10 == 0:
+                    self._write(d, "freezer.state", "THAWED")
+                self._write(d, "freezer.state", "FROZEN")
+
+            self._wait(nudge, True, timeout)
         else:
             self._write(d, "cgroup.freeze", 1)
             self._wait(lambda: None, True, timeout)

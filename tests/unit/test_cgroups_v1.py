@@ -554,6 +554,24 @@ def test_freeze_v1_keeps_nudging_while_freezing(tree, cg, monkeypatch):
     assert cg.is_frozen()
 
 
+def test_freeze_v1_thaws_now_and_then_to_unstick_a_task(tree, cg, monkeypatch):
+    original = tree.kernel.write
+    states = []
+
+    def stuck_until_thawed(path, value):
+        original(path, value)
+        if path.endswith("freezer.state"):
+            states.append(value)
+            if "THAWED" not in states:
+                tree.set(at("freezer", "freezer.state"), "FREEZING\n")
+
+    monkeypatch.setattr(tree.kernel, "write", stuck_until_thawed)
+    cg.freeze()
+    assert states[:9] == ["FROZEN"] * 9
+    assert states[9:11] == ["THAWED", "FROZEN"]
+    assert cg.is_frozen()
+
+
 def test_kill_all_v1_signals_until_empty(tree, cg):
     cg.add(10)
     cg.add(11)

@@ -404,6 +404,25 @@ def test_kill_all_uses_cgroup_kill(tree, cg):
     assert cg.pids() == []
 
 
+def test_kill_all_without_cgroup_kill_signals_each_process(tmp_path):
+    tree = FakeCgroupTree(tmp_path, "v2", missing_files=("cgroup.kill",))
+    cg = tree.open()
+    cg.create()
+    cg.add(100)
+    cg.add(101)
+    cg.kill_all()
+    assert sorted(tree.kernel.signals) == [(100, 9), (101, 9)]
+    assert cg.pids() == []
+
+
+def test_kill_all_gives_up_on_unkillable_processes(tree, cg, monkeypatch):
+    cg.add(100)
+    monkeypatch.setattr(tree.kernel, "kill", lambda pid, sig: None)  # stuck in D state
+    monkeypatch.setattr(tree.kernel, "write", lambda path, value: None)
+    with pytest.raises(CgroupError, match="survived"):
+        cg.kill_all(timeout=0.01)
+
+
 def test_kill_all_other_signal_reaches_each_process_once(tree, cg):
     cg.add(100)
     cg.add(101)
