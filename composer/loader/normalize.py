@@ -560,7 +560,6 @@ class _Normalizer:
         path: tuple,
         *,
         bare: Callable[[str], Any],
-        text_values: bool = True,
     ) -> MapNode | None:
         """`["A=1", "B"]` or `{A: 1}` under parent[key] → a MapNode of strings.
 
@@ -583,10 +582,9 @@ class _Normalizer:
             parent[key] = mapping
             return mapping
         if isinstance(value, MapNode):
-            if text_values:
-                for name, item in value.items():
-                    if item is not None and not isinstance(item, dict | list):
-                        value[name] = scalar_text(item)
+            for name, item in value.items():
+                if item is not None and not isinstance(item, dict | list):
+                    value[name] = scalar_text(item)
             return value
         return None
 
@@ -688,9 +686,8 @@ class _Normalizer:
             self.command(service, key, path)
         self.environment(service, path)
         self.env_files(service, path)
-        for key in ("labels", "annotations"):
+        for key in ("labels", "annotations", "sysctls"):
             self.to_mapping(service, key, path, bare=lambda _name: "")
-        self.to_mapping(service, "sysctls", path, bare=lambda _name: "")
         self.extra_hosts(service, "extra_hosts", path)
         for key in STRING_OR_LIST:
             self.string_or_list(service, key)
