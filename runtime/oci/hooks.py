@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
+
+from runtime.state import dumps
 
 
 class HookError(RuntimeError):
@@ -27,7 +28,7 @@ def run_hook(hook: dict, state: dict) -> None:
         result = subprocess.run(
             args,
             executable=hook["path"],
-            input=json.dumps(state).encode(),
+            input=dumps(state).encode(),
             env=env,
             timeout=timeout,
             stdout=sys.stderr.fileno(),

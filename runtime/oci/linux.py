@@ -351,11 +351,13 @@ def prepare_rootfs(
     linux = config.get("linux") or {}
     rootfs = os.path.join(bundle, config["root"]["path"])
     propagation = PROPAGATION.get(linux.get("rootfsPropagation", ""), 0)
-    # Slave (or what config asks) recursively first: no mount we make reaches the host.
-    first = propagation | syscalls.MS_REC if propagation else syscalls.MS_SLAVE | syscalls.MS_REC
-    if first & syscalls.MS_SHARED:  # pivot_root refuses a shared parent mount
-        first = syscalls.MS_SLAVE | syscalls.MS_REC
-    sys_.mount(None, "/", None, first)
+    # Recursively slave (or private) first: no mount we make reaches the host. Shared
+    # (pivot_root refuses a shared parent) and unbindable (the rootfs bind would fail)
+    # are set on the new root after pivot_root.
+    first = syscalls.MS_SLAVE
+    if propagation & syscalls.MS_PRIVATE:
+        first = syscalls.MS_PRIVATE
+    sys_.mount(None, "/", None, first | syscalls.MS_REC)
     sys_.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
     mounts = config.get("mounts") or []
     for entry in mounts:
@@ -525,15 +527,27 @@ def exec_process(process: dict) -> None:
     env = dict(item.split("=", 1) for item in process.get("env") or [] if "=" in item)
     args = process["args"]
     _close_on_exec_above_stdio()
-    if "/" in args[0]:
-        os.execve(args[0], args, env)
-    os.execvpe(args[0], args, env)
+    os.execve(find_executable(args[0], env.get("PATH")), args, env)
+
+
+def find_executable(name: str, path: str | None) -> str:
+    """execvp's search, done here: os.execvpe imports modules the container cannot reach."""
+    if "/" in name:
+        return name
+    found_denied = None
+    for directory in (path if path is not None else "/usr/bin:/bin").split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            found_denied = candidate
+    if found_denied:
+        raise PermissionError(13, "Permission denied", found_denied)
+    raise FileNotFoundError(2, "executable file not found in $PATH", name)
 
 
 def preload_modules(process: dict, config: dict) -> None:
     """Import now what runs after pivot_root: the interpreter's library is out of reach then."""
-    import json  # noqa: F401  hooks and errors
-
     if process.get("terminal"):
         import fcntl  # noqa: F401
         import socket  # noqa: F401

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 # clone(2) / unshare(2) / setns(2) flags
 CLONE_NEWNS = 0x00020000
@@ -138,7 +137,7 @@ def setns(fd: int, nstype: int = 0) -> None:
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    number = _SYS_PIVOT_ROOT[platform.machine()]
+    number = _SYS_PIVOT_ROOT[os.uname().machine]
     _check(_libc.syscall(number, _b(new_root), _b(put_old)), f"pivot_root {new_root!r}", new_root)
 
 

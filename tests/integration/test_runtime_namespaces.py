@@ -1,0 +1,128 @@
+"""Namespaces joined by path, user namespaces, rootfs propagation, cgroup settings, pause."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from rootfs import read_config, write_config
+
+
+def _configure(bundle: Path, args: list[str], mutate=None) -> dict:
+    config = read_config(bundle)
+    config["process"]["args"] = args
+    if mutate:
+        mutate(config)
+    write_config(bundle, config)
+    return config
+
+
+def _start_sleeper(runtime, bundle: Path, tmp_path: Path) -> tuple[str, int]:
+    container_id = runtime.new_id("sleeper")
+    with open(tmp_path / f"{container_id}.out", "w") as out:
+        runtime("create", "--bundle", str(bundle), container_id, stdout=out, stderr=out)
+    runtime("start", container_id)
+    return container_id, json.loads(runtime("state", container_id).stdout)["pid"]
+
+
+def test_join_network_and_ipc_namespaces_by_path(runtime, busybox_bundle, tmp_path):
+    _configure(busybox_bundle, ["sleep", "60"])
+    _sleeper, pid = _start_sleeper(runtime, busybox_bundle, tmp_path)
+    theirs = {kind: os.readlink(f"/proc/{pid}/ns/{kind}") for kind in ("net", "ipc", "uts")}
+
+    def join(config: dict) -> None:
+        for entry in config["linux"]["namespaces"]:
+            if entry["type"] in ("network", "ipc"):
+                entry["path"] = f"/proc/{pid}/ns/{'net' if entry['type'] == 'network' else 'ipc'}"
+
+    second = tmp_path / "second"
+    second.mkdir()
+    os.symlink(busybox_bundle / "rootfs", second / "rootfs")
+    write_config(second, read_config(busybox_bundle))
+    _configure(
+        second, ["sh", "-c", "for n in net ipc uts; do readlink /proc/self/ns/$n; done"], join
+    )
+    out = runtime("run", "--bundle", str(second), runtime.new_id()).stdout.split()
+    assert out[:2] == [theirs["net"], theirs["ipc"]]
+    assert out[2] != theirs["uts"]  # not listed with a path: a new one
+
+
+@pytest.fixture
+def traversable_bundle(busybox_bundle):
+    """The bundle moved below a directory the mapped root (host uid 100000) can traverse."""
+    top = Path(tempfile.mkdtemp(prefix="composer-userns-", dir="/tmp"))
+    os.chmod(top, 0o711)
+    moved = top / "bundle"
+    shutil.move(busybox_bundle, moved)
+    yield moved
+    shutil.rmtree(top)
+
+
+def test_user_namespace_with_mappings(runtime, traversable_bundle):
+    busybox_bundle = traversable_bundle
+
+    def userns(config: dict) -> None:
+        config["linux"]["namespaces"].append({"type": "user"})
+        mapping = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        config["linux"]["uidMappings"] = mapping
+        config["linux"]["gidMappings"] = mapping
+
+    _configure(busybox_bundle, ["sh", "-c", "id -u; cat /proc/self/uid_map; hostname"], userns)
+    lines = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id()).stdout.splitlines()
+    assert lines[0] == "0"
+    assert lines[1].split() == ["0", "100000", "65536"]
+    assert lines[2] == read_config(busybox_bundle)["hostname"]
+
+
+@pytest.mark.parametrize(
+    ("propagation", "marker"),
+    [("shared", "shared:"), ("private", ""), ("unbindable", "unbindable"), ("rslave", "")],
+)
+def test_rootfs_propagation(runtime, busybox_bundle, propagation, marker):
+    def set_propagation(config: dict) -> None:
+        config["linux"]["rootfsPropagation"] = propagation
+
+    _configure(busybox_bundle, ["cat", "/proc/self/mountinfo"], set_propagation)
+    out = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id()).stdout
+    root_line = next(line for line in out.splitlines() if line.split()[4] == "/")
+    optional = root_line.split(" - ")[0].split()[6:]
+    if marker:
+        assert any(field.startswith(marker) for field in optional), root_line
+    else:
+        assert optional == [], root_line
+
+
+def test_cgroup_limits_are_visible_inside(runtime, busybox_bundle):
+    def limits(config: dict) -> None:
+        config["linux"]["resources"] = {
+            "memory": {"limit": 64 * 1024 * 1024},
+            "pids": {"limit": 42},
+        }
+
+    _configure(
+        busybox_bundle,
+        [
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max",
+        ],
+        limits,
+    )
+    out = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id()).stdout.split()
+    assert out == [str(64 * 1024 * 1024), "42"]
+
+
+def test_pause_and_resume_freeze_the_container(runtime, busybox_bundle, tmp_path):
+    _configure(busybox_bundle, ["sleep", "60"])
+    container_id, pid = _start_sleeper(runtime, busybox_bundle, tmp_path)
+    runtime("pause", container_id)
+    assert json.loads(runtime("state", container_id).stdout)["status"] == "paused"
+    listed = json.loads(runtime("list", "--format", "json").stdout)
+    assert [row["status"] for row in listed if row["id"] == container_id] == ["paused"]
+    assert runtime("resume", container_id).returncode == 0
+    assert json.loads(runtime("state", container_id).stdout)["status"] == "running"
+    assert Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "S"
