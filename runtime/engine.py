@@ -15,6 +15,7 @@ the container is still found from state.json and the runtime's state, and `remov
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -156,7 +157,7 @@ class Engine:
             config = dict(config)
             linux = dict(config.get("linux") or {})
             # A known cgroup path, the same for every runtime: OOM counts and cleanup use it.
-            linux.setdefault("cgroupsPath", f"/composer/{container_id}")
+            linux.setdefault("cgroupsPath", _default_cgroups_path(container_id))
             config["linux"] = linux
             atomic_write_json(bundle / "config.json", config)
             process = config.get("process") or {}
@@ -296,25 +297,28 @@ class Engine:
         return reply
 
     def _stop_orphan(self, container_id: str, state: dict, sig: int | None, timeout: float):
-        # No shim: signal through the runtime and record what we can ourselves.
+        # No shim: signal through the runtime, by the shim's rules, and record the end.
         sig = sig or state.get("stop_signal") or signals.SIGTERM
-        self._run_runtime(state, "kill", container_id, str(sig))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and shim.is_alive(
-            state.get("pid"), state.get("pid_start_time")
-        ):
-            time.sleep(0.05)
-        killed = shim.is_alive(state.get("pid"), state.get("pid_start_time"))
-        if killed:
+        pid, started = state.get("pid"), state.get("pid_start_time")
+        reason = shim.futile_signal_reason(pid, sig) if shim.is_alive(pid, started) else None
+        if not reason:
+            self._run_runtime(state, "kill", container_id, str(sig))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and shim.is_alive(pid, started):
+                time.sleep(0.05)
+            if shim.is_alive(pid, started):
+                reason = shim.grace_expired_reason(sig, timeout)
+        if reason:
             self._run_runtime(state, "kill", container_id, "KILL")
         self._run_runtime(state, "delete", "--force", container_id)
         result = {
             "status": "exited",
             "exit_code": None,  # only the dead shim could have reaped it
             "signal": None,
-            "killed": killed,
-            "stop_reason": "the shim was gone; stopped through the runtime, exit code unknown",
+            "killed": reason is not None,
+            "stop_reason": reason,
             "finished_at": _now(),
+            "note": "the shim was gone: stopped through the runtime, exit code unknown",
         }
         update_json(self._dir(container_id) / "state.json", result, "stop an orphan")
         return result
@@ -361,7 +365,20 @@ class Engine:
                 raise ContainerError(
                     f"{state['runtime']} delete left {leftover}: {result.stderr.strip()}"
                 )
+            self._destroy_cgroup(container_id, state)
             shutil.rmtree(directory)
+
+    def _destroy_cgroup(self, container_id: str, state: dict) -> None:
+        # The runtime removes it on delete; this covers a runtime that lost track. Only
+        # our own default path: a path the user chose may be shared with others.
+        if state.get("cgroups_path") != _default_cgroups_path(container_id):
+            return
+        from runtime.oci.cgroups import open_cgroup
+
+        cgroup = open_cgroup(state["cgroups_path"], container_id)
+        if cgroup.pids():
+            cgroup.kill_all()
+        cgroup.destroy()
 
     def _kill_for_removal(self, container_id: str, state: dict) -> None:
         try:
@@ -413,7 +430,11 @@ class Engine:
         for item in self._exec_env(state, env):
             flags += ["--env", item]
         if detach:
+            if tty:
+                raise ContainerError("a detached exec cannot have a terminal: nobody would read it")
             stdin = stdout = stderr = subprocess.DEVNULL
+        if tty:
+            return self._exec_terminal(state, container_id, flags, args, stdin, stdout, stderr)
         result = subprocess.run(
             self._runtime_argv(state, "exec", *flags, container_id, *args),
             stdin=stdin,
@@ -421,6 +442,65 @@ class Engine:
             stderr=stderr,
         )
         return result.returncode
+
+    def _exec_terminal(self, state, container_id, flags, args, stdin, stdout, stderr) -> int:
+        """exec with a pty that we relay: works whether or not our caller has a terminal.
+
+        runc and crun make their own pty only when their stdin is a terminal, and ours
+        always wants --console-socket, so we take the master from the socket ourselves.
+        """
+        import select
+        import socket
+
+        if Path(state["runtime"]).name == "runc":
+            # runc takes a console socket only with --detach (and then keeps no exit
+            # code); it relays a pty itself when its own stdio is a terminal, so give it one.
+            return self._exec_on_pty(state, container_id, flags, args, stdin, stdout)
+        dir_fd = os.open(self._dir(container_id), os.O_PATH | os.O_CLOEXEC)
+        # sun_path is short; the runtime reaches the container dir through our fd.
+        path = f"/proc/{os.getpid()}/fd/{dir_fd}/exec-{secrets.token_hex(6)}.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        master = -1
+        try:
+            listener.bind(path)
+            listener.listen(1)
+            argv = self._runtime_argv(
+                state, "exec", "--console-socket", path, *flags, container_id, *args
+            )
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
+            while not select.select([listener], [], [], 0.05)[0]:
+                if proc.poll() is not None:
+                    return proc.returncode  # it failed before making a terminal
+            master = shim.receive_terminal(listener)
+            _relay_terminal(master, _fd_of(stdin, 0), _fd_of(stdout, 1))
+            return proc.wait()
+        finally:
+            if master >= 0:
+                os.close(master)
+            listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.close(dir_fd)
+
+    def _exec_on_pty(self, state, container_id, flags, args, stdin, stdout) -> int:
+        master, slave = os.openpty()
+        try:
+            proc = subprocess.Popen(
+                self._runtime_argv(state, "exec", *flags, container_id, *args),
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                start_new_session=True,
+                preexec_fn=_make_controlling_terminal,  # runc opens /dev/tty
+            )
+            os.close(slave)
+            slave = -1
+            _relay_terminal(master, _fd_of(stdin, 0), _fd_of(stdout, 1))
+            return proc.wait()
+        finally:
+            os.close(master)
+            if slave >= 0:
+                os.close(slave)
 
     def _exec_env(self, state: dict, extra: dict | list | None) -> list[str]:
         # The container's env plus `extra`: runtimes differ on whether --env replaces it.
@@ -481,9 +561,68 @@ class Engine:
             yield record
 
 
+def _make_controlling_terminal() -> None:
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _fd_of(stream, default: int) -> int | None:
+    """A file descriptor for a subprocess-style stdio argument; None for DEVNULL."""
+    if stream is None:
+        return default
+    if stream == subprocess.DEVNULL:
+        return None
+    return stream if isinstance(stream, int) else stream.fileno()
+
+
+def _relay_terminal(master: int, in_fd: int | None, out_fd: int | None) -> None:
+    """Copy in_fd -> pty and pty -> out_fd until the process on the pty has gone."""
+    import select
+    import termios
+    import tty
+
+    saved = None
+    if in_fd is not None and os.isatty(in_fd):
+        saved = termios.tcgetattr(in_fd)
+        tty.setraw(in_fd)  # keys go to the container's terminal, not ours
+    try:
+        watched = [master] + ([in_fd] if in_fd is not None else [])
+        while True:
+            for fd in select.select(watched, [], [])[0]:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # EIO: the last holder of the pty's other side exited
+                    data = b""
+                if fd == master:
+                    if not data:
+                        return
+                    if out_fd is not None:
+                        _write_all(out_fd, data)
+                elif data:
+                    _write_all(master, data)
+                else:  # our input ended: end-of-file for the terminal too
+                    watched.remove(in_fd)
+                    _write_all(master, b"\x04")
+    finally:
+        if saved is not None:
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _default_cgroups_path(container_id: str) -> str:
+    return f"/composer/{container_id}"  # runtime.oci.cgroups' default, for every runtime
+
+
 def _cleared_run_fields() -> dict:
     fields = ("pid", "pid_start_time", "exit_code", "signal", "finished_at", "oom_killed")
-    extra = ("killed", "stop_reason", "stop_signal_sent", "stop_timeout", "start_error")
+    extra = ("killed", "stop_reason", "stop_signal_sent", "stop_timeout", "start_error", "note")
     return {**{k: None for k in fields + extra}, "status": "created"}
 
 

@@ -90,13 +90,15 @@ class LogWriter:
     """Turns chunks of container output into records appended to a log file.
 
     Bytes are kept per stream until a newline arrives, so a line written in several
-    pieces is one record; `close()` writes what is left as a final fragment.
+    pieces is one record, stamped when its last byte arrived; `close()` writes what is
+    left as a final fragment.
     """
 
     def __init__(self, path: str | os.PathLike, max_line: int = MAX_LINE) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         self.max_line = max_line
         self.pending = {stream: b"" for stream in STREAMS}
+        self.pending_since = dict.fromkeys(STREAMS, 0)  # when pending bytes last arrived
 
     def write(self, stream: str, data: bytes, ns: int | None = None) -> None:
         ns = time.time_ns() if ns is None else ns
@@ -115,13 +117,16 @@ class LogWriter:
             else:
                 break
         self.pending[stream] = buf[start:]
+        if self.pending[stream]:
+            self.pending_since[stream] = ns
         self._emit(stream, out, ns)
 
     def flush_partial(self, stream: str, ns: int | None = None) -> None:
-        """Write what is pending on `stream` as a fragment (its writer went away)."""
+        """Write what is pending on `stream` as a fragment (its writer went away), stamped
+        with the time its last piece arrived unless `ns` is given."""
         rest, self.pending[stream] = self.pending[stream], b""
         if rest:
-            self._emit(stream, [rest], time.time_ns() if ns is None else ns)
+            self._emit(stream, [rest], self.pending_since[stream] if ns is None else ns)
 
     def note(self, text: str, stream: str = "stderr") -> None:
         """A line of the shim's own (e.g. why it killed at once), marked as such."""

@@ -73,6 +73,24 @@ def is_namespace_init(pid: int) -> bool:
     return len(nspids) > 1 and nspids[-1] == "1"
 
 
+def futile_signal_reason(pid: int, sig: int) -> str | None:
+    """Why sending `sig` to `pid` cannot stop it, or None if it may.
+
+    The kernel drops a signal sent from outside to a pid namespace's init unless init
+    has a handler for it, so waiting out a grace period would only waste it.
+    """
+    if sig == SIGKILL or not is_namespace_init(pid) or catches_signal(pid, sig):
+        return None
+    return (
+        f"PID 1 of the container does not catch {signal_name(sig)}, and a namespace's "
+        "init ignores signals it does not catch: killed at once with SIGKILL"
+    )
+
+
+def grace_expired_reason(sig: int, timeout: float) -> str:
+    return f"still running {timeout:g}s after {signal_name(sig)}: killed with SIGKILL"
+
+
 def process_start_time(pid: int) -> int | None:
     """Clock ticks since boot when `pid` started: tells a live process from a reused pid."""
     try:
@@ -283,8 +301,11 @@ class Shim:
             os.close(err_w)
             complaint = _read_all(err_r)
             if code == 0:
-                master = _receive_fd(console[0])
-                self.streams[master] = "stdout"
+                try:
+                    self.streams[receive_terminal(console[0])] = "stdout"
+                except OSError as e:
+                    self._run_captured(["delete", "--force", self.id])
+                    raise StartFailed(f"no terminal from {self.runtime[-1]}: {e}") from None
             console[0].close()
             os.unlink(CONSOLE_NAME)
         else:
@@ -420,14 +441,13 @@ class Shim:
         update_json(self.state_path, self.exit, "record the container's exit")
 
     def _oom_kills(self) -> int:
-        try:
-            from runtime.oci.cgroups import open_cgroup
-        except ImportError:
-            return _memory_oom_kills(self.memory_cgroup)
+        from runtime.oci.cgroups import open_cgroup  # only now: most shims never need it
+
         try:
             return open_cgroup(self.memory_cgroup or self.cgroups_path, self.id).oom_kills()
-        except Exception:  # no memory cgroup to ask: report none rather than crash
-            return _memory_oom_kills(self.memory_cgroup)
+        except Exception as e:  # no memory controller to ask: say so, do not crash
+            self.log.note(f"could not read the OOM kill count: {e}")
+            return 0
 
     # -- control socket
 
@@ -492,15 +512,8 @@ class Shim:
     def stop(self, sig: int | None, timeout: float | None) -> None:
         sig = int(sig or self.stop_signal)
         timeout = 10.0 if timeout is None else float(timeout)
-        if (
-            sig != SIGKILL
-            and is_namespace_init(self.init_pid)
-            and not catches_signal(self.init_pid, sig)
-        ):
-            reason = (
-                f"PID 1 of the container does not catch {signal_name(sig)}, and a namespace's "
-                "init ignores signals it does not catch: killed at once with SIGKILL"
-            )
+        reason = futile_signal_reason(self.init_pid, sig)
+        if reason:
             self.log.note(reason)
             self.stop_info = {"stop_reason": reason, "killed": True}
             os.kill(self.init_pid, SIGKILL)
@@ -519,10 +532,7 @@ class Shim:
         self.kill_deadline = None
         if self.exit is None:
             sig = self.stop_info.get("stop_signal_sent", self.stop_signal)
-            reason = (
-                f"still running {self.stop_info.get('stop_timeout', 0):g}s after "
-                f"{signal_name(sig)}: killed with SIGKILL"
-            )
+            reason = grace_expired_reason(sig, self.stop_info.get("stop_timeout", 0))
             self.log.note(reason)
             self.stop_info.update(stop_reason=reason, killed=True)
             os.kill(self.init_pid, SIGKILL)
@@ -624,8 +634,8 @@ def _tail(complaint: bytes, limit: int = 2000) -> str:
     return text[-limit:] or "no message"
 
 
-def _receive_fd(listener: _socket.socket, timeout: float = 10) -> int:
-    """The pty master the runtime sends over --console-socket (SCM_RIGHTS)."""
+def receive_terminal(listener: _socket.socket, timeout: float = 10) -> int:
+    """The pty master a runtime sends over --console-socket (SCM_RIGHTS); OSError if none."""
     listener.settimeout(timeout)
     fd, _ = listener._accept()
     conn = _socket.socket(fileno=fd)
@@ -641,7 +651,7 @@ def _receive_fd(listener: _socket.socket, timeout: float = 10) -> int:
                 int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, len(data) - 3, 4)
             ]
     if not fds:
-        raise StartFailed("the runtime sent no terminal over the console socket")
+        raise ConnectionError("the runtime sent no terminal over the console socket")
     for extra in fds[1:]:
         os.close(extra)
     os.set_inheritable(fds[0], False)
@@ -649,7 +659,10 @@ def _receive_fd(listener: _socket.socket, timeout: float = 10) -> int:
 
 
 def _memory_cgroup(pid: int) -> str | None:
-    """The memory cgroup the runtime put `pid` in (v1 `memory` line, else the v2 line)."""
+    """The memory cgroup the runtime put `pid` in (v1 `memory` line, else the v2 line).
+
+    Read from /proc rather than config.json: it is where the runtime really put it.
+    """
     try:
         with open(f"/proc/{pid}/cgroup") as f:
             lines = f.read().splitlines()
@@ -663,26 +676,6 @@ def _memory_cgroup(pid: int) -> str | None:
         if controllers == "":
             unified = path
     return unified
-
-
-def _memory_oom_kills(path: str | None) -> int:
-    # Until runtime.oci.cgroups answers: v1 memory.oom_control, else v2 memory.events.
-    if path is None:
-        return 0
-    for name in (
-        "memory/" + path.lstrip("/") + "/memory.oom_control",
-        "unified/" + path.lstrip("/") + "/memory.events",
-        path.lstrip("/") + "/memory.events",
-    ):
-        try:
-            with open("/sys/fs/cgroup/" + name) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-        except OSError:
-            continue
-    return 0
 
 
 def _wakeup_pipe() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -216,9 +217,7 @@ def test_remove_cleans_everything(engine, rootfs):
 def test_dead_shim_leaves_a_container_that_can_still_be_removed(engine, rootfs):
     cid = run(engine, rootfs, "sleep", "1000")
     info = engine.inspect(cid)
-    os.kill(info["shim_pid"], signal.SIGKILL)  # the shim this test started
-    while shim.is_alive(info["shim_pid"], info["shim_start_time"]):
-        os.sched_yield()
+    _kill_shim(info)
     orphan = engine.inspect(cid)
     assert orphan["status"] == "running"
     assert orphan["shim_alive"] is False
@@ -304,3 +303,46 @@ def test_names_labels_and_lookup(engine, rootfs):
     assert config["linux"]["cgroupsPath"] == f"/composer/{web}"
     engine.remove("db")
     assert {c["id"] for c in engine.list()} == {web, other}
+
+
+def _kill_shim(info: dict) -> None:
+    os.kill(info["shim_pid"], signal.SIGKILL)  # the shim this test started
+    while shim.is_alive(info["shim_pid"], info["shim_start_time"]):
+        os.sched_yield()
+
+
+def test_stop_after_the_shim_died_follows_the_same_rules(engine, rootfs):
+    ignoring = run(engine, rootfs, "sleep", "1000")
+    trapping = run(engine, rootfs, "sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done")
+    for cid in (ignoring, trapping):
+        _kill_shim(engine.inspect(cid))
+    reply = engine.stop(ignoring, timeout=600)
+    assert reply["killed"] is True and "does not catch SIGTERM" in reply["stop_reason"]
+    reply = engine.stop(trapping, timeout=600)
+    assert reply["killed"] is False and reply["stop_reason"] is None
+    for cid in (ignoring, trapping):
+        info = engine.inspect(cid)
+        assert (info["status"], info["exit_code"]) == ("exited", None)  # nobody reaped it
+        assert not shim.is_alive(info["pid"], info["pid_start_time"])
+
+
+def test_remove_ends_a_container_the_runtime_lost(engine, rootfs):
+    cid = run(engine, rootfs, "sleep", "1000")
+    info = engine.inspect(cid)
+    _kill_shim(info)
+    shutil.rmtree(Path(info["runtime_root"]) / cid)  # as if the runtime's state were lost
+    engine.remove(cid, force=True)
+    assert_no_trace(engine, info)
+
+
+def test_exec_with_a_terminal_without_one_of_our_own(engine, rootfs, tmp_path):
+    cid = run(engine, rootfs, "sleep", "1000")
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        code = engine.exec(
+            cid, ["sh", "-c", "tty; exit 4"], tty=True, stdin=subprocess.DEVNULL, stdout=f
+        )
+    assert code == 4
+    assert re.fullmatch(rb"/dev/pts/\d+\r\n", out.read_bytes())
+    with pytest.raises(ContainerError, match="detached"):
+        engine.exec(cid, ["true"], tty=True, detach=True)

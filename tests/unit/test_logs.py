@@ -71,9 +71,13 @@ def test_writer_joins_pieces_into_lines(tmp_path):
 def test_writer_flushes_trailing_fragment_on_close(tmp_path):
     path = tmp_path / "log.jsonl"
     writer = LogWriter(path)
-    writer.write("stdout", b"done\nno newline", T0)
+    writer.write("stdout", b"done\nno ", T0)
+    writer.write("stdout", b"newline", T0 + 5)
     writer.close()
-    assert [r["log"] for r in _records(path)] == ["done\n", "no newline"]
+    records = _records(path)
+    assert [r["log"] for r in records] == ["done\n", "no newline"]
+    # Stamped when its bytes arrived, not when the stream closed.
+    assert [r["time"] for r in records] == [format_time(T0), format_time(T0 + 5)]
 
 
 def test_writer_splits_long_lines_without_losing_bytes(tmp_path):
