@@ -1,12 +1,12 @@
 """`composer-runtime`: a runc-compatible command line over runtime.oci.container.
 
 Start-up cost matters (one process per container operation), so this module imports
-only argparse and our small modules; everything else is imported by the command using it.
+only our small modules (the option parser is ours too: argparse and the `re` it pulls in
+cost more than the rest of start-up); everything else is imported by the command using it.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -15,91 +15,206 @@ from runtime.oci import container
 PROG = "composer-runtime"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Run OCI bundles (runc-compatible).")
-    parser.add_argument("--root", default=container.DEFAULT_ROOT, help="state directory")
-    parser.add_argument("--log", help="log file (accepted; errors go to stderr and here)")
-    parser.add_argument("--log-format", default="text", choices=["text", "json"])
-    parser.add_argument("--debug", action="store_true", help="accepted for runc callers")
-    parser.add_argument("--systemd-cgroup", action="store_true", help="refused if set")
-    parser.add_argument("--rootless", default="false", help="accepted; only false is supported")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+# An option is (names, dest, kind, help); kind: "flag", "value", "int", "append", "append-int".
+_BUNDLE_OPTIONS = [
+    (("-b", "--bundle"), "bundle", "value", "bundle directory (default: .)"),
+    (("--pid-file",), "pid_file", "value", "write the container's pid here"),
+    (("--console-socket",), "console_socket", "value", "unix socket to send the pty master to"),
+    (("--no-pivot",), "no_pivot", "flag", "refused: pivot_root is required"),
+    (("--no-new-keyring",), "no_new_keyring", "flag", "accepted"),
+    (("--preserve-fds",), "preserve_fds", "int", "only 0 is supported"),
+]
+_FORMAT = (("-f", "--format"), "format", "value", "table or json")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text)
+GLOBAL_OPTIONS = [
+    (("--root",), "root", "value", f"state directory (default {container.DEFAULT_ROOT})"),
+    (("--log",), "log", "value", "also append errors to this file"),
+    (("--log-format",), "log_format", "value", "text or json"),
+    (("--debug",), "debug", "flag", "accepted for runc callers"),
+    (("--systemd-cgroup",), "systemd_cgroup", "flag", "refused"),
+    (("--rootless",), "rootless", "value", "accepted; only false is supported"),
+]
 
-    p = command("create", "create a container from a bundle; its process waits for start")
-    _bundle_options(p)
-    p.add_argument("id")
+# command -> (help, options, positionals; "?name" optional, "*name" takes the rest)
+COMMAND_SYNTAX = {
+    "create": ("create a container; its process waits for start", _BUNDLE_OPTIONS, ["id"]),
+    "run": (
+        "create and start a container, wait for it, then delete it",
+        [
+            *_BUNDLE_OPTIONS,
+            (("-d", "--detach"), "detach", "flag", "return after start"),
+            (("--keep",), "keep", "flag", "do not delete after exit"),
+        ],
+        ["id"],
+    ),
+    "start": ("start the user process of a created container", [], ["id"]),
+    "state": ("print the container state as JSON", [], ["id"]),
+    "kill": (
+        "send a signal (default SIGTERM) to the container's init",
+        [(("-a", "--all"), "all", "flag", "signal every process of the container")],
+        ["id", "?signal"],
+    ),
+    "delete": (
+        "delete a stopped container",
+        [(("-f", "--force"), "force", "flag", "kill it first if it runs")],
+        ["id"],
+    ),
+    "exec": (
+        "run a process in a running container",
+        [
+            (("-t", "--tty"), "tty", "flag", "allocate a pty (needs --console-socket)"),
+            (("--console-socket",), "console_socket", "value", "unix socket for the pty master"),
+            (("-e", "--env"), "env", "append", "KEY=VALUE"),
+            (("-u", "--user"), "user", "value", "UID[:GID]"),
+            (("-g", "--additional-gids"), "additional_gids", "append-int", "extra group"),
+            (("--cwd",), "cwd", "value", "working directory"),
+            (("-p", "--process"), "process", "value", "process.json with the whole process"),
+            (("-d", "--detach"), "detach", "flag", "do not wait for the process"),
+            (("--pid-file",), "pid_file", "value", "write the process's pid here"),
+            (("--no-new-privs",), "no_new_privs", "flag", "set no_new_privs"),
+            (("-c", "--cap"), "cap", "append", "add a capability"),
+        ],
+        ["id", "*args"],
+    ),
+    "list": (
+        "list containers",
+        [_FORMAT, (("-q", "--quiet"), "quiet", "flag", "ids only")],
+        [],
+    ),
+    "ps": ("list the pids of a container", [_FORMAT], ["id"]),
+    "pause": ("freeze every process of a container", [], ["id"]),
+    "resume": ("thaw a paused container", [], ["id"]),
+    "spec": (
+        "write a default config.json",
+        [
+            (("-b", "--bundle"), "bundle", "value", "directory (default: .)"),
+            (("--rootless",), "rootless", "flag", "refused"),
+        ],
+        [],
+    ),
+    "features": ("print what this runtime supports, as JSON", [], []),
+}
 
-    p = command("run", "create and start a container, wait for it, then delete it")
-    _bundle_options(p)
-    p.add_argument("-d", "--detach", action="store_true")
-    p.add_argument("--keep", action="store_true", help="do not delete after exit")
-    p.add_argument("id")
-
-    p = command("start", "start the user process of a created container")
-    p.add_argument("id")
-
-    p = command("state", "print the container state as JSON")
-    p.add_argument("id")
-
-    p = command("kill", "send a signal (default SIGTERM) to the container's init")
-    p.add_argument("-a", "--all", action="store_true", help="signal every process in it")
-    p.add_argument("id")
-    p.add_argument("signal", nargs="?", default="SIGTERM")
-
-    p = command("delete", "delete a stopped container (--force: kill it first)")
-    p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("id")
-
-    p = command("exec", "run a process in a running container")
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("--console-socket")
-    p.add_argument("-e", "--env", action="append", default=[])
-    p.add_argument("-u", "--user", help="UID[:GID]")
-    p.add_argument("--additional-gids", "-g", action="append", type=int, default=[])
-    p.add_argument("--cwd")
-    p.add_argument("-p", "--process", help="process.json with the whole process")
-    p.add_argument("-d", "--detach", action="store_true")
-    p.add_argument("--pid-file")
-    p.add_argument("--no-new-privs", action="store_true")
-    p.add_argument("--cap", action="append", default=[], help="add a capability")
-    p.add_argument("id")
-    p.add_argument("args", nargs=argparse.REMAINDER)
-
-    p = command("list", "list containers")
-    p.add_argument("-f", "--format", choices=["table", "json"], default="table")
-    p.add_argument("-q", "--quiet", action="store_true")
-
-    p = command("ps", "list the processes of a container")
-    p.add_argument("-f", "--format", choices=["table", "json"], default="table")
-    p.add_argument("id")
-
-    p = command("pause", "freeze every process of a container")
-    p.add_argument("id")
-    p = command("resume", "thaw a paused container")
-    p.add_argument("id")
-
-    p = command("spec", "write a default config.json")
-    p.add_argument("-b", "--bundle", default=".")
-    p.add_argument("--rootless", action="store_true")
-
-    command("features", "print what this runtime supports, as JSON")
-    return parser
-
-
-def _bundle_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-b", "--bundle", default=".")
-    p.add_argument("--pid-file")
-    p.add_argument("--console-socket")
-    p.add_argument("--no-pivot", action="store_true", help="refused: pivot_root is required")
-    p.add_argument("--no-new-keyring", action="store_true", help="accepted")
-    p.add_argument("--preserve-fds", type=int, default=0, help="only 0 is supported")
+_DEFAULTS = {"kind:append": list, "kind:append-int": list, "kind:flag": bool, "kind:int": int}
 
 
 class UsageError(container.ContainerError):
     pass
+
+
+class Args:
+    """Parsed arguments: attributes named by each option's dest."""
+
+    def __init__(self, **values) -> None:
+        self.__dict__.update(values)
+
+
+def _parse_options(argv: list[str], spec: list, values: dict, stop_at_positional: bool) -> int:
+    """Consume options from argv; return the index of the first argument left."""
+    by_name = {name: (dest, kind) for names, dest, kind, _help in spec for name in names}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return i + 1
+        if not arg.startswith("-") or arg == "-":
+            if stop_at_positional:
+                return i
+            break
+        name, has_value, inline = arg.partition("=")
+        if name not in by_name:
+            raise UsageError(f"unknown option {name}")
+        dest, kind = by_name[name]
+        if kind == "flag":
+            values[dest] = True if not has_value else inline.lower() in ("1", "true", "yes")
+            i += 1
+            continue
+        if has_value:
+            value = inline
+            i += 1
+        else:
+            if i + 1 >= len(argv):
+                raise UsageError(f"option {name} needs a value")
+            value = argv[i + 1]
+            i += 2
+        if kind.endswith("int"):
+            try:
+                value = int(value)
+            except ValueError:
+                raise UsageError(f"option {name} needs a number, got {value!r}") from None
+        if kind.startswith("append"):
+            values.setdefault(dest, []).append(value)
+        else:
+            values[dest] = value
+    return i
+
+
+def parse_args(argv: list[str]) -> Args:
+    values: dict = {"root": container.DEFAULT_ROOT, "log": None, "log_format": "text"}
+    values.update(debug=False, systemd_cgroup=False, rootless="false")
+    if argv[:1] in (["-h"], ["--help"]):
+        raise SystemExit(_usage())
+    i = _parse_options(argv, GLOBAL_OPTIONS, values, stop_at_positional=True)
+    rest = argv[i:]
+    if not rest or rest[0] in ("-h", "--help", "help"):
+        raise SystemExit(_usage())
+    command, rest = rest[0], rest[1:]
+    if command not in COMMAND_SYNTAX:
+        raise UsageError(f"unknown command {command!r} (see --help)")
+    _help, options, positionals = COMMAND_SYNTAX[command]
+    if "-h" in rest or "--help" in rest:
+        raise SystemExit(_usage(command))
+    for _names, dest, kind, _ in options:
+        values[dest] = _DEFAULTS.get(f"kind:{kind}", lambda: None)()
+    values.update(command=command, bundle=".", format="table", signal="SIGTERM")
+    # Options may come before, between or after positionals, except after "*rest" starts.
+    leftovers: list[str] = []
+    while rest:
+        taking_rest = bool(positionals) and positionals[-1].startswith("*")
+        stop = taking_rest and len(leftovers) == len(positionals) - 1
+        if stop:
+            leftovers.extend(rest[1:] if rest[0] == "--" else rest)
+            break
+        i = _parse_options(rest, options, values, stop_at_positional=True)
+        rest = rest[i:]
+        if rest:
+            leftovers.append(rest[0])
+            rest = rest[1:]
+    for name in positionals:
+        if name.startswith("*"):
+            values[name[1:]] = leftovers
+            leftovers = []
+        elif name.startswith("?"):
+            if leftovers:
+                values[name[1:]] = leftovers.pop(0)
+        elif leftovers:
+            values[name] = leftovers.pop(0)
+        else:
+            raise UsageError(f"{command}: missing {name.upper()}")
+    if leftovers:
+        raise UsageError(f"{command}: unexpected arguments {leftovers}")
+    if values["log_format"] not in ("text", "json"):
+        raise UsageError("--log-format must be text or json")
+    if values.get("format") not in ("table", "json"):
+        raise UsageError("--format must be table or json")
+    return Args(**values)
+
+
+def _usage(command: str | None = None) -> str:
+    lines = []
+    if command is None:
+        lines.append(f"usage: {PROG} [global options] COMMAND [options] [ID] ...")
+        lines.append("Runs OCI bundles; runc-compatible.\n\ncommands:")
+        lines += [f"  {name:<10} {spec[0]}" for name, spec in COMMAND_SYNTAX.items()]
+        options = GLOBAL_OPTIONS
+        lines.append("\nglobal options:")
+    else:
+        text, options, positionals = COMMAND_SYNTAX[command]
+        args = " ".join(p.strip("?*").upper() + ("..." if p[0] == "*" else "") for p in positionals)
+        lines.append(f"usage: {PROG} {command} [options] {args}\n{text}\n\noptions:")
+    lines += [f"  {', '.join(names):<26} {help_text}" for names, _d, _k, help_text in options]
+    print("\n".join(lines))
+    return 0
 
 
 def _print_json(data) -> None:
@@ -316,7 +431,11 @@ def _log_error(args, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
     args.root = container.runtime_root(args.root)
     if args.systemd_cgroup:
         _log_error(args, "--systemd-cgroup is not supported")

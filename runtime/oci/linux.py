@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
 import stat
 
 from runtime.oci import syscalls
@@ -517,6 +516,8 @@ def write_oom_score_adj(value: int | None) -> None:
 
 def reset_signals() -> None:
     """Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec, so restore them."""
+    import _signal as signal  # built in: importable after pivot_root, no enum module
+
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
