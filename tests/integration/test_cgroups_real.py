@@ -311,3 +311,77 @@ def test_v2_missing_controller_is_refused_clearly(v2_harness):
         v2_harness.cgroup.apply({"pids": {"limit": 3}})
     with pytest.raises(CgroupError, match="eBPF"):
         v2_harness.cgroup.apply({"devices": [{"allow": False, "access": "rwm"}]})
+
+
+# ------------------------------------------------------------------- differential with runc
+RESOURCES = {
+    "memory": {
+        "limit": 64 << 20,
+        "reservation": 32 << 20,
+        "swap": 128 << 20,
+        "swappiness": 10,
+        "disableOOMKiller": True,
+    },
+    "cpu": {"shares": 512, "quota": 20000, "period": 50000, "cpus": "0", "mems": "0"},
+    "pids": {"limit": 42},
+    "blockIO": {"weight": 300},
+    "devices": [{"allow": False, "access": "rwm"}],
+}
+COMPARED_FILES = (
+    "memory/memory.limit_in_bytes",
+    "memory/memory.memsw.limit_in_bytes",
+    "memory/memory.soft_limit_in_bytes",
+    "memory/memory.swappiness",
+    "memory/memory.oom_control",
+    "cpu/cpu.shares",
+    "cpu/cpu.cfs_quota_us",
+    "cpu/cpu.cfs_period_us",
+    "cpuset/cpuset.cpus",
+    "cpuset/cpuset.mems",
+    "pids/pids.max",
+)
+
+
+def _cgroup_files(path: str) -> dict[str, str]:
+    out = {}
+    for rel in COMPARED_FILES:
+        controller, name = rel.split("/")
+        out[rel] = _read(f"/sys/fs/cgroup/{controller}{path}/{name}")
+    weight = (
+        "blkio.weight"
+        if os.path.exists(f"/sys/fs/cgroup/blkio{path}/blkio.weight")
+        else "blkio.bfq.weight"
+    )
+    out["blkio"] = _read(f"/sys/fs/cgroup/blkio{path}/{weight}")
+    out["devices"] = _read(f"/sys/fs/cgroup/devices{path}/devices.list")
+    return out
+
+
+def test_same_files_as_runc_for_the_same_resources(busybox_bundle, runc):
+    from rootfs import read_config, write_config
+
+    runc_path = f"/composer-test-runc-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    config = read_config(busybox_bundle)
+    config["process"]["args"] = ["sleep", "30"]
+    config["linux"]["cgroupsPath"] = runc_path
+    config["linux"]["resources"] = RESOURCES
+    write_config(busybox_bundle, config)
+    container_id = runc.new_id("r2")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}  # no pipe to hold open
+    runc("create", "--bundle", str(busybox_bundle), container_id, **quiet)
+    theirs = _cgroup_files(runc_path)
+    runc("delete", "--force", container_id)
+    assert not os.path.exists(f"/sys/fs/cgroup/memory{runc_path}")
+
+    harness = Harness(f"/composer-test-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    harness.cgroup.create()
+    try:
+        harness.cgroup.apply(RESOURCES)
+        ours = _cgroup_files(harness.cgroup.path)
+    finally:
+        harness.cleanup()
+    their_devices, our_devices = theirs.pop("devices"), ours.pop("devices")
+    assert ours == theirs
+    # runc 1.1 also allows /dev/net/tun (10:200); we allow /dev/console (5:1) instead.
+    assert set(their_devices.splitlines()) - {"c 10:200 rwm"} <= set(our_devices.splitlines())
+    assert set(our_devices.splitlines()) - set(their_devices.splitlines()) == {"c 5:1 rwm"}
