@@ -194,7 +194,9 @@ class Engine:
             if self._live_status(state)["status"] == "running":
                 raise ContainerError(f"container {container_id[:12]} is already running")
             if state["status"] != "created":
-                # A restart: the previous run must be gone from the runtime first.
+                # A restart: the previous run's shim and runtime state must be gone first
+                # (a finishing shim would unlink the new shim's socket).
+                self._wait_shim_exit(state)
                 self._run_runtime(state, "delete", "--force", container_id)
                 update_json(directory / "state.json", _cleared_run_fields(), "restart")
             os.makedirs(state["runtime_root"], exist_ok=True)

@@ -294,20 +294,22 @@ class Shim:
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         create = ["create", "--bundle", self.bundle, "--pid-file", pid_file]
         if self.terminal:
-            console = self._console_listener()
-            create += ["--console-socket", console[1]]
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            code = self._run([*create, self.id], (null, err_w, err_w))
-            os.close(err_w)
-            complaint = _read_all(err_r)
-            if code == 0:
-                try:
-                    self.streams[receive_terminal(console[0])] = "stdout"
-                except OSError as e:
-                    self._run_captured(["delete", "--force", self.id])
-                    raise StartFailed(f"no terminal from {self.runtime[-1]}: {e}") from None
-            console[0].close()
-            os.unlink(CONSOLE_NAME)
+            console, console_path = self._console_listener()
+            try:
+                create += ["--console-socket", console_path]
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                code = self._run([*create, self.id], (null, err_w, err_w))
+                os.close(err_w)
+                complaint = _read_all(err_r)
+                if code == 0:
+                    try:
+                        self.streams[receive_terminal(console)] = "stdout"
+                    except OSError as e:
+                        self._run_captured(["delete", "--force", self.id])
+                        raise StartFailed(f"no terminal from {self.runtime[-1]}: {e}") from None
+            finally:
+                console.close()
+                _unlink(CONSOLE_NAME)
         else:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -343,8 +345,7 @@ class Shim:
 
     def _console_listener(self) -> tuple[_socket.socket, str]:
         listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-        if os.path.exists(CONSOLE_NAME):
-            os.unlink(CONSOLE_NAME)
+        _unlink(CONSOLE_NAME)
         listener.bind(CONSOLE_NAME)  # relative: our cwd is the container dir
         listener.listen(1)
         path = os.path.join(self.dir, CONSOLE_NAME)
