@@ -386,7 +386,7 @@ def _stage2(channel, config, bundle, new_flags, in_user_ns, masks, fifo_fds, con
         hooks.run_hooks(config, "createContainer", hook_state)
     linux.pivot_into(rootfs, linux_cfg.get("rootfsPropagation"))
     if process.get("terminal"):
-        linux.setup_terminal(console_fd)
+        linux.setup_terminal(console_fd, console=True)
     # sysctls before the read-only paths: /proc/sys is usually one of them
     linux.set_identity(config, bool(new_flags & syscalls.CLONE_NEWUTS))
     linux.finish_rootfs(config)

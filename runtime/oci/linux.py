@@ -568,13 +568,19 @@ def _close_on_exec_above_stdio() -> None:
                 pass  # the fd listdir itself used
 
 
-def setup_terminal(console_socket: int, sys_=syscalls) -> None:
-    """A pty made in the container's devpts: slave becomes stdio, master goes out by SCM_RIGHTS."""
+def setup_terminal(console_socket: int, console: bool = False, sys_=syscalls) -> None:
+    """A pty made in the container's devpts: slave becomes stdio, master goes out by SCM_RIGHTS.
+
+    With `console` (the container's init, not exec) the slave is also bound on /dev/console.
+    """
     import fcntl
     import socket
     import termios
 
     master, slave = os.openpty()
+    if console:
+        _make_mount_point("/dev/console", False)
+        sys_.mount(os.ttyname(slave), "/dev/console", None, syscalls.MS_BIND)
     try:
         sock = socket.socket(fileno=console_socket)
         socket.send_fds(sock, [b"/dev/ptmx"], [master])

@@ -244,7 +244,9 @@ def test_exec_joins_the_same_pid_namespace(runtime, busybox_bundle, tmp_path):
 
 
 def test_terminal_through_console_socket(runtime, busybox_bundle, tmp_path):
-    config = _set_args(busybox_bundle, "sh", "-c", "tty; stty size; echo done")
+    config = _set_args(
+        busybox_bundle, "sh", "-c", "tty; grep -c ' /dev/console ' /proc/self/mountinfo; echo done"
+    )
     config["process"]["terminal"] = True
     write_config(busybox_bundle, config)
     sock_path = str(tmp_path / "console.sock")
@@ -273,9 +275,8 @@ def test_terminal_through_console_socket(runtime, busybox_bundle, tmp_path):
         server.close()
         if master >= 0:
             os.close(master)
-    text = output.decode()
-    assert "/dev/pts/0" in text
-    assert "done" in text
+    lines = output.decode().split()
+    assert lines == ["/dev/pts/0", "1", "done"]
 
 
 def test_unknown_capability_is_refused_without_trace(runtime, busybox_bundle):
@@ -300,3 +301,41 @@ def test_failing_create_hook_fails_create_and_cleans_up(runtime, busybox_bundle,
     assert result.returncode != 0 and "/bin/false" in result.stderr
     assert not (runtime.root / container_id).exists()
     assert not _cgroup_dirs(container_id)
+
+
+def test_exec_with_terminal_through_console_socket(runtime, busybox_bundle, tmp_path):
+    _set_args(busybox_bundle, "sleep", "60")
+    container_id = runtime.new_id()
+    _create(runtime, busybox_bundle, container_id, tmp_path)
+    runtime("start", container_id)
+    sock_path = str(tmp_path / "exec-console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock_path)
+    server.listen(1)
+    with server, open(tmp_path / "exec.out", "w") as out:
+        command = ["exec", "-t", "--console-socket", sock_path, container_id]
+        command += ["sh", "-c", "tty; echo $$; exit 5"]
+        proc = subprocess.Popen(
+            [*runtime.argv0, "--root", str(runtime.root), *command],
+            stdout=out,
+            stderr=out,
+        )
+        conn, _ = server.accept()
+        with conn:
+            _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+    output = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(fds[0], 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(fds[0])
+        code = proc.wait(timeout=30)
+    tty, pid = output.decode().split()
+    assert tty.startswith("/dev/pts/") and pid != "1"
+    assert code == 5
