@@ -231,16 +231,6 @@ class FakeCgroupTree:
             [f"24 1 0:22 / {self.root} rw - tmpfs tmpfs rw,mode=755", *lines]
         )
         self.self_cgroup = "\n".join(own)
-        # The caller's own cgroup exists, as it would on a real machine.
-        for mountpoint in self.mountpoints():
-            current = mountpoint
-            for part in own_cgroup.strip("/").split("/"):
-                current = os.path.join(current, part)
-                if not os.path.isdir(current):
-                    if mountpoint == self.unified:
-                        self._enable_all(os.path.dirname(current))
-                    os.mkdir(current)
-                    self.populate(current)
 
     # ---------------------------------------------------------------- building
     def mountpoints(self) -> list[str]:
@@ -262,10 +252,6 @@ class FakeCgroupTree:
             self._write_files(mountpoint, _V1_FILES["memory"])
         if controller == "cpuacct":
             self._write_files(mountpoint, _V1_FILES["cpuacct"])
-
-    def _enable_all(self, d: str) -> None:
-        available = Path(d, "cgroup.controllers").read_text()
-        Path(d, "cgroup.subtree_control").write_text(available)
 
     def _hierarchy_of(self, d: str) -> str:
         for mountpoint in self.mountpoints():

@@ -59,6 +59,14 @@ def test_dot_dot_cannot_climb_out_of_the_hierarchy(tree, given, expected):
     assert cg.paths["unified"] == os.path.join(tree.root, expected)
 
 
+def test_create_with_a_relative_path_nests_below_own_cgroup(tree):
+    cg = tree.open("pods/web")
+    cg.create()
+    cg.apply({"pids": {"limit": 4}})
+    assert tree.read("user.slice/session-1.scope/pods/web/pids.max") == "4"
+    assert "pids" in tree.read("user.slice/session-1.scope/cgroup.subtree_control").split()
+
+
 def test_relative_dot_dot_stays_below_own_cgroup(tree):
     cg = tree.open("../../../escape")
     assert cg.paths["unified"] == os.path.join(tree.root, "user.slice/session-1.scope/escape")
