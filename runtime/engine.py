@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal as signals
 import subprocess
@@ -146,7 +145,7 @@ class Engine:
 
             config = build_config(spec)
             stop_signal = getattr(spec, "stop_signal", None)
-        container_id = secrets.token_hex(32)
+        container_id = os.urandom(32).hex()
         self.containers.mkdir(parents=True, exist_ok=True)
         with Lock(self.containers / ".lock", "create a container", timeout=60):
             if name is not None:
@@ -460,7 +459,7 @@ class Engine:
             return self._exec_on_pty(state, container_id, flags, args, stdin, stdout)
         dir_fd = os.open(self._dir(container_id), os.O_PATH | os.O_CLOEXEC)
         # sun_path is short; the runtime reaches the container dir through our fd.
-        path = f"/proc/{os.getpid()}/fd/{dir_fd}/exec-{secrets.token_hex(6)}.sock"
+        path = f"/proc/{os.getpid()}/fd/{dir_fd}/exec-{os.urandom(6).hex()}.sock"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         master = -1
         try:
