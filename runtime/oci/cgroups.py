@@ -814,7 +814,13 @@ class Cgroup:
 
     # ----------------------------------------------------------------- stats
     def stats(self) -> dict:
-        """Memory, CPU and pids figures, the same keys on v1 and v2; None means no limit."""
+        """The same keys on v1 and v2 (a section is left out when its controller is missing):
+
+        memory: usage, max_usage (None on v2 kernels without memory.peak), limit (None = no
+        limit), oom_kills, stat (memory.stat as ints); cpu: usage_usec, user_usec,
+        system_usec and, where known, nr_periods, nr_throttled, throttled_usec;
+        pids: current, limit (None = no limit).
+        """
         out: dict = {}
         found = self._serving("memory")
         if found:
@@ -936,7 +942,7 @@ class Cgroup:
             delay = min(delay * 2, 0.05)
 
     def _freezer_state(self) -> str:
-        """ "frozen", "thawed" or "freezing" (in between)."""
+        """One of "frozen", "thawed", "freezing" or "thawing"."""
         version, d = self._freezer()
         if version == 1:
             return self._read(d, "freezer.state").strip().lower()
