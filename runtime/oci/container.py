@@ -357,6 +357,8 @@ def _stage1(channel, config, bundle, joins, new_flags, masks, fifo_fds, console_
         syscalls.setresgid(0, 0, 0)
         syscalls.setresuid(0, 0, 0)
     syscalls.unshare(new_flags & ~syscalls.CLONE_NEWUSER)
+    if new_flags & syscalls.CLONE_NEWTIME:
+        linux.write_time_offsets((config.get("linux") or {}).get("timeOffsets"))
     pid = os.fork()
     if pid == 0:
         _run_child(
@@ -386,11 +388,11 @@ def _stage2(channel, config, bundle, new_flags, in_user_ns, masks, fifo_fds, con
         hooks.run_hooks(config, "createContainer", hook_state)
     linux.pivot_into(rootfs, linux_cfg.get("rootfsPropagation"))
     if process.get("terminal"):
-        linux.setup_terminal(console_fd, console=True)
+        linux.setup_terminal(console_fd, console=True, size=process.get("consoleSize"))
     # sysctls before the read-only paths: /proc/sys is usually one of them
     linux.set_identity(config, bool(new_flags & syscalls.CLONE_NEWUTS))
     linux.finish_rootfs(config)
-    linux.set_rlimits(process.get("rlimits") or [])
+    linux.set_process_attributes(process, linux_cfg)
     no_new_privs = bool(process.get("noNewPrivileges"))
     if seccomp_filter and not no_new_privs:  # without no_new_privs loading needs CAP_SYS_ADMIN
         seccomp_filter.load()
@@ -724,10 +726,10 @@ def _exec_stage2(channel, process, masks, seccomp_filter, console_fd) -> None:
     if (channel.recv() or {}).get("type") != "ack":  # wait until we are in the cgroup
         raise ContainerError("exec aborted")
     if process.get("terminal"):
-        linux.setup_terminal(console_fd)
+        linux.setup_terminal(console_fd, size=process.get("consoleSize"))
     elif console_fd >= 0:
         os.close(console_fd)
-    linux.set_rlimits(process.get("rlimits") or [])
+    linux.set_process_attributes(process, None)
     no_new_privs = bool(process.get("noNewPrivileges"))
     if seccomp_filter and not no_new_privs:
         seccomp_filter.load()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import resource
 import stat
+import sys
 
 from runtime.oci import syscalls
 
@@ -138,6 +139,18 @@ def join_namespaces(joins: list[tuple[str, str]], sys_=syscalls) -> None:
             sys_.setns(fd, NAMESPACES[kind][0])
         finally:
             os.close(fd)
+
+
+def write_time_offsets(offsets: dict | None) -> None:
+    """After unshare(CLONE_NEWTIME), before the first child: that child sees these clocks."""
+    if not offsets:
+        return
+    lines = [
+        f"{clock} {value.get('secs', 0)} {value.get('nanosecs', 0)}\n"
+        for clock, value in offsets.items()
+    ]
+    with open("/proc/self/timens_offsets", "w") as f:
+        f.write("".join(lines))
 
 
 def id_map_text(mappings: list[dict]) -> str:
@@ -444,6 +457,48 @@ def set_identity(config: dict, new_uts: bool, sys_=syscalls) -> None:
             f.write(str(value))
 
 
+_PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+_IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+_SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3}
+_SCHED_POLICIES["SCHED_IDLE"] = 5
+SCHED_RESET_ON_FORK = 0x40000000
+
+
+def set_process_attributes(process: dict, linux_cfg: dict | None, sys_=syscalls) -> None:
+    """rlimits, I/O priority, scheduler and (for the init) personality: before caps drop."""
+    set_rlimits(process.get("rlimits") or [])
+    io = process.get("ioPriority")
+    if io:
+        if io.get("class") not in _IOPRIO_CLASSES:
+            raise ConfigError(f"unknown ioPriority class {io.get('class')!r}")
+        value = _IOPRIO_CLASSES[io["class"]] << 13 | io.get("priority", 0)
+        sys_.ioprio_set(syscalls.IOPRIO_WHO_PROCESS, 0, value)
+    scheduler = process.get("scheduler")
+    if scheduler:
+        set_scheduler(scheduler)
+    personality = (linux_cfg or {}).get("personality")
+    if personality:
+        domain = personality.get("domain")
+        if domain not in _PERSONALITY_DOMAINS:
+            raise ConfigError(f"unknown personality domain {domain!r}")
+        if personality.get("flags"):
+            raise ConfigError("personality flags are not supported")
+        sys_.personality(_PERSONALITY_DOMAINS[domain])
+
+
+def set_scheduler(scheduler: dict) -> None:
+    policy = scheduler.get("policy")
+    if policy not in _SCHED_POLICIES:  # SCHED_DEADLINE needs sched_setattr(2)
+        raise ConfigError(f"scheduler policy {policy!r} is not supported")
+    flags = scheduler.get("flags") or []
+    value = _SCHED_POLICIES[policy]
+    if "SCHED_FLAG_RESET_ON_FORK" in flags:
+        value |= SCHED_RESET_ON_FORK
+    if "nice" in scheduler:
+        os.setpriority(os.PRIO_PROCESS, 0, scheduler["nice"])
+    os.sched_setscheduler(0, value, os.sched_param(scheduler.get("priority", 0)))
+
+
 def set_rlimits(rlimits: list[dict]) -> None:
     for entry in rlimits:
         kind = getattr(resource, entry["type"], None)
@@ -568,7 +623,9 @@ def _close_on_exec_above_stdio() -> None:
                 pass  # the fd listdir itself used
 
 
-def setup_terminal(console_socket: int, console: bool = False, sys_=syscalls) -> None:
+def setup_terminal(
+    console_socket: int, console: bool = False, size: dict | None = None, sys_=syscalls
+) -> None:
     """A pty made in the container's devpts: slave becomes stdio, master goes out by SCM_RIGHTS.
 
     With `console` (the container's init, not exec) the slave is also bound on /dev/console.
@@ -578,6 +635,10 @@ def setup_terminal(console_socket: int, console: bool = False, sys_=syscalls) ->
     import termios
 
     master, slave = os.openpty()
+    if size:
+        rows, cols = size.get("height", 0), size.get("width", 0)
+        winsize = rows.to_bytes(2, sys.byteorder) + cols.to_bytes(2, sys.byteorder) + bytes(4)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
     if console:
         _make_mount_point("/dev/console", False)
         sys_.mount(os.ttyname(slave), "/dev/console", None, syscalls.MS_BIND)

@@ -67,6 +67,8 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+_SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "riscv64": 30, "ppc64le": 273, "s390x": 282}
+IOPRIO_WHO_PROCESS = 1
 
 
 class _CapHeader(ctypes.Structure):
@@ -139,6 +141,16 @@ def setns(fd: int, nstype: int = 0) -> None:
 def pivot_root(new_root: str, put_old: str) -> None:
     number = _SYS_PIVOT_ROOT[os.uname().machine]
     _check(_libc.syscall(number, _b(new_root), _b(put_old)), f"pivot_root {new_root!r}", new_root)
+
+
+def ioprio_set(which: int, who: int, ioprio: int) -> None:
+    number = _SYS_IOPRIO_SET[os.uname().machine]
+    _check(_libc.syscall(number, which, who, ioprio), f"ioprio_set({ioprio:#x})")
+
+
+def personality(persona: int) -> int:
+    # personality(2) returns the previous persona, or -1 with errno
+    return _check(_libc.personality(ctypes.c_ulong(persona)), f"personality({persona:#x})")
 
 
 def sethostname(name: str) -> None:

@@ -126,3 +126,29 @@ def test_pause_and_resume_freeze_the_container(runtime, busybox_bundle, tmp_path
     assert runtime("resume", container_id).returncode == 0
     assert json.loads(runtime("state", container_id).stdout)["status"] == "running"
     assert Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "S"
+
+
+def test_process_attributes_personality_io_priority_scheduler_console(runtime, busybox_bundle):
+    def attributes(config: dict) -> None:
+        config["linux"]["personality"] = {"domain": "LINUX32"}
+        config["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 6}
+        config["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 7}
+
+    # stat fields 19 (nice) and 41 (policy) of the shell itself
+    probe = "uname -m; ionice -p $$; cut -d' ' -f19,41 /proc/$$/stat"
+    _configure(busybox_bundle, ["sh", "-c", probe], attributes)
+    lines = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id()).stdout.splitlines()
+    assert lines[0] in ("i686", "i386")
+    assert lines[1].replace(" ", "") == "best-effort:prio6"
+    assert lines[2].split() == ["7", "3"]
+
+
+def test_time_namespace_offsets(runtime, busybox_bundle):
+    def time_ns(config: dict) -> None:
+        config["linux"]["namespaces"].append({"type": "time"})
+        config["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 400, "nanosecs": 0}}
+
+    _configure(busybox_bundle, ["cut", "-d.", "-f1", "/proc/uptime"], time_ns)
+    inside = int(runtime("run", "--bundle", str(busybox_bundle), runtime.new_id()).stdout)
+    host = int(float(Path("/proc/uptime").read_text().split()[0]))
+    assert inside - host >= 86400 * 400 - 60
