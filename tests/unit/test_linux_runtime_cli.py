@@ -1,0 +1,95 @@
+"""composer-runtime's option parser (runc's command line) and its light start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from runtime.cli import UsageError, parse_args
+from runtime.oci import container
+
+
+def test_global_and_command_options_in_runc_order():
+    global_options = ["--root", "/r", "--log=/l", "--log-format", "json"]
+    args = parse_args(
+        [*global_options, "create", "-b", "/b", "--pid-file=/p", "--console-socket", "/s", "c1"]
+    )
+    assert (args.root, args.log, args.log_format) == ("/r", "/l", "json")
+    assert (args.command, args.bundle, args.pid_file, args.console_socket, args.id) == (
+        "create",
+        "/b",
+        "/p",
+        "/s",
+        "c1",
+    )
+
+
+def test_exec_keeps_the_command_line_of_the_process_intact():
+    args = parse_args(["exec", "-t", "-e", "A=1", "--env", "B=2", "c1", "sh", "-c", "ls -l"])
+    assert args.tty and args.env == ["A=1", "B=2"]
+    assert (args.id, args.args) == ("c1", ["sh", "-c", "ls -l"])
+    assert parse_args(["exec", "c1", "--", "ls", "--all"]).args == ["ls", "--all"]
+
+
+def test_optional_signal_and_flags():
+    assert parse_args(["kill", "c1"]).signal == "SIGTERM"
+    killed = parse_args(["kill", "--all", "c1", "KILL"])
+    assert (killed.all, killed.signal) == (True, "KILL")
+    assert parse_args(["delete", "--force", "c1"]).force
+    assert parse_args(["list", "-f", "json"]).format == "json"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["create"],
+        ["state", "a", "b"],
+        ["nonsense"],
+        ["kill", "--nope", "x"],
+        ["ps", "-f", "xml", "c"],
+    ],
+)
+def test_bad_command_lines_are_usage_errors(argv):
+    with pytest.raises(UsageError):
+        parse_args(argv)
+
+
+def test_signal_names_and_numbers():
+    assert container.parse_signal("KILL") == 9
+    assert container.parse_signal("SIGUSR1") == 10
+    assert container.parse_signal("15") == 15
+    with pytest.raises(container.ContainerError):
+        container.parse_signal("SIGNOPE")
+
+
+def test_exec_process_inherits_the_container_process():
+    base = {
+        "args": ["sleep", "9"],
+        "env": ["PATH=/bin", "A=1"],
+        "cwd": "/srv",
+        "user": {"uid": 5, "gid": 5},
+        "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"]},
+        "noNewPrivileges": True,
+        "terminal": True,
+    }
+    merged = container.exec_process_config(
+        base, {"args": ["ls"], "env": ["B=2"], "cwd": "/tmp"}, extra_caps=["CAP_CHOWN"]
+    )
+    assert merged["args"] == ["ls"] and merged["terminal"] is False
+    assert merged["env"] == ["PATH=/bin", "A=1", "B=2"]
+    assert merged["cwd"] == "/tmp" and merged["user"] == {"uid": 5, "gid": 5}
+    assert merged["capabilities"]["bounding"] == ["CAP_CHOWN", "CAP_KILL"]
+    assert merged["noNewPrivileges"] is True
+
+
+def test_start_up_imports_stay_small():
+    code = (
+        "import sys, runtime.cli;"
+        "heavy = {'argparse', 're', 'json', 'enum', 'subprocess', 'pyroute2', 'jsonschema',"
+        " 'rich', 'networkx', 'yaml', 'shutil', 'socket', 'asyncio'} & set(sys.modules);"
+        "print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
