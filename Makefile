@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# compat mode: a plain path entry; the default import hook costs ~10 ms a start.
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	# Bytecode up front: where PYTHONDONTWRITEBYTECODE is set, every start would recompile.
+	$(PY) -m compileall -q composer runtime
 	touch $@
 
 venv: $(STAMP)

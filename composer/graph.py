@@ -13,17 +13,17 @@ command's start-up. Everything that orders work imports networkx lazily.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from composer.loader.errors import LoadError, Problem
 from composer.loader.nodes import MapNode, Mark
+from composer.record import record
 
 if TYPE_CHECKING:
     import networkx
 
 
-@dataclass(frozen=True)
+@record
 class Edge:
     service: str
     needs: str

@@ -11,12 +11,11 @@ that decides whether a running container must be recreated.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from composer.digest import sha256_hex
 from composer.loader.errors import LoadError, Problem, display_name
 from composer.loader.nodes import MapNode, locate, to_plain
 from composer.loader.normalize import (
@@ -26,6 +25,7 @@ from composer.loader.normalize import (
     sort_problems,
     unresolved,
 )
+from composer.record import field, field_names, record
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -78,7 +78,7 @@ def freeze(value: Any) -> Any:
 # --- the model ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Port:
     """A published or exposed port of a service (long form)."""
 
@@ -98,7 +98,7 @@ class Port:
         return int(first), int(last or first)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Mount:
     """A service mount: bind (host path), volume (named or anonymous) or tmpfs."""
 
@@ -116,7 +116,7 @@ class Mount:
     tmpfs_mode: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ServiceNetwork:
     """How a service joins one network."""
 
@@ -132,7 +132,7 @@ class ServiceNetwork:
     driver_opts: FrozenMap = EMPTY
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IpamPool:
     """One address pool of a network's IPAM configuration."""
 
@@ -142,7 +142,7 @@ class IpamPool:
     aux_addresses: FrozenMap = EMPTY
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Network:
     """A top-level network."""
 
@@ -161,7 +161,7 @@ class Network:
     labels: FrozenMap = EMPTY
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Volume:
     """A top-level named volume."""
 
@@ -173,7 +173,7 @@ class Volume:
     labels: FrozenMap = EMPTY
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Secret:
     """A top-level secret; exactly one of file, environment, content says where it is."""
 
@@ -186,7 +186,7 @@ class Secret:
     labels: FrozenMap = EMPTY
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Config:
     """A top-level config; like Secret."""
 
@@ -199,7 +199,7 @@ class Config:
     labels: FrozenMap = EMPTY
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FileReference:
     """A service's use of a secret or config: which one, and where it appears."""
 
@@ -210,7 +210,7 @@ class FileReference:
     mode: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Healthcheck:
     """How the engine probes a service; durations in seconds."""
 
@@ -223,7 +223,7 @@ class Healthcheck:
     disable: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DependsOn:
     """One service a service needs before it starts."""
 
@@ -233,7 +233,7 @@ class DependsOn:
     restart: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ulimit:
     """A resource limit (setrlimit) of the container's processes."""
 
@@ -242,7 +242,7 @@ class Ulimit:
     hard: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Build:
     """How to build a service's image."""
 
@@ -267,7 +267,7 @@ class Build:
     privileged: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Limits:
     """CPU, memory and process limits (or reservations)."""
 
@@ -276,7 +276,7 @@ class Limits:
     pids: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Resources:
     """Effective limits: deploy.resources, or the older service keys (mem_limit, cpus…)."""
 
@@ -292,7 +292,7 @@ class Resources:
     oom_score_adj: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Logging:
     """The log driver and its options."""
 
@@ -300,7 +300,7 @@ class Logging:
     options: FrozenMap = EMPTY
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RestartPolicy:
     """deploy.restart_policy; `restart:` is kept as written on Service.restart."""
 
@@ -310,7 +310,7 @@ class RestartPolicy:
     window: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Device:
     """A host device made available in the container."""
 
@@ -319,7 +319,7 @@ class Device:
     permissions: str = "rwm"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Service:
     """One service, with everything the engine needs to run its containers."""
 
@@ -391,7 +391,7 @@ class Service:
     config_hash: str = field(default="", compare=False)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Project:
     """A loaded Compose project."""
 
@@ -449,7 +449,7 @@ def service_config_hash(service: Service | Mapping[str, Any]) -> str:
         data["deploy"] = {k: v for k, v in deploy.items() if k != "replicas"}
         if not data["deploy"]:
             del data["deploy"]
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+    return sha256_hex(canonical_json(data).encode())
 
 
 # --- building the model from the tree ----------------------------------------------------------
@@ -491,7 +491,7 @@ def _opt_str(value: Any) -> str | None:
 
 
 # Service keys the model has a field for; everything else goes to Service.options.
-_MODELED = frozenset(f.name for f in fields(Service)) | {
+_MODELED = frozenset(name for name in field_names(Service)) | {
     "env_file",  # → env_files and environment
     "label_file",  # → labels
     "cpus",  # → resources

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +109,8 @@ def _render(result: LoadResult, args: argparse.Namespace) -> str:
         return _explain(result, args.explain)
     document = project_document(result, interpolated=not args.no_interpolate)
     if args.format == "json":
+        import json
+
         return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     return dump_yaml(document)
 
@@ -138,6 +139,8 @@ def _print_variables(options: LoadOptions, fmt: str) -> int:
 
     found = variables(options)
     if fmt == "json":
+        import json
+
         sys.stdout.write(
             json.dumps(
                 [

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from composer.loader.errors import LoadError, Problem
+from composer.record import field, record
 
 if TYPE_CHECKING:
     from composer.loader.environment import Environment
     from composer.model import Project
 
 
-@dataclass
+@record(frozen=False)
 class LoadOptions:
     """What the command line (or an API caller) says about where the project is."""
 
@@ -44,7 +44,7 @@ class LoadOptions:
         return dict(os.environ) if self.environ is None else dict(self.environ)
 
 
-@dataclass
+@record(frozen=False)
 class LoadResult:
     project: Project
     environment: Environment
@@ -116,7 +116,7 @@ def load(options: LoadOptions) -> LoadResult:
     check_acyclic(tree)
     resources.settle_resources(tree, name)
     project = build_project(
-        tree, name=name, project_dir=found.project_dir, config_files=found.paths()
+        tree, name=name, project_dir=found.project_dir, config_files=found.paths(), env=env
     )
     warnings = [*found.warnings, *env.warnings]
     return LoadResult(project, env, warnings, tree, name_source, all_profiles)

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from composer.loader.errors import LoadError, Problem, display_name, fail
+from composer.record import field, record
 
 if TYPE_CHECKING:
     from composer.loader import LoadOptions
@@ -35,7 +35,7 @@ OVERRIDE_NAMES = (
 STDIN = "-"
 
 
-@dataclass
+@record(frozen=False)
 class ConfigFile:
     path: str  # absolute, or "-" for stdin
     display: str  # how errors name it: as the user wrote it, or relative to cwd
@@ -43,7 +43,7 @@ class ConfigFile:
     directory: str  # where its relative paths start (stdin: the working directory)
 
 
-@dataclass
+@record(frozen=False)
 class Discovery:
     files: list[ConfigFile]
     project_dir: str

@@ -23,14 +23,14 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from composer.loader.errors import LoadError, Problem, global_sources
 from composer.loader.interpolate import Lookup, Resolver, TemplateError, parse_template, render
 from composer.loader.nodes import Mark
+from composer.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DotenvValue:
     value: str
     mark: Mark  # where the value starts (for a bare KEY, where the key is)

@@ -11,12 +11,12 @@ sees, plus its own env files (or its own `.env`) for names still unset.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from composer.loader.dotenv import DotenvValue, parse_dotenv
 from composer.loader.errors import LoadError, Problem, display_name
 from composer.loader.interpolate import Lookup
 from composer.loader.nodes import Mark
+from composer.record import record
 
 SHELL = "shell environment"
 NOT_SET = "not set"
@@ -28,7 +28,7 @@ _GO_BOOLS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Explanation:
     """A variable's value and its origin, for `composer config --explain`."""
 
@@ -41,7 +41,7 @@ class Explanation:
         return f"{self.name}={shown}  # {self.source}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Entry:
     value: str
     source: str

@@ -8,10 +8,10 @@ found in one pass are reported together.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from composer.exit_codes import CONFIG as EXIT_CONFIG
 from composer.loader.nodes import Mark
+from composer.record import record
 
 
 def format_path(path: tuple | list) -> str:
@@ -25,7 +25,7 @@ def format_path(path: tuple | list) -> str:
     return out
 
 
-@dataclass(frozen=True)
+@record
 class Problem:
     message: str
     mark: Mark | None = None
@@ -40,14 +40,12 @@ class Problem:
         return f"{where}{key}{self.message}"
 
 
-@dataclass
 class LoadError(Exception):
     """Bad input: one or more problems, each with its location."""
 
-    problems: list[Problem] = field(default_factory=list)
-    exit_code: int = EXIT_CONFIG
-
-    def __post_init__(self) -> None:
+    def __init__(self, problems: list[Problem] | None = None, exit_code: int = EXIT_CONFIG) -> None:
+        self.problems = list(problems or [])
+        self.exit_code = exit_code
         super().__init__(self.problems[0].headline() if self.problems else "invalid configuration")
 
     def __str__(self) -> str:

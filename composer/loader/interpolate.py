@@ -16,11 +16,11 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from composer.loader.errors import LoadError, Problem, global_sources
 from composer.loader.nodes import MapNode, Mark, SeqNode
+from composer.record import record
 
 if TYPE_CHECKING:
     from composer.loader.environment import Environment
@@ -54,7 +54,7 @@ class MissingRequired(TemplateError):
         super().__init__(f"{text}: {reason}" if reason else text)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Reference:
     """One `$NAME` or `${NAME<op><word>}`; word is parsed, word_text as written."""
 
@@ -280,7 +280,7 @@ def interpolate(tree: Any, env: Environment) -> None:
 # --- variables, for `composer config --variables` -------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Variable:
     """A variable the files use; default/alternate as written (None when not given)."""
 

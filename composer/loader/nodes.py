@@ -8,11 +8,12 @@ error can always name FILE:LINE:COL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from composer.record import record
 
-@dataclass(frozen=True, slots=True)
+
+@record
 class Mark:
     """A place in a source file; line and col are 1-based."""
 

@@ -9,7 +9,6 @@ here from a short string carry that string's mark, so an error about
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import posixpath
 import re
@@ -119,6 +118,8 @@ def parse_port(value: Any, mark: Mark | None, path: tuple = ()) -> list[MapNode]
     if host_ip:
         bare_ip = host_ip[1:-1] if host_ip.startswith("[") and host_ip.endswith("]") else host_ip
         try:
+            import ipaddress
+
             ipaddress.ip_address(bare_ip)
         except ValueError:
             raise fail(

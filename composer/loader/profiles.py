@@ -10,17 +10,17 @@ dependencies, which are dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from composer.loader.errors import LoadError, Problem
 from composer.loader.nodes import MapNode, locate, locate_key
+from composer.record import field, record
 
 # Fields whose value may be `service:<name>` (network_mode, ipc, pid share a namespace).
 _SHARED_NAMESPACE_KEYS = ("network_mode", "ipc", "pid")
 
 
-@dataclass
+@record(frozen=False)
 class ProfileSelection:
     """What apply_profiles decided, for `config --profiles` and later error messages."""
 

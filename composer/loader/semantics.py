@@ -9,7 +9,6 @@ with a did-you-mean hint when a defined name is close.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,6 +42,8 @@ CREATION_ATTRIBUTES = {
 def did_you_mean(name: Any, choices: Iterable[Any], what: str) -> str:
     """A hint naming the closest defined name, or listing what is defined."""
     names = [str(choice) for choice in choices]
+    import difflib
+
     close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.6)
     if close:
         return f"did you mean {close[0]!r}?"

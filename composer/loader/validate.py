@@ -134,14 +134,8 @@ def _read_cached_code(path: str) -> Any:
 
 
 def _sha256(data: bytes) -> Any:
-    # hashlib loads OpenSSL (~3 ms); the builtin module is enough for one small digest.
-    try:
-        from _sha2 import sha256  # Python >= 3.12
-    except ImportError:
-        try:
-            from _sha256 import sha256  # Python 3.11
-        except ImportError:
-            from hashlib import sha256
+    from composer.digest import sha256
+
     return sha256(data)
 
 

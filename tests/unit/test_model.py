@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from composer.loader.errors import LoadError
@@ -20,6 +18,7 @@ from composer.model import (
     freeze,
     service_config_hash,
 )
+from composer.record import FrozenError
 
 
 class FakeEnv:
@@ -140,7 +139,7 @@ def test_full_project(tmp_path):
 
 def test_model_is_immutable_and_hashable(tmp_path):
     project = load(FULL, tmp_path)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenError):
         project.name = "other"  # type: ignore[misc]
     with pytest.raises(TypeError):
         project.services["new"] = None  # type: ignore[index]
