@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,7 +148,7 @@ def test_stop_kills_at_once_a_pid1_that_ignores_sigterm(engine, rootfs):
 def test_stop_delivers_sigterm_to_a_pid1_that_traps_it(engine, rootfs):
     script = "trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.1; done"
     cid = run(engine, rootfs, "sh", "-c", script)
-    _wait_for_log(engine, cid, "ready\n")
+    wait_for_log(engine, cid, "ready\n")
     reply = engine.stop(cid, timeout=600)
     assert reply["killed"] is False
     assert reply["exit_code"] == 0
@@ -159,18 +160,20 @@ def test_stop_escalates_to_sigkill_after_the_grace_period(engine, rootfs):
     # PID 1 catches TERM but does not exit: the grace period runs out.
     script = "trap 'echo ignoring TERM' TERM; echo ready; while :; do sleep 0.1; done"
     cid = run(engine, rootfs, "sh", "-c", script)
-    _wait_for_log(engine, cid, "ready\n")
+    wait_for_log(engine, cid, "ready\n")
     reply = engine.stop(cid, timeout=0.5)
     assert reply["killed"] is True
     assert reply["signal"] == signal.SIGKILL
     assert "still running 0.5s after SIGTERM" in reply["stop_reason"]
 
 
-def _wait_for_log(engine: Engine, cid: str, text: str) -> None:
-    for record in engine.logs(cid, follow=True):
-        if record["log"] == text:
+def wait_for_log(engine: Engine, cid: str, text: str, tries: int = 3000) -> None:
+    """Poll the log until `text` is a line of it (bounded, so a broken shim fails, not hangs)."""
+    for _ in range(tries):
+        if any(r["log"] == text for r in engine.logs(cid)):
             return
-    raise AssertionError(f"{text!r} never logged")
+        time.sleep(0.01)
+    raise AssertionError(f"{text!r} never logged; log: {texts(engine, cid)}")
 
 
 _START_AND_EXIT = """
