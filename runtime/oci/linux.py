@@ -614,8 +614,11 @@ def preload_modules(process: dict, config: dict) -> None:
 
 def _close_on_exec_above_stdio() -> None:
     # Not closed now: a failing execve can still report through its channel.
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # a container without /proc
+        fds = list(range(3, 1024))
+    for fd in fds:
         if fd > 2:
             try:
                 os.set_inheritable(fd, False)
