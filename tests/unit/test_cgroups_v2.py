@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime.oci.cgroups import (
     CgroupError,
@@ -473,3 +475,34 @@ def test_destroy_does_not_follow_links_out(tree, cg, tmp_path):
 
 def test_destroy_of_a_missing_cgroup_is_a_no_op(tree):
     tree.open("/never-created").destroy()
+
+
+# ------------------------------------------------------------------- path safety, any input
+PATH_PARTS = st.sampled_from(["..", ".", "", "a", "b", "...", " ", "x..y"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PATH_PARTS, max_size=8), st.booleans())
+def test_no_cgroups_path_leaves_its_base(tmp_path_factory, parts, absolute):
+    tree = _shared_tree(tmp_path_factory)
+    given_path = ("/" if absolute else "") + "/".join(parts)
+    relative = given_path and not given_path.startswith("/")  # "" means /composer/<id>
+    base = os.path.join(tree.root, "user.slice/session-1.scope") if relative else tree.root
+    try:
+        cg = tree.open(given_path)
+    except CgroupError:
+        assert given_path and clean_cgroups_path(given_path) == "/"
+        return
+    resolved = os.path.normpath(cg.paths["unified"])
+    assert resolved.startswith(base + "/")
+    assert ".." not in resolved.split("/")
+
+
+_TREES: dict[str, FakeCgroupTree] = {}
+
+
+def _shared_tree(tmp_path_factory) -> FakeCgroupTree:
+    # hypothesis runs many examples per test; one read-only tree serves them all
+    if "v2" not in _TREES:
+        _TREES["v2"] = FakeCgroupTree(tmp_path_factory.mktemp("paths") / "cg", "v2")
+    return _TREES["v2"]
