@@ -523,9 +523,19 @@ def last_cap() -> int:
 
 
 def drop_bounding(bounding: int, highest: int, sys_=syscalls) -> None:
+    """Drop what config leaves out; refuse what it asks for but we cannot grant (a MUST)."""
+    missing = bounding >> (highest + 1) << (highest + 1)  # unknown to this kernel
     for cap in range(highest + 1):
-        if not bounding & (1 << cap) and sys_.prctl(syscalls.PR_CAPBSET_READ, cap) == 1:
+        held = sys_.prctl(syscalls.PR_CAPBSET_READ, cap) == 1
+        wanted = bool(bounding & (1 << cap))
+        if held and not wanted:
             sys_.prctl(syscalls.PR_CAPBSET_DROP, cap)
+        elif wanted and not held:
+            missing |= 1 << cap
+    if missing:
+        from runtime.oci import capabilities
+
+        raise ConfigError(f"capabilities cannot be granted here: {capabilities.names(missing)}")
 
 
 def set_user_and_capabilities(

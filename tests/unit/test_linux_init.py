@@ -244,3 +244,11 @@ def test_cgroup_hierarchies_from_mountinfo():
 def test_id_map_text():
     maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     assert linux.id_map_text(maps) == "0 100000 65536\n"
+
+
+def test_capabilities_we_cannot_grant_are_refused():
+    fake = FakeSyscalls(bounding=0b0111)
+    masks = dict.fromkeys(("effective", "permitted", "inheritable", "ambient"), 0)
+    masks["bounding"] = 0b1001
+    with pytest.raises(linux.ConfigError, match="CAP_FOWNER"):
+        linux.set_user_and_capabilities({}, masks, 3, fake)
