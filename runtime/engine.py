@@ -27,7 +27,16 @@ from pathlib import Path
 
 from runtime import shim
 from runtime.logs import display, read_records
-from runtime.state import Lock, atomic_write_json, read_json, state_root, update_json
+from runtime.state import (
+    Lock,
+    atomic_write_json,
+    container_dir,
+    containers_dir,
+    read_json,
+    runtimes_dir,
+    state_root,
+    update_json,
+)
 
 DEFAULT_RUNTIME = "composer-runtime"
 
@@ -73,12 +82,12 @@ class Engine:
     def __init__(self, root: str | os.PathLike | None = None, runtime: str = DEFAULT_RUNTIME):
         self.root = state_root(root)
         self.runtime = runtime
-        self.containers = self.root / "containers"
+        self.containers = containers_dir(self.root)
 
     # ------------------------------------------------------------ lookup
 
     def _dir(self, container_id: str) -> Path:
-        return self.containers / container_id
+        return container_dir(container_id, self.root)
 
     def resolve(self, ref: str) -> str:
         """The id for a full id, a unique id prefix or a name."""
@@ -169,7 +178,7 @@ class Engine:
                     "status": "created",
                     "created_at": _now(),
                     "runtime": self.runtime,
-                    "runtime_root": str(self.root / "runtimes" / Path(self.runtime).name),
+                    "runtime_root": str(runtimes_dir(self.root) / Path(self.runtime).name),
                     "bundle": str(bundle),
                     "terminal": bool(process.get("terminal")),
                     "args": list(process.get("args") or []),

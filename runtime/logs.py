@@ -31,7 +31,8 @@ def format_time(ns: int) -> str:
 
 
 def parse_time(value) -> int:
-    """Nanoseconds since the epoch from RFC 3339 text, a datetime, or seconds (int/float)."""
+    """Nanoseconds since the epoch from RFC 3339 text, a datetime, seconds (int/float) or
+    a duration before now such as "90s", "10m", "1h30m" (as `docker logs --since`)."""
     import calendar
     import datetime
 
@@ -43,6 +44,9 @@ def parse_time(value) -> int:
     if isinstance(value, int | float):
         return int(value * 1_000_000_000)
     text = str(value).strip()
+    ago = _duration_ns(text)
+    if ago is not None:
+        return time.time_ns() - ago
     date, _, clock = text.replace("t", "T").partition("T")
     if not clock:
         raise ValueError(f"not an RFC 3339 time: {value!r}")
@@ -62,6 +66,30 @@ def parse_time(value) -> int:
         raise ValueError(f"not an RFC 3339 time: {value!r}") from None
     seconds = calendar.timegm((year, month, day, hour, minute, second)) - offset
     return seconds * 1_000_000_000 + nanos
+
+
+_UNITS = {"h": 3600_000_000_000, "m": 60_000_000_000, "s": 1_000_000_000, "ms": 1_000_000}
+
+
+def _duration_ns(text: str) -> int | None:
+    """A duration like "1h30m" or "2.5s" in nanoseconds; None if `text` is not one."""
+    total, number, i = 0, "", 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if text.startswith("ms", i) else ch
+        if not number or unit not in _UNITS:
+            return None
+        try:
+            total += int(float(number) * _UNITS[unit])
+        except ValueError:
+            return None
+        number = ""
+        i += len(unit)
+    return total if text and not number else None
 
 
 def encode_record(stream: str, text: str, ns: int | None = None) -> bytes:

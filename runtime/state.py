@@ -2,7 +2,7 @@
 
 Layout under the root:
 
-    images/  layers/  containers/<id>/  volumes/  networks/
+    images/  layers/  containers/<id>/  volumes/  networks/  runtimes/<runtime>/
 
 The shim imports this module, so it stays on the standard library's C parts: the
 `json` package pulls in `re` (about 1 MiB of resident memory per shim), while the
@@ -56,6 +56,11 @@ def volumes_dir(root: str | os.PathLike | None = None) -> Path:
 
 def networks_dir(root: str | os.PathLike | None = None) -> Path:
     return state_root(root) / "networks"
+
+
+def runtimes_dir(root: str | os.PathLike | None = None) -> Path:
+    """Where each OCI runtime keeps its own state (its --root), one subdirectory each."""
+    return state_root(root) / "runtimes"
 
 
 # ---------------------------------------------------------------- JSON

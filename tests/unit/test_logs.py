@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import threading
+import time
 
 import pytest
 
@@ -44,6 +45,22 @@ def test_parse_time_other_types():
     assert parse_time(moment) == T0 - 1 + 1000
     with pytest.raises(ValueError):
         parse_time("yesterday")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("10m", 600), ("1h30m", 5400), ("2.5s", 2.5), ("500ms", 0.5)]
+)
+def test_parse_time_durations_count_back_from_now(text, seconds):
+    before = time.time_ns()
+    ns = parse_time(text)
+    after = time.time_ns()
+    assert before - seconds * 1e9 <= ns + 1000 and ns <= after - seconds * 1e9 + 1000
+
+
+@pytest.mark.parametrize("text", ["10", "m", "10x", "1h30", "1.2.3s", ""])
+def test_parse_time_rejects_non_durations(text):
+    with pytest.raises(ValueError):
+        parse_time(text)
 
 
 def test_record_format():

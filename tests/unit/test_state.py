@@ -28,6 +28,7 @@ def test_layout(monkeypatch, tmp_path):
     assert state.layers_dir() == tmp_path / "layers"
     assert state.volumes_dir() == tmp_path / "volumes"
     assert state.networks_dir() == tmp_path / "networks"
+    assert state.runtimes_dir() == tmp_path / "runtimes"
     assert state.container_dir("abc") == tmp_path / "containers" / "abc"
     assert state.container_dir("abc", root="/r") == Path("/r/containers/abc")
 
