@@ -216,6 +216,14 @@ def test_force_delete_of_running_container_leaves_nothing(runtime, busybox_bundl
             break
         time.sleep(0.01)
     assert len(pids) == 3
+    runtime("kill", "--all", container_id, "STOP")
+    states: list[str] = []
+    for _ in range(500):  # the stop lands when each process next runs
+        states = [Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] for pid in pids]
+        if states == ["T"] * 3:
+            break
+        time.sleep(0.01)
+    assert states == ["T"] * 3
     runtime("delete", "--force", container_id)
     for pid in pids:
         stat = Path(f"/proc/{pid}/stat")

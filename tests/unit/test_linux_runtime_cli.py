@@ -93,3 +93,26 @@ def test_start_up_imports_stay_small():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_spec_writes_a_default_config_once_and_refuses_rootless(tmp_path, capsys):
+    from runtime.cli import main
+    from runtime.state import read_json
+
+    assert main(["spec", "--bundle", str(tmp_path)]) == 0
+    config = read_json(tmp_path / "config.json")
+    assert config["root"]["path"] == "rootfs" and config["process"]["args"]
+    assert main(["spec", "--bundle", str(tmp_path)]) == 1  # never overwrites
+    assert main(["spec", "--rootless", "--bundle", str(tmp_path / "x")]) == 1
+    assert "rootless" in capsys.readouterr().err
+
+
+def test_errors_are_one_line_and_logged_as_json(tmp_path, capsys):
+    from runtime.cli import main
+    from runtime.state import read_json
+
+    log = tmp_path / "runtime.log"
+    args = ["--root", str(tmp_path), "--log", str(log), "--log-format", "json"]
+    assert main([*args, "state", "nothing-here"]) == 1
+    assert capsys.readouterr().err.strip().endswith("'nothing-here' does not exist")
+    assert read_json(log)["level"] == "error"
