@@ -371,7 +371,7 @@ def _stage2(channel, config, bundle, new_flags, in_user_ns, masks, fifo_fds, con
     """The container's init: becomes the user program after `start`."""
     process = config["process"]
     linux_cfg = config.get("linux") or {}
-    os.umask(0o022)
+    callers_umask = os.umask(0o022)  # our mount points and nodes get sane modes
     if not process.get("terminal"):
         os.setsid()
     linux.write_oom_score_adj(process.get("oomScoreAdj"))
@@ -402,7 +402,8 @@ def _stage2(channel, config, bundle, new_flags, in_user_ns, masks, fifo_fds, con
     if seccomp_filter and no_new_privs:
         seccomp_filter.load()
     os.chdir(process.get("cwd", "/"))
-    os.umask((process.get("user") or {}).get("umask", 0o022))
+    # runtime-spec: without user.umask the caller's umask stays (runc and crun force 022)
+    os.umask((process.get("user") or {}).get("umask", callers_umask))
     linux.reset_signals()
     channel.send({"type": "ready"})
     channel.close()
@@ -739,7 +740,9 @@ def _exec_stage2(channel, process, masks, seccomp_filter, console_fd) -> None:
     if seccomp_filter and no_new_privs:
         seccomp_filter.load()
     os.chdir(process.get("cwd", "/"))
-    os.umask((process.get("user") or {}).get("umask", 0o022))
+    umask = (process.get("user") or {}).get("umask")
+    if umask is not None:
+        os.umask(umask)
     linux.reset_signals()
     linux.exec_process(process)  # success closes the channel: the parent reads EOF
 

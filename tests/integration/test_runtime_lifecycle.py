@@ -347,3 +347,13 @@ def test_exec_with_terminal_through_console_socket(runtime, busybox_bundle, tmp_
     tty, pid = output.decode().split()
     assert tty.startswith("/dev/pts/") and pid != "1"
     assert code == 5
+
+
+def test_umask_is_the_callers_unless_configured(runtime, busybox_bundle):
+    config = _set_args(busybox_bundle, "sh", "-c", "umask")
+    out = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id(), umask=0o027)
+    assert out.stdout.strip() == "0027"
+    config["process"]["user"]["umask"] = 0o077
+    write_config(busybox_bundle, config)
+    out = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id(), umask=0o027)
+    assert out.stdout.strip() == "0077"
