@@ -82,6 +82,7 @@ class Engine:
     def __init__(self, root: str | os.PathLike | None = None, runtime: str = DEFAULT_RUNTIME):
         self.root = state_root(root)
         self.runtime = runtime
+        self.start_timeout = 60.0  # seconds for the runtime's create and start
         self.containers = containers_dir(self.root)
 
     # ------------------------------------------------------------ lookup
@@ -219,10 +220,28 @@ class Engine:
                         "terminal": state.get("terminal", False),
                         "stop_signal": state.get("stop_signal"),
                         "cgroups_path": state.get("cgroups_path"),
-                    }
+                    },
+                    timeout=self.start_timeout,
                 )
             except RuntimeError as e:
                 raise ContainerError(str(e)) from None
+            except TimeoutError as e:
+                self._abandon_start(container_id, state)
+                raise ContainerError(f"start: {e}; the shim was stopped") from None
+
+    def _abandon_start(self, container_id: str, state: dict) -> None:
+        # A shim stuck in the runtime's create: end it (it is ours by its recorded pid)
+        # and whatever the runtime made so far.
+        try:
+            pid = int((self._dir(container_id) / shim.PID_NAME).read_text())
+            group = os.getpgid(pid)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            group = None
+        if group is not None and _is_shim(pid):
+            # launch() gave the shim a session of its own: the group is the shim and the
+            # runtime (and hooks) it is waiting for.
+            os.killpg(group, signals.SIGKILL)
+        self._run_runtime(state, "delete", "--force", container_id)
 
     # ------------------------------------------------------------ inspect / list
 
@@ -576,6 +595,14 @@ def _make_controlling_terminal() -> None:
     import termios
 
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _is_shim(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"from runtime.shim import main" in f.read()
+    except OSError:
+        return False
 
 
 def _fd_of(stream, default: int) -> int | None:

@@ -349,3 +349,33 @@ def test_exec_with_a_terminal_without_one_of_our_own(engine, rootfs, tmp_path):
     assert re.fullmatch(rb"/dev/pts/\d+\r\n", out.read_bytes())
     with pytest.raises(ContainerError, match="detached"):
         engine.exec(cid, ["true"], tty=True, detach=True)
+
+
+def _processes_with(marker: bytes) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    if marker in f.read():
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_start_that_hangs_in_create_is_abandoned_cleanly(engine, rootfs):
+    # A createRuntime hook that never returns keeps the runtime's create waiting.
+    marker = f"9{os.getpid()}{time.monotonic_ns() % 100000}"  # seconds, and unique
+    hook = {"path": "/bin/busybox", "args": ["sleep", marker]}
+    cid = engine.create(
+        ContainerSpec(rootfs=str(rootfs), args=["true"], hooks={"createRuntime": [hook]})
+    )
+    assert _processes_with(marker.encode()) == []
+    engine.start_timeout = 1
+    with pytest.raises(ContainerError, match="did not report"):
+        engine.start(cid)
+    info = engine.inspect(cid)
+    assert _processes_with(marker.encode()) == []
+    assert not (Path(info["runtime_root"]) / cid).exists()
+    assert not shim.is_alive(int((Path(info["dir"]) / shim.PID_NAME).read_text()), None)
