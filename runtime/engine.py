@@ -79,6 +79,13 @@ def signal_number(sig: int | str | None, default: int = signals.SIGTERM) -> int:
 
 
 class Engine:
+    """Containers under one state root, run by one OCI runtime by default.
+
+    create -> start -> (exec, logs, kill, stop, wait) -> remove; inspect and list read
+    the state on disk, corrected by which processes are alive. Containers are named by
+    id, unique id prefix or name. Every method is safe to call from a fresh process.
+    """
+
     def __init__(self, root: str | os.PathLike | None = None, runtime: str = DEFAULT_RUNTIME):
         self.root = state_root(root)
         self.runtime = runtime
