@@ -265,7 +265,8 @@ def _spawn(config, bundle, record, joins, new_flags, masks, state_dir, console_s
     stage1 = os.fork()
     if stage1 == 0:
         parent.close()
-        _run_child(child, _stage1, config, bundle, joins, new_flags, masks, fifo_fds, console_fd)
+        init = (config, bundle, new_flags, masks, fifo_fds, console_fd, cgroup.dirs())
+        _run_child(child, _stage1, joins, init)
     child.close()
     for fd in fifo_fds:
         os.close(fd)
@@ -345,7 +346,8 @@ def _describe(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
-def _stage1(channel, config, bundle, joins, new_flags, masks, fifo_fds, console_fd) -> None:
+def _stage1(channel, joins, init) -> None:
+    config, _bundle, new_flags = init[:3]
     linux.join_namespaces(joins)
     if new_flags & syscalls.CLONE_NEWUSER:
         syscalls.unshare(syscalls.CLONE_NEWUSER)
@@ -361,13 +363,13 @@ def _stage1(channel, config, bundle, joins, new_flags, masks, fifo_fds, console_
         linux.write_time_offsets((config.get("linux") or {}).get("timeOffsets"))
     pid = os.fork()
     if pid == 0:
-        _run_child(
-            channel, _stage2, config, bundle, new_flags, in_user_ns, masks, fifo_fds, console_fd
-        )
+        _run_child(channel, _stage2, in_user_ns, *init)
     channel.send({"type": "pid", "pid": pid})
 
 
-def _stage2(channel, config, bundle, new_flags, in_user_ns, masks, fifo_fds, console_fd) -> None:
+def _stage2(
+    channel, in_user_ns, config, bundle, new_flags, masks, fifo_fds, console_fd, cgroup_dirs
+) -> None:
     """The container's init: becomes the user program after `start`."""
     process = config["process"]
     linux_cfg = config.get("linux") or {}
@@ -377,7 +379,7 @@ def _stage2(channel, config, bundle, new_flags, in_user_ns, masks, fifo_fds, con
     linux.write_oom_score_adj(process.get("oomScoreAdj"))
     linux.preload_modules(process, config)
     seccomp_filter = _compile_seccomp(linux_cfg.get("seccomp"))
-    rootfs = linux.prepare_rootfs(config, bundle, new_flags, in_user_ns)
+    rootfs = linux.prepare_rootfs(config, bundle, new_flags, in_user_ns, cgroup_dirs=cgroup_dirs)
     hook_state = None
     if hooks.has_hooks(config, "prestart", "createRuntime", "createContainer", "startContainer"):
         channel.send({"type": "hooks"})

@@ -10,8 +10,12 @@ import os
 import resource
 import stat
 import sys
+from typing import TYPE_CHECKING
 
 from runtime.oci import syscalls
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # OCI namespace type -> (clone flag, name under /proc/PID/ns)
 NAMESPACES = {
@@ -218,7 +222,12 @@ def _make_mount_point(dest: str, source_is_dir: bool) -> None:
 
 
 def mount_entry(
-    rootfs: str, bundle: str, entry: dict, new_cgroupns: bool = True, sys_=syscalls
+    rootfs: str,
+    bundle: str,
+    entry: dict,
+    new_cgroupns: bool = True,
+    sys_=syscalls,
+    cgroup_dirs: Sequence[str] = (),
 ) -> None:
     """One entry of config.json "mounts", below `rootfs` (before pivot_root)."""
     options = entry.get("options") or []
@@ -238,7 +247,7 @@ def mount_entry(
             sys_.mount(None, dest, None, remount | remount_flags(dest))
     elif fstype == "cgroup":
         _make_mount_point(dest, True)
-        mount_cgroup_tree(dest, flags, new_cgroupns, sys_)
+        mount_cgroup_tree(dest, flags, new_cgroupns, list(cgroup_dirs), sys_)
     else:
         _make_mount_point(dest, True)
         try:
@@ -255,67 +264,62 @@ def mount_entry(
         sys_.mount(None, dest, None, flag)
 
 
-def cgroup_hierarchies(mountinfo: str, proc_cgroup: str) -> list[tuple[str, str, str]]:
-    """(mount point, superblock options, this process's path) of each host cgroup mount."""
-    paths: dict[str, str] = {}
-    for line in proc_cgroup.splitlines():
-        _, controllers, path = line.split(":", 2)
-        paths[controllers] = path
+def cgroup_hierarchies(mountinfo: str) -> list[tuple[str, str]]:
+    """(mount point, superblock options; "" for cgroup2) of each cgroup mount."""
     found = []
     for line in mountinfo.splitlines():
         left, _, right = line.partition(" - ")
         fstype, _source, super_options = right.split(" ", 2)
-        fields = left.split()
-        root, mount_point = fields[3], fields[4]
+        mount_point = left.split()[4]
         if fstype == "cgroup2":
-            found.append((mount_point, "", _relative(paths.get(""), root)))
+            found.append((mount_point, ""))
         elif fstype == "cgroup":
             names = [o for o in super_options.split(",") if o not in ("rw", "ro")]
             key = ",".join(n for n in names if not n.startswith(("xattr", "release_agent")))
-            found.append((mount_point, key, _relative(paths.get(key), root)))
+            found.append((mount_point, key))
     return found
 
 
-def _relative(path: str | None, mount_root: str) -> str:
-    path = path or "/"
-    if mount_root != "/" and path.startswith(mount_root):
-        path = path[len(mount_root) :] or "/"
-    return path
-
-
-def mount_cgroup_tree(dest: str, flags: int, new_cgroupns: bool, sys_=syscalls) -> None:
+def mount_cgroup_tree(
+    dest: str, flags: int, new_cgroupns: bool, cgroup_dirs: Sequence[str], sys_=syscalls
+) -> None:
     """/sys/fs/cgroup in the container: cgroup2 as is, or v1 as a tmpfs of hierarchies.
 
     Runs before pivot_root, after joining the container's cgroup. With its own cgroup
     namespace each hierarchy is mounted fresh (its root is the container's cgroup);
-    without one the container's cgroup directories are bound, so the host's tree
-    stays out of sight.
+    otherwise, or where the kernel refuses (v1 in a user namespace), the container's
+    own cgroup directories are bound, so the host's tree stays out of sight.
     """
     readonly = flags & syscalls.MS_RDONLY
     base = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
     with open("/proc/self/mountinfo") as f:
-        mountinfo = f.read()
-    with open("/proc/self/cgroup") as f:
-        proc_cgroup = f.read()
-    hierarchies = cgroup_hierarchies(mountinfo, proc_cgroup)
-    if [h for h in hierarchies if h[0] == "/sys/fs/cgroup" and not h[1]]:  # pure v2 host
-        sys_.mount("cgroup2", dest, "cgroup2", base | flags, None)
+        hierarchies = cgroup_hierarchies(f.read())
+    mount = (new_cgroupns, cgroup_dirs, base | readonly, sys_)
+    if ("/sys/fs/cgroup", "") in hierarchies:  # pure cgroup2 host
+        _mount_hierarchy(dest, "/sys/fs/cgroup", "", *mount)
         return
     sys_.mount("tmpfs", dest, "tmpfs", base, "mode=755")
-    for mount_point, options, path in hierarchies:
-        if not mount_point.startswith("/sys/fs/cgroup/"):
-            continue
-        name = mount_point[len("/sys/fs/cgroup/") :]
-        target = os.path.join(dest, name)
-        os.makedirs(target, exist_ok=True)
-        if new_cgroupns:
-            fstype = "cgroup" if options else "cgroup2"
-            sys_.mount("cgroup", target, fstype, base | readonly, options or None)
-        else:
-            sys_.mount(mount_point + path, target, None, syscalls.MS_BIND)
-            sys_.mount(None, target, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | base | readonly)
+    for mount_point, options in hierarchies:
+        if mount_point.startswith("/sys/fs/cgroup/"):
+            target = os.path.join(dest, mount_point[len("/sys/fs/cgroup/") :])
+            os.makedirs(target, exist_ok=True)
+            _mount_hierarchy(target, mount_point, options, *mount)
     if readonly:
         sys_.mount(None, dest, None, syscalls.MS_REMOUNT | syscalls.MS_RDONLY | base, "mode=755")
+
+
+def _mount_hierarchy(target, mount_point, options, new_cgroupns, cgroup_dirs, flags, sys_):
+    if new_cgroupns:
+        try:
+            fstype = "cgroup" if options else "cgroup2"
+            sys_.mount("cgroup", target, fstype, flags, options or None)
+            return
+        except PermissionError:
+            pass
+    own = [d for d in cgroup_dirs if d == mount_point or d.startswith(mount_point + "/")]
+    if own:
+        sys_.mount(own[0], target, None, syscalls.MS_BIND)
+        sys_.mount(None, target, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | flags)
 
 
 def create_devices(rootfs: str, devices: list[dict], in_user_ns: bool, sys_=syscalls) -> None:
@@ -354,7 +358,12 @@ def dev_is_ours(mounts: list[dict]) -> bool:
 
 
 def prepare_rootfs(
-    config: dict, bundle: str, new_flags: int, in_user_ns: bool, sys_=syscalls
+    config: dict,
+    bundle: str,
+    new_flags: int,
+    in_user_ns: bool,
+    sys_=syscalls,
+    cgroup_dirs: Sequence[str] = (),
 ) -> str:
     """Mounts, devices and symlinks below the rootfs, in the container's mount namespace.
 
@@ -373,7 +382,8 @@ def prepare_rootfs(
     sys_.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
     mounts = config.get("mounts") or []
     for entry in mounts:
-        mount_entry(rootfs, bundle, entry, bool(new_flags & syscalls.CLONE_NEWCGROUP), sys_)
+        new_cgroupns = bool(new_flags & syscalls.CLONE_NEWCGROUP)
+        mount_entry(rootfs, bundle, entry, new_cgroupns, sys_, cgroup_dirs)
     devices = list(linux.get("devices") or [])
     if dev_is_ours(mounts):
         configured = {d["path"] for d in devices}

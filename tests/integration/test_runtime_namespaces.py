@@ -96,24 +96,27 @@ def test_rootfs_propagation(runtime, busybox_bundle, propagation, marker):
         assert optional == [], root_line
 
 
-def test_cgroup_limits_are_visible_inside(runtime, busybox_bundle):
-    def limits(config: dict) -> None:
-        config["linux"]["resources"] = {
-            "memory": {"limit": 64 * 1024 * 1024},
-            "pids": {"limit": 42},
-        }
+USERNS_MAPPING = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 
-    _configure(
-        busybox_bundle,
-        [
-            "sh",
-            "-c",
-            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max",
-        ],
-        limits,
-    )
-    out = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id()).stdout.split()
-    assert out == [str(64 * 1024 * 1024), "42"]
+
+@pytest.mark.parametrize("namespaces", ["cgroupns", "no-cgroupns", "userns+cgroupns"])
+def test_cgroup_limits_are_visible_inside(runtime, traversable_bundle, namespaces):
+    def limits(config: dict) -> None:
+        linux = config["linux"]
+        linux["resources"] = {"memory": {"limit": 64 * 1024 * 1024}, "pids": {"limit": 42}}
+        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "cgroup"]
+        if "cgroupns" in namespaces.split("+"):
+            linux["namespaces"].append({"type": "cgroup"})
+        if namespaces.startswith("userns"):
+            linux["namespaces"].append({"type": "user"})
+            linux["uidMappings"] = linux["gidMappings"] = USERNS_MAPPING
+
+    probe = "cd /sys/fs/cgroup; cat memory/memory.limit_in_bytes pids/pids.max; ls memory | wc -l"
+    _configure(traversable_bundle, ["sh", "-c", probe], limits)
+    out = runtime("run", "--bundle", str(traversable_bundle), runtime.new_id()).stdout.split()
+    assert out[:2] == [str(64 * 1024 * 1024), "42"]
+    files_here = len(os.listdir("/sys/fs/cgroup/memory/composer"))  # a cgroup, no children
+    assert int(out[2]) <= files_here  # the container's own cgroup, not the host's root
 
 
 def test_pause_and_resume_freeze_the_container(runtime, busybox_bundle, tmp_path):

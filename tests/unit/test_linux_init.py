@@ -233,11 +233,10 @@ def test_cgroup_hierarchies_from_mountinfo():
         "32 25 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
         "33 25 0:29 / /tmp rw - tmpfs tmpfs rw\n"
     )
-    proc_cgroup = "3:cpu:/composer/c1\n2:name=systemd:/composer/c1\n0::/composer/c1\n"
-    assert linux.cgroup_hierarchies(mountinfo, proc_cgroup) == [
-        ("/sys/fs/cgroup/cpu", "cpu", "/composer/c1"),
-        ("/sys/fs/cgroup/systemd", "name=systemd", "/composer/c1"),
-        ("/sys/fs/cgroup/unified", "", "/composer/c1"),
+    assert linux.cgroup_hierarchies(mountinfo) == [
+        ("/sys/fs/cgroup/cpu", "cpu"),
+        ("/sys/fs/cgroup/systemd", "name=systemd"),
+        ("/sys/fs/cgroup/unified", ""),
     ]
 
 
