@@ -10,12 +10,8 @@ import os
 import resource
 import stat
 import sys
-from typing import TYPE_CHECKING
 
 from runtime.oci import syscalls
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 # OCI namespace type -> (clone flag, name under /proc/PID/ns)
 NAMESPACES = {
@@ -227,7 +223,7 @@ def mount_entry(
     entry: dict,
     new_cgroupns: bool = True,
     sys_=syscalls,
-    cgroup_dirs: Sequence[str] = (),
+    cgroup_dirs: list[str] | tuple[str, ...] = (),
 ) -> None:
     """One entry of config.json "mounts", below `rootfs` (before pivot_root)."""
     options = entry.get("options") or []
@@ -281,7 +277,11 @@ def cgroup_hierarchies(mountinfo: str) -> list[tuple[str, str]]:
 
 
 def mount_cgroup_tree(
-    dest: str, flags: int, new_cgroupns: bool, cgroup_dirs: Sequence[str], sys_=syscalls
+    dest: str,
+    flags: int,
+    new_cgroupns: bool,
+    cgroup_dirs: list[str] | tuple[str, ...],
+    sys_=syscalls,
 ) -> None:
     """/sys/fs/cgroup in the container: cgroup2 as is, or v1 as a tmpfs of hierarchies.
 
@@ -363,7 +363,7 @@ def prepare_rootfs(
     new_flags: int,
     in_user_ns: bool,
     sys_=syscalls,
-    cgroup_dirs: Sequence[str] = (),
+    cgroup_dirs: list[str] | tuple[str, ...] = (),
 ) -> str:
     """Mounts, devices and symlinks below the rootfs, in the container's mount namespace.
 
