@@ -250,6 +250,17 @@ def test_exec_joins_the_same_pid_namespace(runtime, busybox_bundle, tmp_path):
     missing = runtime("exec", container_id, "no-such-program", check=False)
     assert missing.returncode != 0 and "no-such-program" in missing.stderr
 
+    pid_file = tmp_path / "exec.pid"
+    with open(tmp_path / "exec-d.out", "w") as out:
+        runtime(
+            "exec", "-d", "--pid-file", str(pid_file), container_id, "sleep", "30",
+            stdout=out, stderr=out,
+        )  # fmt: skip
+    exec_pid = int(pid_file.read_text())
+    assert exec_pid in json.loads(runtime("ps", "--format", "json", container_id).stdout)
+    state_pid = json.loads(runtime("state", container_id).stdout)["pid"]
+    assert os.readlink(f"/proc/{exec_pid}/ns/pid") == os.readlink(f"/proc/{state_pid}/ns/pid")
+
 
 def test_terminal_through_console_socket(runtime, busybox_bundle, tmp_path):
     config = _set_args(
