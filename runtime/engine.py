@@ -149,19 +149,24 @@ class Engine:
 
     # ------------------------------------------------------------ create / start
 
-    def create(self, spec, name: str | None = None, labels: dict | None = None) -> str:
+    def create(
+        self,
+        spec,
+        name: str | None = None,
+        labels: dict | None = None,
+        stop_signal: int | str | None = None,
+    ) -> str:
         """Write the container's bundle and state; return its id. Nothing runs yet.
 
         `spec` is a runtime.oci.spec.ContainerSpec, or a ready OCI config dict.
+        stop_signal: what `stop` sends first (default SIGTERM), e.g. Compose's stop_signal.
         """
         if isinstance(spec, dict):
             config = spec
-            stop_signal = None
         else:
             from runtime.oci.spec import build_config
 
             config = build_config(spec)
-            stop_signal = getattr(spec, "stop_signal", None)
         container_id = os.urandom(32).hex()
         self.containers.mkdir(parents=True, exist_ok=True)
         with Lock(self.containers / ".lock", "create a container", timeout=60):

@@ -379,3 +379,14 @@ def test_start_that_hangs_in_create_is_abandoned_cleanly(engine, rootfs):
     assert _processes_with(marker.encode()) == []
     assert not (Path(info["runtime_root"]) / cid).exists()
     assert not shim.is_alive(int((Path(info["dir"]) / shim.PID_NAME).read_text()), None)
+
+
+def test_stop_sends_the_configured_stop_signal(engine, rootfs):
+    script = "trap 'echo got USR1; exit 5' USR1; echo ready; while :; do sleep 0.1; done"
+    spec = ContainerSpec(rootfs=str(rootfs), args=["sh", "-c", script])
+    cid = engine.create(spec, stop_signal="SIGUSR1")
+    engine.start(cid)
+    wait_for_log(engine, cid, "ready\n")
+    reply = engine.stop(cid, timeout=600)
+    assert (reply["exit_code"], reply["killed"]) == (5, False)
+    assert ("stdout", "got USR1\n") in texts(engine, cid)
