@@ -10,6 +10,7 @@ writes one byte; then it execs the user program.
 from __future__ import annotations
 
 import os
+import sys
 from _signal import SIGKILL  # the C module: `signal` adds enums and 5 ms of start-up
 
 from runtime import state as disk
@@ -240,10 +241,14 @@ def create(
             config, bundle, record, joins, new_flags, masks, state_dir, console_socket, cgroup
         )
     except BaseException:
+        # Best effort: the error that brought us here is the one to report.
         if pid:
             _kill_quietly(pid)
         if cgroup is not None:
-            _destroy_cgroup(cgroup)
+            try:
+                _destroy_cgroup(cgroup)
+            except Exception as err:
+                print(f"composer-runtime: warning: cleanup: {err}", file=sys.stderr)
         _remove_tree(state_dir)
         raise
     record.update(status="created", pid=pid, start_time=process_start_time(pid))
@@ -342,7 +347,7 @@ def _run_child(channel: _Channel, stage, *args) -> None:
 
 def _describe(err: BaseException) -> str:
     if isinstance(err, OSError) and err.filename:
-        return f"{err.strerror or err}: {err.filename}"
+        return f"{err.strerror or err}: {os.fsdecode(err.filename)}"
     return str(err) or type(err).__name__
 
 
