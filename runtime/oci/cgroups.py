@@ -1009,6 +1009,19 @@ class Cgroup:
                 doomed.append(current)
             for path in reversed(doomed):  # children before their parents
                 self._rmdir_retrying(path, timeout)
+            self._remove_default_parent_if_empty(h, d)
+
+    def _remove_default_parent_if_empty(self, hierarchy: Hierarchy, directory: str) -> None:
+        """Our default parent (/composer) goes with its last container, so nothing of
+        ours outlives the containers; while another container is there it stays (EBUSY)."""
+        parent = os.path.dirname(directory)
+        mount = os.path.realpath(hierarchy.mountpoint)
+        if os.path.realpath(parent) != mount + DEFAULT_PARENT:
+            return
+        try:
+            self._kernel.rmdir(parent)
+        except OSError:
+            pass
 
     def _rmdir_retrying(self, path: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

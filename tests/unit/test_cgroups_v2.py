@@ -442,12 +442,19 @@ def test_kill_all_other_signal_reaches_each_process_once(tree, cg):
     assert cg.pids() == [100, 101]
 
 
-def test_destroy_removes_nested_cgroups_and_keeps_the_parent(tree, cg):
+def test_destroy_removes_nested_cgroups_and_keeps_a_shared_parent(tree, cg):
     tree.kernel.mkdir(os.path.join(tree.root, CTR, "a"))
     tree.kernel.mkdir(os.path.join(tree.root, CTR, "a", "b"))
+    tree.kernel.mkdir(os.path.join(tree.root, "composer", "other-container"))
     cg.destroy()
     assert not os.path.exists(os.path.join(tree.root, CTR))
-    assert os.path.isdir(os.path.join(tree.root, "composer"))
+    assert os.path.isdir(os.path.join(tree.root, "composer", "other-container"))
+
+
+def test_destroy_of_the_last_container_removes_the_default_parent(tree, cg):
+    cg.destroy()
+    assert not os.path.exists(os.path.join(tree.root, "composer"))
+    assert os.path.isdir(tree.root)
 
 
 def test_destroy_retries_while_busy(tree, cg):
