@@ -131,7 +131,8 @@ def oci_state(root: str, record: dict, status: str | None = None) -> dict:
     out = {
         "ociVersion": record.get("ociVersion", OCI_VERSION),
         "id": record["id"],
-        "status": current,
+        # The spec's state schema has no "paused": a frozen container is still running.
+        "status": "running" if current == "paused" else current,
         "bundle": record["bundle"],
         "annotations": record.get("annotations") or {},
     }
@@ -155,7 +156,9 @@ def list_containers(root: str) -> list[dict]:
             record = _load(root, name)
         except (ContainerError, ValueError):
             continue
-        found.append({**oci_state(root, record), "created": record.get("created", "")})
+        current = status_of(root, record)  # list shows "paused", as runc does
+        row = {**oci_state(root, record, current), "status": current}
+        found.append({**row, "created": record.get("created", "")})
     return found
 
 

@@ -368,3 +368,34 @@ def test_umask_is_the_callers_unless_configured(runtime, busybox_bundle):
     write_config(busybox_bundle, config)
     out = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id(), umask=0o027)
     assert out.stdout.strip() == "0077"
+
+
+def _state_validator():
+    import jsonschema
+
+    schemas = Path(__file__).resolve().parents[2] / "schemas" / "oci-runtime-spec"
+    # One document: defs.json's definitions next to the state schema, refs made local.
+    schema = json.loads((schemas / "state-schema.json").read_text().replace('"defs.json#', '"#'))
+    schema["definitions"] = json.loads((schemas / "defs.json").read_text())["definitions"]
+    return jsonschema.Draft4Validator(schema)
+
+
+def test_state_output_matches_the_spec_schema(runtime, busybox_bundle, tmp_path):
+    validator = _state_validator()
+    config = _set_args(busybox_bundle, "sleep", "60")
+    config["annotations"] = {"com.example.key": "value"}
+    write_config(busybox_bundle, config)
+    container_id = runtime.new_id()
+    _create(runtime, busybox_bundle, container_id, tmp_path)
+    seen = []
+    for step in (None, "start", "pause", "resume", "kill"):
+        if step == "kill":
+            runtime("kill", container_id, "KILL")
+            _wait_status(runtime, container_id, "stopped")
+        elif step:
+            runtime(step, container_id)
+        state = json.loads(runtime("state", container_id).stdout)
+        errors = [e.message for e in validator.iter_errors(state)]
+        assert errors == [], (step, state)
+        seen.append(state["status"])
+    assert seen == ["created", "running", "running", "running", "stopped"]
