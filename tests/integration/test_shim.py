@@ -156,3 +156,13 @@ def test_shim_memory_is_measured(engine, rootfs, record_property, capsys):
     assert len(list(engine.logs(cid))) == 2000
     assert memory["Pss"] <= memory["VmRSS"]  # reported, not judged: see the report
     engine.kill(cid, "KILL")
+
+
+def test_no_line_lost_or_reordered_under_volume(engine, rootfs):
+    cid, directory, _ = started(engine, rootfs, "sh", "-c", "seq 1 100000; seq 1 20000 >&2")
+    assert shim.request(directory, {"cmd": "wait"})["exit_code"] == 0
+    by_stream = {"stdout": [], "stderr": []}
+    for record in engine.logs(cid):
+        by_stream[record["stream"]].append(record["log"])
+    assert by_stream["stdout"] == [f"{i}\n" for i in range(1, 100001)]
+    assert by_stream["stderr"] == [f"{i}\n" for i in range(1, 20001)]
