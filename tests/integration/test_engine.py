@@ -390,3 +390,12 @@ def test_stop_sends_the_configured_stop_signal(engine, rootfs):
     reply = engine.stop(cid, timeout=600)
     assert (reply["exit_code"], reply["killed"]) == (5, False)
     assert ("stdout", "got USR1\n") in texts(engine, cid)
+
+
+def test_bundle_written_by_the_engine_is_valid(engine, rootfs):
+    from runtime.oci.spec import validate_config
+
+    cid = engine.create(ContainerSpec(rootfs=str(rootfs), args=["true"], terminal=True))
+    config = json.loads((Path(engine.inspect(cid)["bundle"]) / "config.json").read_text())
+    assert validate_config(config) == []
+    assert engine.inspect(cid)["terminal"] is True
