@@ -249,8 +249,8 @@ def mount_entry(
         try:
             sys_.mount(source, dest, fstype, flags, data or None)
         except PermissionError:
-            # sysfs and mqueue need their own net/ipc namespace in a user namespace:
-            # fall back to the host's, as a read-only bind like the runtimes before us.
+            # In a user namespace sysfs and mqueue need a net/ipc namespace of their own;
+            # without one, bind the host's instead (as runc does), with the mount's flags.
             if fstype not in ("sysfs", "mqueue"):
                 raise
             host = "/sys" if fstype == "sysfs" else "/dev/mqueue"
@@ -370,7 +370,7 @@ def prepare_rootfs(
     Returns the absolute rootfs path; pivot_root comes after the createContainer hooks.
     """
     linux = config.get("linux") or {}
-    rootfs = os.path.join(bundle, config["root"]["path"])
+    rootfs = os.path.realpath(os.path.join(bundle, config["root"]["path"]))
     propagation = PROPAGATION.get(linux.get("rootfsPropagation", ""), 0)
     # Recursively slave (or private) first: no mount we make reaches the host. Shared
     # (pivot_root refuses a shared parent) and unbindable (the rootfs bind would fail)
