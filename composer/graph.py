@@ -13,7 +13,7 @@ command's start-up. Everything that orders work imports networkx lazily.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from composer.loader.errors import LoadError, Problem
 from composer.loader.nodes import MapNode, Mark
@@ -31,46 +31,29 @@ class Edge:
     mark: Mark | None = None
 
 
-def _service_ref(value: Any) -> str | None:
-    if isinstance(value, str) and value.startswith("service:"):
-        return value.split(":", 1)[1]
-    return None
-
-
 def edges_from_tree(tree: MapNode) -> list[Edge]:
-    """Every dependency edge of a normalized project tree, with where it is written."""
+    """Every dependency edge of a project tree, with where it is written.
+
+    Normalization copies implied dependencies into depends_on; they keep the
+    field that implies them (links, network_mode …) as their kind.
+    """
+    from composer.loader.normalize import implicit_dependencies
+
     edges: list[Edge] = []
-    services = tree.get("services") or {}
-    for name, service in services.items():
-        if not isinstance(service, dict):
+    for name, service in (tree.get("services") or {}).items():
+        if not isinstance(service, MapNode):
             continue
+        implied = implicit_dependencies(service)
+        edges.extend(Edge(name, needed, kind, mark) for needed, mark, _restart, kind in implied)
         depends = service.get("depends_on") or {}
-        if isinstance(depends, dict):
-            for needed in depends:
-                mark = depends.key_marks.get(needed) if isinstance(depends, MapNode) else None
-                edges.append(Edge(name, needed, "depends_on", mark))
-        for index, link in enumerate(service.get("links") or []):
-            target = str(link).split(":", 1)[0]
-            edges.append(Edge(name, target, "links", _item_mark(service["links"], index)))
-        for index, source in enumerate(service.get("volumes_from") or []):
-            text = str(source)
-            if text.startswith("container:"):
-                continue
-            target = text.removeprefix("service:").split(":", 1)[0]
-            edges.append(
-                Edge(name, target, "volumes_from", _item_mark(service["volumes_from"], index))
+        if isinstance(depends, MapNode):
+            already = {needed for needed, *_ in implied}
+            edges.extend(
+                Edge(name, needed, "depends_on", depends.key_marks.get(needed))
+                for needed in depends
+                if needed not in already
             )
-        for key in ("network_mode", "ipc", "pid"):
-            target = _service_ref(service.get(key))
-            if target:
-                mark = service.mark_of(key) if isinstance(service, MapNode) else None
-                edges.append(Edge(name, target, key, mark))
     return edges
-
-
-def _item_mark(seq: Any, index: int) -> Mark | None:
-    mark_of = getattr(seq, "mark_of", None)
-    return mark_of(index) if mark_of else None
 
 
 def find_cycle(edges: Iterable[Edge]) -> list[Edge] | None:

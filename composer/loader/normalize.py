@@ -1044,7 +1044,7 @@ class _Normalizer:
                     continue
                 depends.set(name, self.dependency(spec.mark or spec_mark, spec), None, None)
                 depends.copy_marks_from(value, name)
-        for name, dep_mark, restart in self.implicit_dependencies(service):
+        for name, dep_mark, restart, _kind in implicit_dependencies(service):
             if name not in depends:
                 spec = self.dependency(dep_mark, {"restart": restart})
                 depends.set(name, spec, dep_mark, dep_mark)
@@ -1063,24 +1063,26 @@ class _Normalizer:
             node.set("restart", False, mark, mark)
         return node
 
-    @staticmethod
-    def implicit_dependencies(service: MapNode) -> list[tuple[str, Mark | None, bool]]:
-        """(service, mark, restart) for links, `service:x` namespaces and volumes_from."""
-        found: list[tuple[str, Mark | None, bool]] = []
-        links = service.get("links")
-        if isinstance(links, SeqNode):
-            for index, link in enumerate(links):
-                found.append((str(link).split(":", 1)[0], links.mark_of(index), True))
-        for key in NAMESPACE_FIELDS:
-            value = service.get(key)
-            if isinstance(value, str) and value.startswith(SERVICE_PREFIX):
-                found.append((value[len(SERVICE_PREFIX) :], service.mark_of(key), True))
-        volumes_from = service.get("volumes_from")
-        if isinstance(volumes_from, SeqNode):
-            for index, entry in enumerate(volumes_from):
-                text = str(entry)
-                if text.startswith(CONTAINER_PREFIX):
-                    continue
-                text = text.removeprefix(SERVICE_PREFIX)
-                found.append((text.split(":", 1)[0], volumes_from.mark_of(index), False))
-        return found
+
+def implicit_dependencies(service: MapNode) -> list[tuple[str, Mark | None, bool, str]]:
+    """(service, mark, restart, field) each link, `service:x` namespace and volumes_from implies."""
+    found: list[tuple[str, Mark | None, bool, str]] = []
+    links = service.get("links")
+    if isinstance(links, SeqNode):
+        for index, link in enumerate(links):
+            found.append((str(link).split(":", 1)[0], links.mark_of(index), True, "links"))
+    for key in NAMESPACE_FIELDS:
+        value = service.get(key)
+        if isinstance(value, str) and value.startswith(SERVICE_PREFIX):
+            found.append((value[len(SERVICE_PREFIX) :], service.mark_of(key), True, key))
+    volumes_from = service.get("volumes_from")
+    if isinstance(volumes_from, SeqNode):
+        for index, entry in enumerate(volumes_from):
+            text = str(entry)
+            if text.startswith(CONTAINER_PREFIX):
+                continue
+            text = text.removeprefix(SERVICE_PREFIX)
+            found.append(
+                (text.split(":", 1)[0], volumes_from.mark_of(index), False, "volumes_from")
+            )
+    return found
