@@ -1,0 +1,183 @@
+"""Our nftables rules: one table (`inet composer`) rebuilt whole from the network records.
+
+The table is replaced in one `nft -f -` transaction (declare, delete, define), so the kernel
+never holds half a ruleset, and removing everything of ours is one `delete table`; the host's
+other tables are never read or changed. `ruleset()` is pure, so the rules are unit-tested as
+text; `apply()` and `list_table()` drive the nft binary.
+
+What the table does:
+- forward: internal networks talk only within their own bridge; other networks are isolated
+  from each other (a project cannot reach another) except through published ports; traffic
+  to and from our bridges is accepted.
+- nat: published ports are DNAT'ed for traffic from outside and other containers
+  (prerouting) and from the host itself, 127.0.0.1 included (output); the source is
+  masqueraded when it came from loopback or from the container's own network (hairpin),
+  and non-internal subnets are masqueraded on the way out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+TABLE = "composer"
+FAMILY = "inet"
+
+
+class NftError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class NetworkRules:
+    bridge: str
+    subnets: tuple[str, ...]  # CIDRs, IPv4 and IPv6
+    internal: bool = False
+
+
+@dataclass(frozen=True)
+class PortRule:
+    protocol: str  # tcp | udp
+    host_port: int
+    container_ip: str
+    container_port: int
+    bridge: str
+    host_ip: str = ""  # "" (or 0.0.0.0 / ::) for every local address
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def _set(names: Iterable[str]) -> str:
+    names = list(names)
+    return _q(names[0]) if len(names) == 1 else "{ " + ", ".join(map(_q, names)) + " }"
+
+
+def _family(address: str) -> str:
+    return "ip6" if ipaddress.ip_address(address).version == 6 else "ip"
+
+
+def _port_rule(port: PortRule) -> str:
+    if port.protocol not in ("tcp", "udp"):
+        raise NftError(f"unsupported protocol {port.protocol!r}")
+    family = _family(port.container_ip)
+    match = []
+    if port.host_ip and not ipaddress.ip_address(port.host_ip).is_unspecified:
+        if _family(port.host_ip) != family:
+            raise NftError(f"host IP {port.host_ip} and {port.container_ip} differ in family")
+        match.append(f"{family} daddr {port.host_ip}")
+    else:
+        match.append(f"meta nfproto {'ipv6' if family == 'ip6' else 'ipv4'}")
+    target = (
+        f"[{port.container_ip}]:{port.container_port}"
+        if family == "ip6"
+        else f"{port.container_ip}:{port.container_port}"
+    )
+    return f"{' '.join(match)} {port.protocol} dport {port.host_port} dnat {family} to {target}"
+
+
+def ruleset(networks: Iterable[NetworkRules], ports: Iterable[PortRule] = ()) -> str:
+    """The whole table as nft script text (no delete: `apply` wraps it)."""
+    networks = sorted(networks, key=lambda n: n.bridge)
+    ports = list(ports)
+    bridges = [n.bridge for n in networks]
+    forward = ["type filter hook forward priority filter; policy accept;"]
+    for n in networks:
+        if n.internal:
+            forward.append(f"iifname {_q(n.bridge)} oifname != {_q(n.bridge)} drop")
+            forward.append(f"oifname {_q(n.bridge)} iifname != {_q(n.bridge)} drop")
+    if bridges:
+        forward.append("ct state established,related accept")
+        forward.append("ct status dnat accept")
+        for n in networks:
+            others = [b for b in bridges if b != n.bridge]
+            if others and not n.internal:
+                forward.append(f"iifname {_q(n.bridge)} oifname {_set(others)} drop")
+        forward.append(f"iifname {_set(bridges)} accept")
+        forward.append(f"oifname {_set(bridges)} accept")
+
+    postrouting = ["type nat hook postrouting priority srcnat; policy accept;"]
+    for n in networks:
+        br = _q(n.bridge)
+        postrouting.append(f"oifname {br} ip saddr 127.0.0.0/8 masquerade")
+        for subnet in n.subnets:
+            fam = "ip6" if ipaddress.ip_network(subnet).version == 6 else "ip"
+            postrouting.append(f"oifname {br} ct status dnat {fam} saddr {subnet} masquerade")
+            if not n.internal:
+                postrouting.append(f"{fam} saddr {subnet} oifname != {br} masquerade")
+
+    published = [_port_rule(p) for p in sorted(ports, key=_port_key)]
+    chains = {
+        "forward": forward,
+        "prerouting": [
+            "type nat hook prerouting priority dstnat; policy accept;",
+            "fib daddr type local jump published",
+        ],
+        "output": [
+            "type nat hook output priority -100; policy accept;",
+            "fib daddr type local jump published",
+        ],
+        "published": published,
+        "postrouting": postrouting,
+    }
+    lines = [f"table {FAMILY} {TABLE} {{"]
+    # `published` first: a jump needs its target chain declared.
+    for name in ("published", "forward", "prerouting", "output", "postrouting"):
+        lines.append(f"\tchain {name} {{")
+        lines.extend(f"\t\t{rule}" for rule in chains[name])
+        lines.append("\t}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _port_key(p: PortRule) -> tuple:
+    return (p.protocol, p.host_port, p.host_ip, p.container_ip, p.container_port)
+
+
+def _nft(script: str | None, *args: str) -> str:
+    result = subprocess.run(
+        ["nft", *args, *(("-f", "-") if script is not None else ())],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if result.returncode != 0:
+        raise NftError(f"nft {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def apply(networks: Iterable[NetworkRules], ports: Iterable[PortRule] = ()) -> None:
+    """Replace our table atomically; with no networks, remove it."""
+    networks = list(networks)
+    if not networks:
+        remove_table()
+        return
+    header = f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n"
+    _nft(header + ruleset(networks, ports))
+
+
+def remove_table() -> None:
+    """Delete our table if it exists (one delete removes every rule of ours)."""
+    _nft(f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
+
+
+def list_table() -> dict | None:
+    """Our table as `nft -j` JSON, or None when it does not exist."""
+    result = subprocess.run(
+        ["nft", "-j", "list", "table", FAMILY, TABLE], capture_output=True, text=True, timeout=30
+    )
+    if result.returncode != 0:
+        if "No such file" in result.stderr:
+            return None
+        raise NftError(f"nft list table failed: {result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def check(script: str) -> None:
+    """Let nft parse `script` without applying it (`nft -c`)."""
+    _nft(script, "-c")

@@ -1,0 +1,106 @@
+"""The nftables table as text: isolation, internal networks, masquerade, published ports."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.network import nft
+
+A = nft.NetworkRules("cbr-a", ("10.89.0.0/26", "fd89:c0::/64"))
+B = nft.NetworkRules("cbr-b", ("10.89.0.64/26",))
+INTERNAL = nft.NetworkRules("cbr-i", ("10.89.0.128/26",), internal=True)
+
+
+def chain(text: str, name: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index(f"\tchain {name} {{")
+    end = lines.index("\t}", start)
+    return [line.strip() for line in lines[start + 1 : end]]
+
+
+def test_one_table_of_our_own():
+    text = nft.ruleset([A])
+    assert text.startswith("table inet composer {\n")
+    assert text.count("table ") == 1
+
+
+def test_networks_are_isolated_from_each_other():
+    forward = chain(nft.ruleset([A, B]), "forward")
+    assert 'iifname "cbr-a" oifname "cbr-b" drop' in forward
+    assert 'iifname "cbr-b" oifname "cbr-a" drop' in forward
+    # Published ports stay reachable across networks: DNAT'ed traffic passes before the drops.
+    assert forward.index("ct status dnat accept") < forward.index(
+        'iifname "cbr-a" oifname "cbr-b" drop'
+    )
+    assert forward[-2:] == [
+        'iifname { "cbr-a", "cbr-b" } accept',
+        'oifname { "cbr-a", "cbr-b" } accept',
+    ]
+
+
+def test_internal_network_only_talks_within_its_bridge_and_is_not_masqueraded():
+    text = nft.ruleset([A, INTERNAL])
+    forward = chain(text, "forward")
+    assert forward[1:3] == [
+        'iifname "cbr-i" oifname != "cbr-i" drop',
+        'oifname "cbr-i" iifname != "cbr-i" drop',
+    ]
+    post = chain(text, "postrouting")
+    assert 'ip saddr 10.89.0.128/26 oifname != "cbr-i" masquerade' not in post
+    assert 'ip saddr 10.89.0.0/26 oifname != "cbr-a" masquerade' in post
+
+
+def test_ipv6_subnets_are_masqueraded_with_ip6_matches():
+    post = chain(nft.ruleset([A]), "postrouting")
+    assert 'ip6 saddr fd89:c0::/64 oifname != "cbr-a" masquerade' in post
+
+
+def test_loopback_and_hairpin_sources_are_masqueraded_towards_the_bridge():
+    post = chain(nft.ruleset([A]), "postrouting")
+    assert 'oifname "cbr-a" ip saddr 127.0.0.0/8 masquerade' in post
+    assert 'oifname "cbr-a" ct status dnat ip saddr 10.89.0.0/26 masquerade' in post
+
+
+def test_published_ports_from_outside_and_from_the_host():
+    ports = [
+        nft.PortRule("tcp", 8080, "10.89.0.2", 80, "cbr-a"),
+        nft.PortRule("udp", 5353, "10.89.0.2", 53, "cbr-a", host_ip="127.0.0.1"),
+        nft.PortRule("tcp", 8443, "fd89:c0::2", 443, "cbr-a", host_ip="::"),
+    ]
+    text = nft.ruleset([A], ports)
+    assert chain(text, "published") == [
+        "meta nfproto ipv4 tcp dport 8080 dnat ip to 10.89.0.2:80",
+        "meta nfproto ipv6 tcp dport 8443 dnat ip6 to [fd89:c0::2]:443",
+        "ip daddr 127.0.0.1 udp dport 5353 dnat ip to 10.89.0.2:53",
+    ]
+    assert "fib daddr type local jump published" in chain(text, "prerouting")
+    assert "fib daddr type local jump published" in chain(text, "output")
+    # The jump target is declared before the chains that jump to it.
+    assert text.index("chain published") < text.index("chain prerouting")
+
+
+@pytest.mark.parametrize(
+    "port",
+    [
+        nft.PortRule("sctp", 1, "10.89.0.2", 1, "cbr-a"),
+        nft.PortRule("tcp", 1, "10.89.0.2", 1, "cbr-a", host_ip="::1"),
+    ],
+)
+def test_bad_port_rules_are_refused(port):
+    with pytest.raises(nft.NftError):
+        nft.ruleset([A], [port])
+
+
+def test_ruleset_is_deterministic():
+    ports = [nft.PortRule("tcp", p, "10.89.0.2", 80, "cbr-a") for p in (9002, 9001)]
+    assert nft.ruleset([B, A], ports) == nft.ruleset([A, B], reversed(ports))
+
+
+def test_apply_replaces_the_table_in_one_transaction(monkeypatch):
+    scripts = []
+    monkeypatch.setattr(nft, "_nft", lambda script, *args: scripts.append(script) or "")
+    nft.apply([A])
+    nft.apply([])
+    replace, remove = scripts
+    assert replace.startswith("table inet composer\ndelete table inet composer\ntable inet")
+    assert remove == "table inet composer\ndelete table inet composer\n"
