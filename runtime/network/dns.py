@@ -1,0 +1,659 @@
+"""The embedded DNS server: one process per project, on every project network's gateway.
+
+    python -m runtime.network.dns --project NAME --root COMPOSER_ROOT
+
+It answers UDP and TCP on port 53 of each gateway address found in
+COMPOSER_ROOT/networks/*.json for the project, from the records in
+runtime.network.dns_records, scoped to the networks of the asking container. Every
+other name goes to the host's resolvers (read from /etc/resolv.conf at start), which is
+why the server runs on the host side: a loopback stub such as 127.0.0.53 is out of a
+container's reach but not of ours.
+
+Files beside the records (COMPOSER_ROOT/networks/dns/): <project>.server.json (pid,
+addresses listened on; the pid file), <project>.server.lock (flock held for the server's
+life: at most one server a project, and a dead server's pid file is recognisably stale),
+<project>.log (its stderr). The server leaves when the project has no networks left.
+
+The container side: resolv_conf() and hosts_file() give the files a container gets;
+explain() shows which record answers a name, for `composer dns`.
+dnspython is imported only where wire format is handled, so callers of the helpers
+do not pay for it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import ipaddress
+import os
+import signal
+import sys
+import time
+
+from runtime.network.dns_records import (
+    DOMAIN,
+    Resolver,
+    Result,
+    load_records,
+    project_networks,
+    records_dir,
+    records_path,
+)
+from runtime.state import Lock, LockBusy, atomic_write_json, read_json, state_root
+
+DNS_PORT = 53
+TTL = 0  # answers must not outlive the container; resolvers may not cache them
+FORWARD_TIMEOUT = 2.0  # per upstream server
+TCP_IDLE_TIMEOUT = 10.0
+WORKERS = 16  # forwarded queries and TCP connections in flight at once
+RESCAN_INTERVAL = 2.0  # networks are also watched with inotify; this is the safety net
+
+
+# ---------------------------------------------------------------- container files
+
+
+def resolv_conf(
+    gateway: str,
+    dns: list[str] | None = None,
+    dns_search: list[str] | None = None,
+    dns_opt: list[str] | None = None,
+) -> str:
+    """/etc/resolv.conf for a container whose first network has `gateway`.
+
+    The nameserver is always our server, so service names resolve; the compose `dns:`
+    servers are not listed here but recorded with the container (add_container(dns=...))
+    and our server forwards that container's other queries to them.
+    """
+    del dns  # forwarded by the server, see above
+    search = [DOMAIN, *(d for d in dns_search or () if d != DOMAIN)]
+    lines = [f"nameserver {gateway}", f"search {' '.join(search)}"]
+    if dns_opt:
+        lines.append(f"options {' '.join(dns_opt)}")
+    return "\n".join(lines) + "\n"
+
+
+def hosts_file(
+    hostname: str | None,
+    ips: list[str],
+    extra_hosts: dict[str, str] | list[str] | None = None,
+    gateway: str | None = None,
+) -> str:
+    """/etc/hosts for a container: loopback, its own addresses, then `extra_hosts`.
+
+    extra_hosts: {"name": "ip"} or ["name:ip", "name=ip"]; the address `host-gateway`
+    means the network's `gateway` (the host as seen from the container).
+    """
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    if hostname:
+        lines += [f"{ip}\t{hostname}" for ip in ips]
+    for name, address in _extra_host_pairs(extra_hosts):
+        if address == "host-gateway":
+            if not gateway:
+                raise ValueError(f"extra_hosts {name}: host-gateway needs the network gateway")
+            address = gateway
+        lines.append(f"{ipaddress.ip_address(address.strip('[]'))}\t{name}")
+    return "\n".join(lines) + "\n"
+
+
+def _extra_host_pairs(extra_hosts) -> list[tuple[str, str]]:
+    if not extra_hosts:
+        return []
+    if isinstance(extra_hosts, dict):
+        return list(extra_hosts.items())
+    pairs = []
+    for entry in extra_hosts:
+        # "name=ip" is the newer form; "name:ip" splits at the first colon (IPv6 has more).
+        separator = "=" if "=" in entry else ":"
+        name, _, address = entry.partition(separator)
+        pairs.append((name.strip(), address.strip()))
+    return pairs
+
+
+# ---------------------------------------------------------------- debugging
+
+
+def explain(
+    project: str, service_or_container: str, name: str, root: str | os.PathLike | None = None
+) -> tuple[list[str], str]:
+    """What `name` resolves to when asked from `service_or_container`, and which record says so.
+
+    The asker is a container name, id (or its prefix), or a service (its first replica).
+    Nothing is sent anywhere: a name that is not ours is reported as forwarded.
+    """
+    records = load_records(project, root)
+    resolver = Resolver(records, project_networks(project, root))
+    asker = _find_container(records["containers"], service_or_container)
+    if asker is None:
+        raise LookupError(f"no container or service {service_or_container!r} in {project}")
+    scope = resolver.scope_of_container(asker)
+    if _is_address(name):
+        name = ipaddress.ip_address(name).reverse_pointer
+    if name.endswith(".arpa") or name.endswith(".arpa."):
+        result = resolver.reverse(name, scope)
+    else:
+        v4, v6 = resolver.lookup(name, 4, scope), resolver.lookup(name, 6, scope)
+        result = v4 if v4.kind != "answer" else Result("answer", v4.values + v6.values, v4.why)
+    if result.kind == "forward":
+        upstream = records["containers"][asker].get("dns") or ["the host's resolvers"]
+        return [], f"not ours: forwarded to {', '.join(upstream)}"
+    if result.kind == "nxdomain":
+        return [], result.why or f"NXDOMAIN: no such name in {project} (scope {', '.join(scope)})"
+    return result.values, result.why
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _find_container(containers: dict, wanted: str) -> str | None:
+    for container_id, entry in containers.items():
+        if wanted in (container_id, entry["name"]):
+            return container_id
+    replicas = sorted((e["name"], c) for c, e in containers.items() if e.get("service") == wanted)
+    if replicas:
+        return replicas[0][1]
+    prefixed = [c for c in containers if c.startswith(wanted)]
+    return prefixed[0] if len(prefixed) == 1 else None
+
+
+# ---------------------------------------------------------------- wire format
+
+
+def local_response(resolver: Resolver, query, source: str, arrived_on: str | None):
+    """Our answer to a parsed query (a dns.message.Message), or None to forward it."""
+    import dns.flags
+    import dns.message
+    import dns.rcode
+    import dns.rdataclass
+    import dns.rdatatype
+    import dns.rrset
+
+    if len(query.question) != 1:
+        response = dns.message.make_response(query, recursion_available=True)
+        response.set_rcode(dns.rcode.FORMERR)
+        return response
+    question = query.question[0]
+    if question.rdclass != dns.rdataclass.IN:
+        return None
+    scope = resolver.scope(source, arrived_on)
+    qtype = question.rdtype
+    name = question.name.to_text()
+    answers = []
+    if qtype == dns.rdatatype.PTR:
+        result = resolver.reverse(name, scope)
+        answers.append((dns.rdatatype.PTR, [value + "." for value in result.values]))
+    elif qtype in (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.ANY):
+        families = {dns.rdatatype.A: (4,), dns.rdatatype.AAAA: (6,)}.get(qtype, (4, 6))
+        for family in families:
+            result = resolver.lookup(name, family, scope)
+            answers.append((dns.rdatatype.A if family == 4 else dns.rdatatype.AAAA, result.values))
+    else:  # a name of ours has no other record types: NODATA, or NXDOMAIN if it is not a name
+        result = resolver.lookup(name, 4, scope, rotate=False)
+    if result.kind == "forward":
+        return None
+    response = dns.message.make_response(query, recursion_available=True)
+    response.flags |= dns.flags.AA
+    if result.kind == "nxdomain":
+        response.set_rcode(dns.rcode.NXDOMAIN)
+        return response
+    for rdtype, values in answers:
+        if values:
+            response.answer.append(
+                dns.rrset.from_text_list(question.name, TTL, dns.rdataclass.IN, rdtype, values)
+            )
+    return response
+
+
+def failure(query, rcode_name: str = "SERVFAIL"):
+    import dns.message
+    import dns.rcode
+
+    response = dns.message.make_response(query, recursion_available=True)
+    response.set_rcode(dns.rcode.from_text(rcode_name))
+    return response
+
+
+def forward(query, upstreams: list[tuple[str, int]], timeout: float = FORWARD_TIMEOUT):
+    """Ask each upstream in turn (UDP, then TCP if the answer was truncated); SERVFAIL if none answer."""
+    import dns.exception
+    import dns.flags
+    import dns.query
+
+    for host, port in upstreams:
+        try:
+            response = dns.query.udp(
+                query, host, timeout=timeout, port=port, ignore_unexpected=True
+            )
+            if response.flags & dns.flags.TC:
+                response = dns.query.tcp(query, host, timeout=timeout, port=port)
+            return response
+        except (dns.exception.DNSException, OSError, ValueError, EOFError):
+            continue
+    return failure(query)
+
+
+def udp_payload_limit(query) -> int:
+    """The largest UDP answer the client accepts: its EDNS payload size, else 512."""
+    return max(512, query.payload) if query.edns >= 0 else 512
+
+
+def parse_upstream(text: str) -> tuple[str, int]:
+    """'1.2.3.4', '1.2.3.4:5353', '::1', '[::1]:5353' → (host, port)."""
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        return host, int(port.lstrip(":") or DNS_PORT)
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, DNS_PORT
+
+
+def host_upstreams(resolv_conf_path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
+    servers = []
+    try:
+        with open(resolv_conf_path) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] == "nameserver":
+                    servers.append((fields[1], DNS_PORT))
+    except FileNotFoundError:
+        pass
+    return servers
+
+
+# ---------------------------------------------------------------- the server
+
+
+class Server:
+    """Listens on the project's gateways; answers locally or hands queries to workers."""
+
+    def __init__(
+        self,
+        project: str,
+        root: str | os.PathLike,
+        upstreams: list[tuple[str, int]],
+        port: int = DNS_PORT,
+    ) -> None:
+        import selectors
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.project = project
+        self.root = str(root)
+        self.upstreams = upstreams
+        self.port = port
+        self.selector = selectors.DefaultSelector()
+        self.workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="dns")
+        self.listeners: dict[str, tuple] = {}  # address → (udp socket, tcp socket, network)
+        self.networks: dict = {}
+        self._records_key = None
+        self.resolver = Resolver({}, {})
+        self.running = True
+
+    # -- what to serve
+
+    def current_resolver(self) -> Resolver:
+        """The resolver for the records on disk now: a stat a query, rebuilt when they change."""
+        try:
+            st = os.stat(records_path(self.project, self.root))
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            key = None
+        if key != self._records_key:
+            self._records_key = key
+            self.resolver = Resolver(load_records(self.project, self.root), self.networks)
+        return self.resolver
+
+    def rescan(self) -> None:
+        """Listen on exactly the gateways of the project's networks; stop when none are left."""
+        networks = project_networks(self.project, self.root)
+        wanted = {gw: name for name, info in networks.items() for gw in info.gateways}
+        for address in set(self.listeners) - set(wanted):
+            self._close(address)
+        for address, name in wanted.items():
+            if address not in self.listeners:
+                self._listen(address, name)
+            else:
+                udp, tcp, _ = self.listeners[address]
+                self.listeners[address] = (udp, tcp, name)
+        if networks != self.networks:
+            self.networks = networks
+            self._records_key = None  # rebuild: scoping depends on the networks too
+        self.write_pid_file()
+        if not networks:
+            self.running = False
+
+    def _listen(self, address: str, network: str) -> None:
+        import selectors
+        import socket
+
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        tcp = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            for sock in (udp, tcp):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                # The gateway may not be on the bridge yet: bind anyway, traffic follows.
+                sock.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND
+                sock.bind((address, self.port))
+            tcp.listen(64)
+        except OSError as e:
+            udp.close()
+            tcp.close()
+            print(f"dns: cannot listen on {address}:{self.port}: {e}", file=sys.stderr)
+            return
+        udp.setblocking(False)
+        tcp.setblocking(False)
+        self.selector.register(udp, selectors.EVENT_READ, ("udp", address))
+        self.selector.register(tcp, selectors.EVENT_READ, ("tcp", address))
+        self.listeners[address] = (udp, tcp, network)
+
+    def _close(self, address: str) -> None:
+        udp, tcp, _ = self.listeners.pop(address)
+        for sock in (udp, tcp):
+            self.selector.unregister(sock)
+            sock.close()
+
+    def write_pid_file(self) -> None:
+        atomic_write_json(
+            server_file(self.project, self.root),
+            {
+                "pid": os.getpid(),
+                "port": self.port,
+                "listening": sorted(self.listeners),
+                "upstreams": [f"{h}:{p}" for h, p in self.upstreams],
+            },
+        )
+
+    # -- queries
+
+    def prepare(self, wire: bytes, source: str, address: str):
+        """(query, our response or None, upstreams to forward to); None if not a query."""
+        import dns.exception
+        import dns.flags
+        import dns.message
+
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.exception.DNSException:
+            return None  # not DNS, or mangled: nothing sensible to answer
+        if query.flags & dns.flags.QR:  # a response, not a query: never loop on it
+            return None
+        resolver = self.current_resolver()
+        network = self.listeners.get(address, (None, None, None))[2]
+        response = local_response(resolver, query, source, network)
+        if response is None and network is not None:
+            scope = resolver.scope(source, network)
+            if all(self.networks[n].internal for n in scope):
+                response = failure(query, "REFUSED")  # internal networks have no way out
+        own = [parse_upstream(s) for s in resolver.upstreams_for(source)]
+        return query, response, own or self.upstreams
+
+    @staticmethod
+    def _encode(response, query, udp: bool) -> bytes:
+        if udp:
+            return response.to_wire(max_size=udp_payload_limit(query), prefer_truncation=True)
+        return response.to_wire()
+
+    def on_udp(self, sock, address: str) -> None:
+        for _ in range(64):  # drain a burst, then let the other sockets have a turn
+            try:
+                wire, client = sock.recvfrom(65535)
+            except OSError:  # EAGAIN: drained
+                return
+            prepared = self.prepare(wire, client[0], address)
+            if prepared is None:
+                continue
+            query, response, upstreams = prepared
+            if response is not None:
+                self._send(sock, self._encode(response, query, udp=True), client)
+            else:
+                self.workers.submit(self._forward_udp, sock, client, query, upstreams)
+
+    def _forward_udp(self, sock, client, query, upstreams) -> None:
+        self._send(sock, self._encode(forward(query, upstreams), query, udp=True), client)
+
+    @staticmethod
+    def _send(sock, data: bytes, client) -> None:
+        try:
+            sock.sendto(data, client)
+        except OSError:
+            pass  # the client went away; UDP has no one to tell
+
+    def on_tcp(self, sock, address: str) -> None:
+        try:
+            conn, client = sock.accept()
+        except OSError:
+            return
+        self.workers.submit(self.serve_tcp, conn, client[0], address)
+
+    def serve_tcp(self, conn, source: str, address: str) -> None:
+        """One TCP client, on a worker: length-prefixed queries until it hangs up or idles."""
+        conn.settimeout(TCP_IDLE_TIMEOUT)
+        try:
+            with conn:
+                while self.running:
+                    length = _recv_exactly(conn, 2)
+                    wire = length and _recv_exactly(conn, int.from_bytes(length, "big"))
+                    if not wire:
+                        return
+                    prepared = self.prepare(wire, source, address)
+                    if prepared is None:
+                        return
+                    query, response, upstreams = prepared
+                    if response is None:
+                        response = forward(query, upstreams)
+                    data = self._encode(response, query, udp=False)
+                    conn.sendall(len(data).to_bytes(2, "big") + data)
+        except OSError:
+            return
+
+    def serve(self) -> None:
+        watch = _inotify_watch(str(state_root(self.root) / "networks"))
+        if watch is not None:
+            self.selector.register(watch, 1, ("inotify", None))  # 1: EVENT_READ
+        self.rescan()
+        last_rescan = time.monotonic()
+        try:
+            while self.running:
+                for key, _ in self.selector.select(RESCAN_INTERVAL):
+                    kind, address = key.data
+                    if kind == "udp":
+                        self.on_udp(key.fileobj, address)
+                    elif kind == "tcp":
+                        self.on_tcp(key.fileobj, address)
+                    else:
+                        _drain(watch)
+                        self.rescan()
+                        last_rescan = time.monotonic()
+                if time.monotonic() - last_rescan >= RESCAN_INTERVAL:
+                    self.rescan()  # one listdir; catches what inotify could not watch
+                    last_rescan = time.monotonic()
+        finally:
+            for address in list(self.listeners):
+                self._close(address)
+            self.workers.shutdown(wait=False, cancel_futures=True)
+            if watch is not None:
+                os.close(watch)
+
+
+def _recv_exactly(conn, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _inotify_watch(directory: str) -> int | None:
+    """An inotify fd that becomes readable when files in `directory` appear or go."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd < 0:
+        return None
+    # IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
+    mask = 0x008 | 0x040 | 0x080 | 0x100 | 0x200
+    if libc.inotify_add_watch(fd, directory.encode(), mask) < 0:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except BlockingIOError:
+        pass
+
+
+# ---------------------------------------------------------------- process control
+
+
+def server_file(project: str, root: str | os.PathLike | None = None):
+    return records_dir(root) / f"{project}.server.json"
+
+
+def _server_lock(project: str, root) -> Lock:
+    return Lock(records_dir(root) / f"{project}.server.lock", f"serve DNS for {project}")
+
+
+def server_pid(project: str, root: str | os.PathLike | None = None) -> int | None:
+    """The pid of the project's running server, None if there is none."""
+    info = read_json(server_file(project, root), None)
+    if not info:
+        return None
+    path = records_dir(root) / f"{project}.server.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return info["pid"]  # held: the server is alive
+        raise
+    finally:
+        os.close(fd)  # also drops our probe lock if we got it
+    return None
+
+
+def ensure_running(
+    project: str,
+    root: str | os.PathLike | None = None,
+    *,
+    timeout: float = 10.0,
+    extra_args: list[str] | tuple[str, ...] = (),
+) -> int | None:
+    """Start the project's server unless it runs; wait until it listens on every gateway.
+
+    Returns its pid, or None when the project has no networks (nothing to serve).
+    extra_args go to the server's command line (tests: --upstream, --port).
+    """
+
+    root = str(state_root(root))
+    gateways = {gw for info in project_networks(project, root).values() for gw in info.gateways}
+    if not gateways:
+        return None
+    if server_pid(project, root) is None:
+        _spawn(project, root, extra_args)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = read_json(server_file(project, root), None) or {}
+        pid = server_pid(project, root)
+        if pid is not None and gateways <= set(info.get("listening", ())):
+            return pid
+        time.sleep(0.01)
+    log = records_dir(root) / f"{project}.log"
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise RuntimeError(f"DNS server for {project} did not start listening on {gateways}: {tail}")
+
+
+def _spawn(project: str, root: str, extra_args) -> None:
+    """Start a server that outlives us: it detaches (forks once more) and we reap the first."""
+    import subprocess
+
+    records_dir(root).mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "runtime.network.dns", "--project", project, "--root", root]
+    with open(records_dir(root) / f"{project}.log", "ab") as log:
+        subprocess.run(
+            [*argv, "--detach", *extra_args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            close_fds=True,
+            check=True,
+            timeout=30,
+        )
+
+
+def stop_server(project: str, root: str | os.PathLike | None = None, timeout: float = 10.0) -> bool:
+    """Stop the project's server (SIGTERM, then wait); True if one was running."""
+    pid = server_pid(project, root)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while server_pid(project, root) is not None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"DNS server {pid} for {project} did not stop")
+        time.sleep(0.01)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m runtime.network.dns")
+    parser.add_argument("--project", required=True)
+    parser.add_argument("--root", default=None)
+    parser.add_argument("--port", type=int, default=DNS_PORT, help="tests only")
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        help="tests only: forward here instead of the host's resolvers (HOST[:PORT])",
+    )
+    parser.add_argument("--resolv-conf", default="/etc/resolv.conf")
+    parser.add_argument("--detach", action="store_true", help="fork into a new session and return")
+    args = parser.parse_args(argv)
+    if args.detach:
+        if os.fork() > 0:
+            os._exit(0)  # the caller reaps us at once; init (or its subreaper) adopts the server
+        os.setsid()
+    root = str(state_root(args.root))
+    records_dir(root).mkdir(parents=True, exist_ok=True)
+    lock = _server_lock(args.project, root)
+    try:
+        lock.acquire()
+    except LockBusy:
+        return 0  # another server already serves this project
+    upstreams = [parse_upstream(u) for u in args.upstream] or host_upstreams(args.resolv_conf)
+    server = Server(args.project, root, upstreams, args.port)
+
+    def stop(signum, frame) -> None:
+        server.running = False
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.serve()
+    finally:
+        try:
+            os.unlink(server_file(args.project, root))
+        except FileNotFoundError:
+            pass
+        lock.release()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

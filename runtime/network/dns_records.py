@@ -1,0 +1,337 @@
+"""The embedded DNS server's records, and how a query is resolved against them.
+
+One records file per project, COMPOSER_ROOT/networks/dns/<project>.json, written
+atomically under a lock by whoever attaches a container to a network:
+
+    {"version": 1, "project": "shop",
+     "containers": {"<id>": {"name": "shop-web-1", "service": "web", "hostname": "a1b2",
+                             "dns": [],                       # the container's own upstreams
+                             "networks": {"shop_default": {"ips": ["10.89.0.2"],
+                                                           "aliases": ["web", "www"]}}}}}
+
+The records live in a subfolder so that networks/*.json stays the networks' own files.
+Resolution is plain data in, plain data out (no sockets, no wire format): the server in
+runtime.network.dns feeds it queries, unit tests feed it directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+
+from runtime.state import Lock, atomic_write_json, networks_dir, read_json
+
+# Names under this domain are ours alone: never forwarded, unknown ones are NXDOMAIN.
+DOMAIN = "composer.internal"
+RECORDS_VERSION = 1
+
+
+def records_dir(root: str | os.PathLike | None = None):
+    return networks_dir(root) / "dns"
+
+
+def records_path(project: str, root: str | os.PathLike | None = None):
+    if not project or "/" in project or project.startswith("."):
+        raise ValueError(f"invalid project name: {project!r}")
+    return records_dir(root) / f"{project}.json"
+
+
+def load_records(project: str, root: str | os.PathLike | None = None) -> dict:
+    records = read_json(records_path(project, root), None)
+    if not records:
+        return {"version": RECORDS_VERSION, "project": project, "containers": {}}
+    return records
+
+
+def _update(project: str, root, change) -> dict:
+    path = records_path(project, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with Lock(f"{path}.lock", f"update DNS records of {project}", timeout=30):
+        records = load_records(project, root)
+        change(records["containers"])
+        atomic_write_json(path, records)
+        return records
+
+
+def add_container(
+    project: str,
+    network: str,
+    container_id: str,
+    name: str,
+    service: str | None,
+    ips: list[str] | tuple[str, ...],
+    aliases: list[str] | tuple[str, ...] = (),
+    hostname: str | None = None,
+    *,
+    dns: list[str] | tuple[str, ...] = (),
+    root: str | os.PathLike | None = None,
+) -> None:
+    """Record `container_id` on `network` (again: replaces that network's entry).
+
+    `dns` are the container's own upstream servers (compose `dns:`): its queries for names
+    that are not ours go there instead of to the host's resolvers.
+    """
+    addresses = [str(ipaddress.ip_address(ip)) for ip in ips]  # refuse junk before writing
+
+    def change(containers: dict) -> None:
+        entry = containers.setdefault(container_id, {"networks": {}})
+        entry.update(name=name, service=service, hostname=hostname, dns=list(dns))
+        entry["networks"][network] = {"ips": addresses, "aliases": list(aliases)}
+
+    _update(project, root, change)
+
+
+def remove_container(
+    project: str,
+    container_id: str,
+    network: str | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+) -> bool:
+    """Forget `container_id` on `network` (on every network if None); True if it was there."""
+    found = False
+
+    def change(containers: dict) -> None:
+        nonlocal found
+        entry = containers.get(container_id)
+        if entry is None:
+            return
+        if network is None:
+            found = True
+            del containers[container_id]
+            return
+        found = entry["networks"].pop(network, None) is not None
+        if not entry["networks"]:
+            del containers[container_id]
+
+    if not records_path(project, root).exists():
+        return False
+    _update(project, root, change)
+    return found
+
+
+# ---------------------------------------------------------------- networks
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """What the DNS server needs from a network's file: where to listen, whom it serves."""
+
+    name: str
+    subnets: tuple  # ipaddress.IPv4Network / IPv6Network
+    gateways: tuple[str, ...]
+    internal: bool = False
+
+
+def _network_info(name: str, data: dict) -> NetworkInfo:
+    subnets, gateways = [], []
+    entries = [data, *data.get("subnets", ()), *data.get("ipam", {}).get("config", ())]
+    for key_subnet, key_gateway in (("subnet", "gateway"), ("subnet6", "gateway6")):
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get(key_subnet):
+                subnets.append(ipaddress.ip_network(entry[key_subnet], strict=False))
+                if entry.get(key_gateway):
+                    gateways.append(str(ipaddress.ip_interface(entry[key_gateway]).ip))
+    return NetworkInfo(
+        name=name,
+        subnets=tuple(dict.fromkeys(subnets)),
+        gateways=tuple(dict.fromkeys(gateways)),
+        internal=bool(data.get("internal")),
+    )
+
+
+def _project_of(data: dict) -> str | None:
+    labels = data.get("labels") or {}
+    return data.get("project") or labels.get("com.docker.compose.project")
+
+
+def project_networks(project: str, root: str | os.PathLike | None = None) -> dict[str, NetworkInfo]:
+    """The project's networks, from COMPOSER_ROOT/networks/<name>.json."""
+    found = {}
+    try:
+        names = sorted(os.listdir(networks_dir(root)))
+    except FileNotFoundError:
+        return found
+    for filename in names:
+        if not filename.endswith(".json") or filename.startswith("."):
+            continue
+        data = read_json(networks_dir(root) / filename, None)
+        if not isinstance(data, dict) or _project_of(data) != project:
+            continue
+        name = data.get("name") or filename[: -len(".json")]
+        found[name] = _network_info(name, data)
+    return found
+
+
+# ---------------------------------------------------------------- resolution
+
+
+@dataclass
+class Result:
+    """What a query resolves to.
+
+    kind: "answer" (values may be empty: the name is ours but has no record of that type),
+          "nxdomain" (a name in our space that does not exist), "forward" (not ours).
+    values: addresses for A/AAAA, names for PTR. why: which record answered, for people.
+    """
+
+    kind: str
+    values: list[str] = field(default_factory=list)
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class _Holder:
+    container_id: str
+    name: str
+    ips: tuple[str, ...]
+    kind: str  # container, service, alias, hostname
+
+
+def normalize(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+def reverse_pointer_ip(qname: str) -> str | None:
+    """The address a PTR query name (…in-addr.arpa / …ip6.arpa) asks about, None if not one."""
+    name = normalize(qname)
+    if name.endswith(".in-addr.arpa"):
+        parts = name[: -len(".in-addr.arpa")].split(".")
+        if len(parts) == 4:
+            try:
+                return str(ipaddress.IPv4Address(".".join(reversed(parts))))
+            except ValueError:
+                return None
+    elif name.endswith(".ip6.arpa"):
+        nibbles = name[: -len(".ip6.arpa")].split(".")
+        if len(nibbles) == 32 and all(len(n) == 1 for n in nibbles):
+            text = "".join(reversed(nibbles))
+            try:
+                return str(ipaddress.IPv6Address(int(text, 16)))
+            except ValueError:
+                return None
+    return None
+
+
+class Resolver:
+    """Answers from one snapshot of a project's records and networks.
+
+    The asker's scope is every network the asking container is on (found by its source
+    address); a source we do not know sees only the network whose subnet holds it. The
+    network the query arrived on is searched first, then the others by name.
+    """
+
+    def __init__(self, records: dict, networks: dict[str, NetworkInfo]) -> None:
+        self.networks = networks
+        self.containers: dict = records.get("containers", {})
+        self._names: dict[str, dict[str, list[_Holder]]] = {n: {} for n in networks}
+        self._by_ip: dict[str, dict[str, _Holder]] = {n: {} for n in networks}
+        self._turn: dict[tuple, int] = {}
+        for container_id, entry in sorted(self.containers.items(), key=lambda c: c[1]["name"]):
+            for network, attachment in entry.get("networks", {}).items():
+                if network not in networks:
+                    continue  # a network removed before its containers were
+                ips = tuple(attachment.get("ips", ()))
+                named = [(entry["name"], "container")]
+                if entry.get("service"):
+                    named.append((entry["service"], "service"))
+                named += [(alias, "alias") for alias in attachment.get("aliases", ())]
+                if entry.get("hostname"):
+                    named.append((entry["hostname"], "hostname"))
+                for label, kind in named:
+                    holders = self._names[network].setdefault(normalize(label), [])
+                    if all(h.container_id != container_id for h in holders):
+                        holders.append(_Holder(container_id, entry["name"], ips, kind))
+                for ip in ips:
+                    self._by_ip[network][ip] = _Holder(container_id, entry["name"], ips, "ptr")
+
+    # -- who is asking
+
+    def network_of(self, address: str) -> str | None:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        for name, info in self.networks.items():
+            if any(ip in subnet for subnet in info.subnets):
+                return name
+        return None
+
+    def container_at(self, address: str) -> str | None:
+        network = self.network_of(address)
+        holder = self._by_ip.get(network, {}).get(str(ipaddress.ip_address(address)))
+        return holder.container_id if holder else None
+
+    def scope(self, source: str, arrived_on: str | None = None) -> list[str]:
+        first = self.network_of(source) or arrived_on
+        if first is None:
+            return []
+        container_id = self.container_at(source)
+        joined = self.containers.get(container_id, {}).get("networks", {}) if container_id else {}
+        rest = sorted(n for n in joined if n in self.networks and n != first)
+        return [first, *rest]
+
+    def scope_of_container(self, container_id: str) -> list[str]:
+        joined = self.containers.get(container_id, {}).get("networks", {})
+        return sorted(n for n in joined if n in self.networks)
+
+    def upstreams_for(self, source: str) -> list[str]:
+        """The asking container's own upstream servers (compose `dns:`), [] for the host's."""
+        container_id = self.container_at(source) if self.network_of(source) else None
+        return list(self.containers.get(container_id, {}).get("dns") or ())
+
+    # -- answers
+
+    def lookup(self, qname: str, family: int, scope: list[str], rotate: bool = True) -> Result:
+        """A (family 4) or AAAA (family 6) for `qname`, seen from the networks in `scope`.
+
+        rotate: start the next answer for this name at the next address (round robin).
+        """
+        name = normalize(qname)
+        ours = name == DOMAIN or name.endswith("." + DOMAIN)
+        candidates = [(name, scope)]
+        if name.endswith("." + DOMAIN):
+            candidates = [(name[: -len(DOMAIN) - 1], scope)]
+        else:
+            # name.<network>: that network only, if the asker is on it.
+            base, _, suffix = name.rpartition(".")
+            for network in scope:
+                if base and suffix == network.lower():
+                    candidates.append((base, [network]))
+        for label, networks in candidates:
+            for network in networks:
+                holders = self._names.get(network, {}).get(label)
+                if holders:
+                    return self._answer(label, network, holders, family, rotate)
+        return Result("nxdomain" if ours else "forward")
+
+    def _answer(
+        self, label: str, network: str, holders: list[_Holder], family: int, rotate: bool
+    ) -> Result:
+        addresses = sorted(
+            {ip for h in holders for ip in h.ips if ipaddress.ip_address(ip).version == family},
+            key=ipaddress.ip_address,
+        )
+        if rotate and len(addresses) > 1:  # a different first address each query spreads the load
+            key = (network, label, family)
+            turn = self._turn.get(key, 0)
+            self._turn[key] = turn + 1
+            shift = turn % len(addresses)
+            addresses = addresses[shift:] + addresses[:shift]
+        kinds = sorted({h.kind for h in holders})
+        owners = ", ".join(sorted(h.name for h in holders))
+        return Result("answer", addresses, f"{'/'.join(kinds)} {label} on {network}: {owners}")
+
+    def reverse(self, qname: str, scope: list[str]) -> Result:
+        """PTR for one of our addresses: <container name>.<network>."""
+        address = reverse_pointer_ip(qname)
+        if address is None:
+            return Result("forward")
+        for network in scope:
+            holder = self._by_ip.get(network, {}).get(address)
+            if holder:
+                return Result("answer", [f"{holder.name}.{network}"], f"address on {network}")
+        if self.network_of(address):  # in one of our subnets: private, never asked upstream
+            return Result("nxdomain", why=f"no container at {address} in scope")
+        return Result("forward")
