@@ -183,6 +183,8 @@ def launch(options: dict, timeout: float = 60) -> dict:
         "from runtime.shim import main; main(sys.argv[1:])"
     )
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    # The shim's own stderr: whatever kills it before it can report (even an import).
+    errors = open(os.path.join(options["dir"], ERROR_NAME), "wb")  # noqa: SIM115
     try:
         intermediate = subprocess.Popen(
             [
@@ -196,13 +198,14 @@ def launch(options: dict, timeout: float = 60) -> dict:
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=errors,
             pass_fds=(ready_w,),
             start_new_session=True,
             cwd=options["dir"],
         )
     finally:
         os.close(ready_w)
+        errors.close()
     try:
         intermediate.wait(timeout)  # it forks the real shim and exits at once
         ready = _read_ready(ready_r, timeout)
@@ -212,7 +215,7 @@ def launch(options: dict, timeout: float = 60) -> dict:
         err = os.path.join(options["dir"], ERROR_NAME)
         try:
             with open(err) as f:
-                detail = f.read().strip()
+                detail = f.read().strip() or "no detail"
         except FileNotFoundError:
             detail = "no detail"
         raise RuntimeError(f"the shim exited before the container started: {detail}")
@@ -713,9 +716,7 @@ def main(argv: list[str]) -> None:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
         with open(PID_NAME, "w") as f:
             f.write(f"{os.getpid()}\n")
-        for stale in (SOCKET_NAME, ERROR_NAME):
-            if os.path.exists(stale):
-                os.unlink(stale)
+        _unlink(SOCKET_NAME)
         listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         listener.bind(SOCKET_NAME)  # relative to the container dir: no sun_path limit
         listener.listen(16)
@@ -736,12 +737,13 @@ def main(argv: list[str]) -> None:
         finally:
             listener.close()
             _unlink(SOCKET_NAME)
+        if os.path.getsize(ERROR_NAME) == 0:
+            _unlink(ERROR_NAME)  # nothing went wrong: no empty file left behind
         if failure:
             report({"ok": False, "error": failure})  # last: nothing of ours is left behind
     except BaseException as e:
         import traceback
 
-        with open(ERROR_NAME, "w") as f:
-            traceback.print_exc(file=f)
+        traceback.print_exc()  # stderr is shim.err
         report({"ok": False, "error": f"shim failed: {type(e).__name__}: {e}"})
         raise SystemExit(1) from None

@@ -103,14 +103,18 @@ def test_start_failure_is_reported_and_leaves_nothing(engine, rootfs):
     info = engine.inspect(cid)
     assert info["status"] == "created"
     assert info["start_error"]
-    shim_pid = int((Path(info["dir"]) / shim.PID_NAME).read_text())
-    for _ in range(10_000):  # it reports its failure as its last act, then exits
-        if not shim.is_alive(shim_pid, None):
-            break
-        time.sleep(0.001)
-    assert not shim.is_alive(shim_pid, None)
+    # It reports its failure as its last act, then exits.
+    assert_shim_ends(int((Path(info["dir"]) / shim.PID_NAME).read_text()))
     assert not (Path(info["dir"]) / shim.SOCKET_NAME).exists()
     assert not (Path(info["runtime_root"]) / cid).exists()
+
+
+def assert_shim_ends(pid: int) -> None:
+    for _ in range(10_000):  # bounded: a shim that never ends fails the test
+        if not shim.is_alive(pid, None):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"shim {pid} still running")
 
 
 def test_shim_imports_stay_small():
@@ -166,3 +170,25 @@ def test_no_line_lost_or_reordered_under_volume(engine, rootfs):
         by_stream[record["stream"]].append(record["log"])
     assert by_stream["stdout"] == [f"{i}\n" for i in range(1, 100001)]
     assert by_stream["stderr"] == [f"{i}\n" for i in range(1, 20001)]
+
+
+def test_a_shim_that_cannot_run_says_why(engine, rootfs, monkeypatch):
+    # A broken install: the shim cannot even import. Its stderr is kept for the error.
+    cid = engine.create(ContainerSpec(rootfs=str(rootfs), args=["true"]))
+    monkeypatch.setattr(shim.sys, "executable", "/bin/false")
+    with pytest.raises(ContainerError, match="exited before the container started: no detail"):
+        engine.start(cid)
+    monkeypatch.undo()
+    fake_python = Path(engine.inspect(cid)["dir"]) / "python"
+    fake_python.write_text("#!/bin/sh\necho 'ImportError: no runtime here' >&2\n")
+    fake_python.chmod(0o755)
+    monkeypatch.setattr(shim.sys, "executable", str(fake_python))
+    with pytest.raises(ContainerError, match="ImportError: no runtime here"):
+        engine.start(cid)
+
+
+def test_a_clean_run_leaves_no_error_file(engine, rootfs):
+    _, directory, ready = started(engine, rootfs, "true")
+    shim.request(directory, {"cmd": "wait"})
+    assert_shim_ends(ready["shim_pid"])
+    assert not (directory / shim.ERROR_NAME).exists()
