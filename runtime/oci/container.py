@@ -154,7 +154,7 @@ def list_containers(root: str) -> list[dict]:
     for name in names:
         try:
             record = _load(root, name)
-        except (ContainerError, ValueError):
+        except (ContainerError, ValueError, OSError):  # not a container of ours
             continue
         current = status_of(root, record)  # list shows "paused", as runc does
         row = {**oci_state(root, record, current), "status": current}
