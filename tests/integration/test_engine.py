@@ -28,29 +28,6 @@ NANO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def crun_hybrid_cgroups():
-    """crun refuses hybrid cgroups while cgroup2 owns a controller: give those to v1.
-
-    The same fix as /work/shared/anchors/setup-anchors.sh; mounts made here go away again.
-    """
-    unified = CGROUP_ROOT / "unified" / "cgroup.controllers"
-    mounted = []
-    if unified.exists():
-        for controller in unified.read_text().split():
-            target = CGROUP_ROOT / controller
-            if target.is_mount():
-                continue
-            target.mkdir(exist_ok=True)
-            subprocess.run(
-                ["mount", "-t", "cgroup", "-o", controller, "cgroup", str(target)], check=True
-            )
-            mounted.append(target)
-    yield
-    for target in mounted:
-        subprocess.run(["umount", str(target)], check=False)
-
-
 @pytest.fixture
 def rootfs(tmp_path: Path) -> Path:
     return make_busybox_rootfs(tmp_path / "rootfs")
