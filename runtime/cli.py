@@ -22,7 +22,7 @@ _BUNDLE_OPTIONS = [
     (("--console-socket",), "console_socket", "value", "unix socket to send the pty master to"),
     (("--no-pivot",), "no_pivot", "flag", "refused: pivot_root is required"),
     (("--no-new-keyring",), "no_new_keyring", "flag", "accepted"),
-    (("--preserve-fds",), "preserve_fds", "int", "only 0 is supported"),
+    (("--preserve-fds",), "preserve_fds", "int", "pass fds 3..3+N-1 on to the container"),
 ]
 _FORMAT = (("-f", "--format"), "format", "value", "table or json")
 
@@ -72,6 +72,7 @@ COMMAND_SYNTAX = {
             (("-d", "--detach"), "detach", "flag", "do not wait for the process"),
             (("--pid-file",), "pid_file", "value", "write the process's pid here"),
             (("--no-new-privs",), "no_new_privs", "flag", "set no_new_privs"),
+            (("--preserve-fds",), "preserve_fds", "int", "pass fds 3..3+N-1 on"),
             (("-c", "--cap"), "cap", "append", "add a capability"),
         ],
         ["id", "*args"],
@@ -225,7 +226,9 @@ def _print_json(data) -> None:
 
 def cmd_create(args) -> int:
     _refuse_unsupported(args)
-    container.create(args.root, args.id, args.bundle, args.pid_file, args.console_socket)
+    container.create(
+        args.root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds
+    )
     return 0
 
 
@@ -233,7 +236,9 @@ def cmd_run(args) -> int:
     _refuse_unsupported(args)
     if not args.detach:
         container.become_subreaper()
-    pid = container.create(args.root, args.id, args.bundle, args.pid_file, args.console_socket)
+    pid = container.create(
+        args.root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds
+    )
     try:
         container.start(args.root, args.id)
     except BaseException:
@@ -265,8 +270,8 @@ def _wait_forwarding_signals(pid: int) -> int:
 def _refuse_unsupported(args) -> None:
     if getattr(args, "no_pivot", False):
         raise UsageError("--no-pivot is not supported: containers always pivot_root")
-    if getattr(args, "preserve_fds", 0):
-        raise UsageError("--preserve-fds is not supported")
+    if args.preserve_fds < 0:
+        raise UsageError("--preserve-fds must not be negative")
 
 
 def cmd_start(args) -> int:
@@ -320,6 +325,7 @@ def cmd_exec(args) -> int:
         console_socket=args.console_socket,
         detach=args.detach,
         pid_file=args.pid_file,
+        preserve_fds=args.preserve_fds,
     )
 
 

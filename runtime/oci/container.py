@@ -198,8 +198,12 @@ def create(
     bundle: str,
     pid_file: str | None = None,
     console_socket: str | None = None,
+    preserve_fds: int = 0,
 ) -> int:
-    """Set up the container and leave its process waiting for `start`; return its pid."""
+    """Set up the container and leave its process waiting for `start`; return its pid.
+
+    `preserve_fds`: fds 3 .. 3+N-1 of the caller stay open in the container (runc's flag).
+    """
     bundle = os.path.abspath(bundle)
     config = load_config(bundle)
     linux_cfg = config.get("linux") or {}
@@ -240,9 +244,8 @@ def create(
         cgroup = _cgroup(config, container_id)
         cgroup.create()
         cgroup.apply(linux_cfg.get("resources") or {}, linux_cfg.get("devices") or [])
-        pid = _spawn(
-            config, bundle, record, joins, new_flags, masks, state_dir, console_socket, cgroup
-        )
+        spawn_args = (config, bundle, record, joins, new_flags, masks, state_dir)
+        pid = _spawn(*spawn_args, console_socket, cgroup, preserve_fds)
     except BaseException:
         # Best effort: the error that brought us here is the one to report.
         if pid:
@@ -262,7 +265,9 @@ def create(
     return pid
 
 
-def _spawn(config, bundle, record, joins, new_flags, masks, state_dir, console_socket, cgroup):
+def _spawn(
+    config, bundle, record, joins, new_flags, masks, state_dir, console_socket, cgroup, keep_fds
+):
     # O_RDWR: opening never blocks, and the init is reader and writer of its own fifos.
     fifo_fds = tuple(
         os.open(os.path.join(state_dir, name), os.O_RDWR | os.O_CLOEXEC)
@@ -273,7 +278,7 @@ def _spawn(config, bundle, record, joins, new_flags, masks, state_dir, console_s
     stage1 = os.fork()
     if stage1 == 0:
         parent.close()
-        init = (config, bundle, new_flags, masks, fifo_fds, console_fd, cgroup.dirs())
+        init = (config, bundle, new_flags, masks, fifo_fds, console_fd, cgroup.dirs(), keep_fds)
         _run_child(child, _stage1, joins, init)
     child.close()
     for fd in fifo_fds:
@@ -376,7 +381,16 @@ def _stage1(channel, joins, init) -> None:
 
 
 def _stage2(
-    channel, in_user_ns, config, bundle, new_flags, masks, fifo_fds, console_fd, cgroup_dirs
+    channel,
+    in_user_ns,
+    config,
+    bundle,
+    new_flags,
+    masks,
+    fifo_fds,
+    console_fd,
+    cgroup_dirs,
+    keep_fds,
 ) -> None:
     """The container's init: becomes the user program after `start`."""
     process = config["process"]
@@ -426,7 +440,7 @@ def _stage2(
     try:
         if hook_state is not None:
             hooks.run_hooks(config, "startContainer", {**hook_state, "status": "created"})
-        linux.exec_process(process)
+        linux.exec_process(process, keep_fds)
     except BaseException as err:  # `start` is listening on the done fifo
         os.write(done_fd, _describe(err).encode()[:4000])
         os._exit(1)
@@ -632,6 +646,7 @@ def exec_in(
     console_socket: str | None = None,
     detach: bool = False,
     pid_file: str | None = None,
+    preserve_fds: int = 0,
 ) -> int:
     """Run `process` inside the container; its exit code (or 0 when detached)."""
     record = _load(root, container_id)
@@ -660,7 +675,8 @@ def exec_in(
     first = os.fork()
     if first == 0:
         parent.close()
-        _run_child(child, _exec_stage1, ns_fds, process, masks, seccomp_filter, console_fd)
+        setup = (process, masks, seccomp_filter, console_fd, preserve_fds)
+        _run_child(child, _exec_stage1, ns_fds, setup)
     child.close()
     for fd in [*ns_fds, console_fd]:
         if fd >= 0:
@@ -724,16 +740,16 @@ def _container_namespaces(pid: int, config: dict) -> list[int]:
     return fds
 
 
-def _exec_stage1(channel, ns_fds, process, masks, seccomp_filter, console_fd) -> None:
+def _exec_stage1(channel, ns_fds, setup) -> None:
     for fd in ns_fds:
         syscalls.setns(fd, 0)
     pid = os.fork()  # a joined pid namespace applies to children only
     if pid == 0:
-        _run_child(channel, _exec_stage2, process, masks, seccomp_filter, console_fd)
+        _run_child(channel, _exec_stage2, *setup)
     channel.send({"type": "pid", "pid": pid})
 
 
-def _exec_stage2(channel, process, masks, seccomp_filter, console_fd) -> None:
+def _exec_stage2(channel, process, masks, seccomp_filter, console_fd, keep_fds) -> None:
     if (channel.recv() or {}).get("type") != "ack":  # wait until we are in the cgroup
         raise ContainerError("exec aborted")
     if process.get("terminal"):
@@ -754,7 +770,7 @@ def _exec_stage2(channel, process, masks, seccomp_filter, console_fd) -> None:
     if umask is not None:
         os.umask(umask)
     linux.reset_signals()
-    linux.exec_process(process)  # success closes the channel: the parent reads EOF
+    linux.exec_process(process, keep_fds)  # success closes the channel: the parent reads EOF
 
 
 # ---------------------------------------------------------------- pause, ps, wait

@@ -598,11 +598,11 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def exec_process(process: dict) -> None:
-    """Replace this process with the user program; never returns on success."""
+def exec_process(process: dict, keep_fds: int = 0) -> None:
+    """Replace this process with the user program; fds 3 .. 3+keep_fds-1 stay open."""
     env = dict(item.split("=", 1) for item in process.get("env") or [] if "=" in item)
     args = process["args"]
-    _close_on_exec_above_stdio()
+    _close_on_exec_from(3 + keep_fds)
     os.execve(find_executable(args[0], env.get("PATH")), args, env)
 
 
@@ -632,14 +632,14 @@ def preload_modules(process: dict, config: dict) -> None:
         import subprocess  # noqa: F401
 
 
-def _close_on_exec_above_stdio() -> None:
+def _close_on_exec_from(lowest: int) -> None:
     # Not closed now: a failing execve can still report through its channel.
     try:
         fds = [int(name) for name in os.listdir("/proc/self/fd")]
     except OSError:  # a container without /proc
         fds = list(range(3, 1024))
     for fd in fds:
-        if fd > 2:
+        if fd >= lowest:
             try:
                 os.set_inheritable(fd, False)
             except OSError:

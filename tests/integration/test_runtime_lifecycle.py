@@ -399,3 +399,26 @@ def test_state_output_matches_the_spec_schema(runtime, busybox_bundle, tmp_path)
         assert errors == [], (step, state)
         seen.append(state["status"])
     assert seen == ["created", "running", "running", "running", "stopped"]
+
+
+def test_preserve_fds_passes_the_callers_fds_on(runtime, busybox_bundle, tmp_path):
+    _set_args(busybox_bundle, "sh", "-c", "cat <&3; ls /proc/$$/fd | sort -n | tr '\\n' ' '")
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"through fd 3\n")
+    os.close(write_end)
+    argv = [*runtime.argv0, "--root", str(runtime.root), "run", "--preserve-fds", "1"]
+    argv += ["--bundle", str(busybox_bundle), runtime.new_id()]
+    try:  # the shell puts the pipe on fd 3; its own copy (fd N > 3) must not leak through
+        result = subprocess.run(
+            ["bash", "-c", f'exec "$@" 3<&{read_end}', "bash", *argv],  # dash: fds < 10
+            pass_fds=(read_end,),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        os.close(read_end)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "through fd 3"
+    assert lines[1].split() == ["0", "1", "2", "3"]  # fd 3 kept, nothing else leaked
