@@ -236,9 +236,18 @@ def cmd_run(args) -> int:
     _refuse_unsupported(args)
     if not args.detach:
         container.become_subreaper()
-    pid = container.create(
-        args.root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds
-    )
+    console = args.console_socket
+    terminal = None
+    if console is None and not args.detach and _wants_terminal(args.bundle):
+        terminal = _ConsoleProxy()  # like runc: a pty in the container, proxied to our stdio
+        console = terminal.container_end
+    try:
+        pid = container.create(
+            args.root, args.id, args.bundle, args.pid_file, console, args.preserve_fds
+        )
+    finally:
+        if terminal:
+            terminal.created()
     try:
         container.start(args.root, args.id)
     except BaseException:
@@ -246,10 +255,77 @@ def cmd_run(args) -> int:
         raise
     if args.detach:
         return 0
+    if terminal:
+        terminal.proxy()
     code = _wait_forwarding_signals(pid)
     if not args.keep:
         container.delete(args.root, args.id, force=True)
     return code
+
+
+def _wants_terminal(bundle: str) -> bool:
+    try:
+        return bool(container.load_config(os.path.abspath(bundle))["process"].get("terminal"))
+    except container.ContainerError:
+        return False  # create reports it
+
+
+class _ConsoleProxy:
+    """`run` of a terminal container without --console-socket: receive the pty master over
+    a socket pair, then copy our stdin to it and its output to our stdout until it closes."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self._ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.container_end = theirs.detach()
+        self.master = -1
+
+    def created(self) -> None:
+        import socket
+
+        os.close(self.container_end)
+        try:
+            _msg, fds, _flags, _addr = socket.recv_fds(self._ours, 1024, 1)
+        except OSError:
+            fds = []
+        self._ours.close()
+        self.master = fds[0] if fds else -1
+
+    def proxy(self) -> None:
+        import select
+        import termios
+        import tty
+
+        if self.master < 0:
+            return
+        saved = None
+        if os.isatty(0):
+            saved = termios.tcgetattr(0)
+            tty.setraw(0)
+            termios.tcsetwinsize(self.master, termios.tcgetwinsize(0))
+        sources = [self.master, 0]
+        try:
+            while True:
+                ready, _, _ = select.select(sources, [], [])
+                if self.master in ready:
+                    try:
+                        data = os.read(self.master, 65536)
+                    except OSError:  # EIO: the container's side is closed
+                        data = b""
+                    if not data:
+                        break
+                    os.write(1, data)
+                if 0 in ready:
+                    data = os.read(0, 65536)
+                    if data:
+                        os.write(self.master, data)
+                    else:
+                        sources.remove(0)  # our stdin ended; the container may go on
+        finally:
+            if saved is not None:
+                termios.tcsetattr(0, termios.TCSADRAIN, saved)
+            os.close(self.master)
 
 
 def _wait_forwarding_signals(pid: int) -> int:

@@ -197,12 +197,13 @@ def create(
     container_id: str,
     bundle: str,
     pid_file: str | None = None,
-    console_socket: str | None = None,
+    console_socket: str | int | None = None,
     preserve_fds: int = 0,
 ) -> int:
     """Set up the container and leave its process waiting for `start`; return its pid.
 
-    `preserve_fds`: fds 3 .. 3+N-1 of the caller stay open in the container (runc's flag).
+    `console_socket`: path of a unix socket to send the pty master to, or the fd of a
+    connected one. `preserve_fds`: the caller's fds 3 .. 3+N-1 stay open in the container.
     """
     bundle = os.path.abspath(bundle)
     config = load_config(bundle)
@@ -455,7 +456,9 @@ def _compile_seccomp(seccomp_cfg: dict | None):
     return seccomp.compile_filter(seccomp_cfg)
 
 
-def _connect(path: str) -> int:
+def _connect(path: str | int) -> int:
+    if isinstance(path, int):  # connected already: our own copy, closed after the fork
+        return os.dup(path)
     import socket
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -422,3 +422,15 @@ def test_preserve_fds_passes_the_callers_fds_on(runtime, busybox_bundle, tmp_pat
     lines = result.stdout.splitlines()
     assert lines[0] == "through fd 3"
     assert lines[1].split() == ["0", "1", "2", "3"]  # fd 3 kept, nothing else leaked
+
+
+def test_run_of_a_terminal_container_proxies_the_pty(runtime, busybox_bundle):
+    config = _set_args(busybox_bundle, "sh")
+    config["process"]["terminal"] = True
+    write_config(busybox_bundle, config)
+    result = runtime(
+        "run", "--bundle", str(busybox_bundle), runtime.new_id(),
+        input="echo hi from $(tty)\nexit 3\n", check=False,
+    )  # fmt: skip
+    assert "hi from /dev/pts/0" in result.stdout
+    assert result.returncode == 3
