@@ -735,3 +735,109 @@ def _pick_platform(children: list[dict], want: dict) -> dict | None:
             continue
         return child
     return None
+
+
+# ---------------------------------------------------------------- image commands
+
+
+def _store(store: ImageStore | None) -> ImageStore:
+    return store if store is not None else ImageStore()
+
+
+def _require(store: ImageStore, name: str) -> Image:
+    image = store.resolve(name)
+    if image is None:
+        raise ImageNotFound(f"no such image: {name}")
+    return image
+
+
+def inspect(name: str, store: ImageStore | None = None) -> dict:
+    """What `image inspect` shows, in docker's field names."""
+    store = _store(store)
+    image = _require(store, name)
+    config = image.config
+    repo_digests = sorted({f"{n.rsplit(':', 1)[0]}@{image.digest}" for n in image.names})
+    return {
+        "Id": image.id,
+        "Digest": image.digest,
+        "RepoTags": sorted(image.names),
+        "RepoDigests": repo_digests,
+        "Created": config.get("created"),
+        "Author": config.get("author", ""),
+        "Architecture": config.get("architecture"),
+        "Variant": config.get("variant"),
+        "Os": config.get("os"),
+        "Config": config.get("config") or {},
+        "RootFS": {"Type": "layers", "Layers": list(image.diff_ids)},
+        "Size": image.size,
+        "MediaType": image.manifest.get("mediaType"),
+        "Layers": [layer.to_dict() for layer in image.layers],
+        "Annotations": image.manifest.get("annotations") or {},
+    }
+
+
+def history(name: str, store: ImageStore | None = None) -> list[dict]:
+    """The image's build steps, newest first; each non-empty step names its layer."""
+    store = _store(store)
+    image = _require(store, name)
+    steps = image.config.get("history") or [{} for _ in image.layers]
+    layers = iter(zip(image.layers, image.diff_ids, strict=False))
+    out = []
+    for step in steps:
+        empty = bool(step.get("empty_layer"))
+        layer = None if empty else next(layers, None)
+        out.append(
+            {
+                "Layer": layer[1] if layer else None,
+                "Created": step.get("created"),
+                "CreatedBy": step.get("created_by", ""),
+                "Comment": step.get("comment", ""),
+                "Size": layer[0].size if layer else 0,  # stored (compressed) bytes
+                "EmptyLayer": empty,
+            }
+        )
+    return list(reversed(out))
+
+
+def tag(source: str, target: str, store: ImageStore | None = None) -> str:
+    """Give the image `source` refers to the name `target`; return the normalized name."""
+    store = _store(store)
+    return store.tag(target, _require(store, source).digest)
+
+
+def rm(names: list[str], force: bool = False, store: ImageStore | None = None) -> list[str]:
+    """Remove images (`image rm`); refuses one a container uses unless `force`.
+
+    Returns the names and digests removed. Space comes back at the next prune.
+    """
+    from runtime.images.rootfs import images_in_use
+
+    store = _store(store)
+    in_use = images_in_use(store.state_root)
+    removed: list[str] = []
+    for name in names:
+        image = _require(store, name)
+        last_name = len(image.names) <= 1 or _looks_like_id(name)
+        if image.digest in in_use and last_name and not force:
+            raise ImageError(f"image {name} is used by a container (remove it, or force)")
+        removed += store.remove(name)
+    return removed
+
+
+def prune(
+    all_unused: bool = False, store: ImageStore | None = None, min_age: float = PRUNE_MIN_AGE
+) -> dict[str, list[str]]:
+    """`image prune`: unnamed images (every image no container uses, with `all_unused`),
+    then unreferenced blobs and unpacked layers."""
+    from runtime.images.rootfs import images_in_use
+
+    store = _store(store)
+    removed_images: list[str] = []
+    if all_unused:
+        in_use = images_in_use(store.state_root)
+        for image in store.list_images():
+            if image.digest not in in_use and image.name:
+                removed_images += store.remove(image.name)
+    result = store.prune(dangling=True, min_age=min_age)
+    result["images"] = removed_images + result["images"]
+    return result
