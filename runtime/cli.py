@@ -110,8 +110,12 @@ class Args:
         self.__dict__.update(values)
 
 
-def _parse_options(argv: list[str], spec: list, values: dict, stop_at_positional: bool) -> int:
-    """Consume options from argv; return the index of the first argument left."""
+class _HelpWanted(Exception):
+    pass
+
+
+def _parse_options(argv: list[str], spec: list, values: dict) -> int:
+    """Consume options up to the first positional; return its index."""
     by_name = {name: (dest, kind) for names, dest, kind, _help in spec for name in names}
     i = 0
     while i < len(argv):
@@ -119,10 +123,10 @@ def _parse_options(argv: list[str], spec: list, values: dict, stop_at_positional
         if arg == "--":
             return i + 1
         if not arg.startswith("-") or arg == "-":
-            if stop_at_positional:
-                return i
-            break
+            return i
         name, has_value, inline = arg.partition("=")
+        if name in ("-h", "--help"):
+            raise _HelpWanted
         if name not in by_name:
             raise UsageError(f"unknown option {name}")
         dest, kind = by_name[name]
@@ -153,18 +157,24 @@ def _parse_options(argv: list[str], spec: list, values: dict, stop_at_positional
 def parse_args(argv: list[str]) -> Args:
     values: dict = {"root": container.DEFAULT_ROOT, "log": None, "log_format": "text"}
     values.update(debug=False, systemd_cgroup=False, rootless="false")
-    if argv[:1] in (["-h"], ["--help"]):
-        raise SystemExit(_usage())
-    i = _parse_options(argv, GLOBAL_OPTIONS, values, stop_at_positional=True)
+    try:
+        i = _parse_options(argv, GLOBAL_OPTIONS, values)
+    except _HelpWanted:
+        raise SystemExit(_usage()) from None
     rest = argv[i:]
-    if not rest or rest[0] in ("-h", "--help", "help"):
+    if not rest or rest[0] == "help":
         raise SystemExit(_usage())
     command, rest = rest[0], rest[1:]
     if command not in COMMAND_SYNTAX:
         raise UsageError(f"unknown command {command!r} (see --help)")
+    try:
+        return _parse_command(command, rest, values)
+    except _HelpWanted:
+        raise SystemExit(_usage(command)) from None
+
+
+def _parse_command(command: str, rest: list[str], values: dict) -> Args:
     _help, options, positionals = COMMAND_SYNTAX[command]
-    if "-h" in rest or "--help" in rest:
-        raise SystemExit(_usage(command))
     for _names, dest, kind, _ in options:
         values[dest] = _DEFAULTS.get(f"kind:{kind}", lambda: None)()
     values.update(command=command, bundle=".", format="table", signal="SIGTERM")
@@ -176,7 +186,7 @@ def parse_args(argv: list[str]) -> Args:
         if stop:
             leftovers.extend(rest[1:] if rest[0] == "--" else rest)
             break
-        i = _parse_options(rest, options, values, stop_at_positional=True)
+        i = _parse_options(rest, options, values)
         rest = rest[i:]
         if rest:
             leftovers.append(rest[0])

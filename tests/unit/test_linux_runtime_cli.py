@@ -31,6 +31,7 @@ def test_exec_keeps_the_command_line_of_the_process_intact():
     assert args.tty and args.env == ["A=1", "B=2"]
     assert (args.id, args.args) == ("c1", ["sh", "-c", "ls -l"])
     assert parse_args(["exec", "c1", "--", "ls", "--all"]).args == ["ls", "--all"]
+    assert parse_args(["exec", "c1", "ls", "-h"]).args == ["ls", "-h"]  # not our --help
 
 
 def test_optional_signal_and_flags():
@@ -116,3 +117,11 @@ def test_errors_are_one_line_and_logged_as_json(tmp_path, capsys):
     assert main([*args, "state", "nothing-here"]) == 1
     assert capsys.readouterr().err.strip().endswith("'nothing-here' does not exist")
     assert read_json(log)["level"] == "error"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["exec", "--help"], ["kill", "-h", "c1"], ["help"]])
+def test_help_exits_zero(argv, capsys):
+    with pytest.raises(SystemExit) as done:
+        parse_args(argv)
+    assert done.value.code == 0
+    assert "usage: composer-runtime" in capsys.readouterr().out
