@@ -1,25 +1,379 @@
-"""Networks on the real kernel, inside a network namespace of the test session's own."""
+"""Networks on the real kernel, inside a network namespace of the test session's own.
+
+Stand-in containers are sleeping processes in fresh network namespaces (tests/netns.py);
+servers in them are busybox nc (TCP) and a small Python echo (UDP: Debian's busybox nc has
+no UDP). Every connection goes to an address first checked to route through our bridges or
+loopback; every wait is bounded.
+"""
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
+import sys
+import time
 
+import pytest
+
+from runtime.network import bridge, nft, ports
+from runtime.network.manager import NetworkError, NetworkManager
 from tests import netns
 from tests.netns import ProcessNetns, assert_local_route, host_netns_inode, netns_inode
 
 netns_sandbox = netns.netns_sandbox
 in_netns = netns.in_netns
 
+UDP_ECHO = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+while True:
+    data, peer = s.recvfrom(512)
+    s.sendto(b"echo:" + data, peer)
+"""
+
 
 def test_sandbox_is_not_the_host_netns(in_netns):
     assert netns_inode() == in_netns.inode != host_netns_inode()
-    links = subprocess.run(["ip", "-o", "link"], check=True, capture_output=True, text=True)
-    assert [line.split(":")[1].strip() for line in links.stdout.splitlines()] == ["lo"]
     assert_local_route("127.0.0.1", {"lo"})
 
 
-def test_process_netns_is_separate(in_netns):
-    with ProcessNetns() as container:
-        assert netns_inode(container.path) not in (in_netns.inode, host_netns_inode())
-        links = container.run("ip", "-o", "link").stdout
-        assert "lo" in links and "eth0" not in links
+@pytest.fixture
+def manager(in_netns, tmp_path):
+    root = tmp_path / "root"
+    manager = NetworkManager(root)
+    yield manager
+    for network in manager.list():
+        manager.remove(network.name)
+    # Nothing of ours may be left: no bridge or veth, no nftables table, no record.
+    assert bridge.links_with_prefix(bridge.BRIDGE_PREFIX, bridge.VETH_PREFIX) == []
+    assert nft.list_table() is None
+    assert list((root / "networks").glob("*.json")) == []
+
+
+@pytest.fixture
+def containers():
+    made: list[ProcessNetns] = []
+
+    def make() -> ProcessNetns:
+        made.append(ProcessNetns())
+        return made[-1]
+
+    yield make
+    for container in made:
+        container.stop()
+
+
+@pytest.fixture
+def servers():
+    started: list[subprocess.Popen] = []
+
+    def start(container: ProcessNetns, *argv: str) -> subprocess.Popen:
+        proc = container.popen(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def addresses(container: ProcessNetns, ifname: str = "eth0") -> dict:
+    (link,) = json.loads(container.run("ip", "-j", "addr", "show", ifname).stdout)
+    return link
+
+
+def can_ping(container: ProcessNetns, address: str) -> bool:
+    return (
+        container.run("busybox", "ping", "-c", "1", "-W", "2", address, check=False).returncode == 0
+    )
+
+
+def tcp_read(address: str, port: int, attempts: int = 50) -> bytes:
+    """Connect and read until EOF; retried while the server starts (bounded)."""
+    for _ in range(attempts):
+        try:
+            with socket.create_connection((address, port), timeout=5) as sock:
+                sock.settimeout(5)
+                chunks = []
+                while chunk := sock.recv(4096):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+                if data:
+                    return data
+        except (ConnectionRefusedError, ConnectionResetError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"no answer from {address}:{port}")
+
+
+def udp_echo(address: str, port: int, payload: bytes, attempts: int = 30) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        for _ in range(attempts):
+            sock.sendto(payload, (address, port))
+            try:
+                return sock.recv(512)
+            except (TimeoutError, ConnectionRefusedError):
+                continue
+    raise AssertionError(f"no UDP answer from {address}:{port}")
+
+
+# ---------------------------------------------------------------- networks and addresses
+
+
+def test_containers_reach_their_network_and_not_another(manager, containers):
+    front = manager.create("p1_front", project="p1")
+    other = manager.create("p2_default", project="p2")
+    assert front.subnet != other.subnet and front.bridge != other.bridge
+    a, b, c = containers(), containers(), containers()
+    att_a = manager.attach("ca", a.path, "p1_front", aliases=["web"])
+    att_b = manager.attach("cb", b.path, "p1_front")
+    att_c = manager.attach("cc", c.path, "p2_default")
+    assert att_a.ifname == "eth0" and att_a.gateway == front.gateway
+    assert att_a.ipv4 != att_b.ipv4
+    inet = [i for i in addresses(a)["addr_info"] if i["family"] == "inet"]
+    assert inet[0]["local"] == att_a.ipv4 and addresses(a)["address"] == att_a.mac
+
+    for address, via in ((att_b.ipv4, front.bridge), (att_c.ipv4, other.bridge)):
+        assert_local_route(address, {via})
+    assert_local_route(att_b.ipv4, {"eth0"}, netns=a)
+    assert can_ping(a, att_b.ipv4)
+    assert can_ping(a, front.gateway)
+    assert not can_ping(a, att_c.ipv4)  # isolation: another project's network
+    assert not can_ping(c, att_a.ipv4)
+
+    default = json.loads(a.run("ip", "-j", "route", "show", "default").stdout)
+    assert default[0]["gateway"] == front.gateway
+
+
+def test_internal_network_has_no_route_out(manager, containers):
+    internal = manager.create("p1_back", project="p1", internal=True)
+    manager.create("p1_front", project="p1")
+    a, b = containers(), containers()
+    att_a = manager.attach("ca", a.path, "p1_back")
+    att_b = manager.attach("cb", b.path, "p1_front")
+    assert att_a.gateway is None
+    assert json.loads(a.run("ip", "-j", "route", "show", "default").stdout) == []
+    assert a.run("ip", "route", "get", "203.0.113.1", check=False).returncode != 0
+    assert can_ping(a, internal.gateway)
+    # Even with a route added by hand, the rules keep it inside its bridge.
+    a.run("ip", "route", "add", "default", "via", internal.gateway)
+    assert_local_route(att_b.ipv4, {manager.inspect("p1_front").bridge})
+    assert not can_ping(a, att_b.ipv4)
+    text = json.dumps(nft.list_table())
+    assert internal.subnet.split("/")[0] in text
+
+
+def test_ipam_config_fixed_address_mac_mtu_and_interface_name(manager, containers):
+    manager.create(
+        "p1_custom",
+        project="p1",
+        ipam={"config": [{"subnet": "10.99.0.0/24", "ip_range": "10.99.0.128/25"}]},
+        driver_opts={"com.docker.network.driver.mtu": "1400"},
+    )
+    a, b = containers(), containers()
+    att_a = manager.attach(
+        "ca", a.path, "p1_custom", ipv4="10.99.0.7", mac="02:00:00:00:00:07", ifname="net7"
+    )
+    att_b = manager.attach("cb", b.path, "p1_custom")
+    assert (att_a.ipv4, att_a.mac, att_a.ifname) == ("10.99.0.7", "02:00:00:00:00:07", "net7")
+    assert att_b.ipv4 == "10.99.0.129"  # first of the ip_range
+    link = addresses(a, "net7")
+    assert link["mtu"] == 1400 and link["address"] == "02:00:00:00:00:07"
+    with pytest.raises(Exception, match="in use"):
+        manager.attach("cc", containers().path, "p1_custom", ipv4="10.99.0.7")
+    # attach is idempotent: the same answer, no second interface
+    assert manager.attach("ca", a.path, "p1_custom", ipv4="10.99.0.7") == att_a
+
+
+def test_subnets_skip_routes_of_this_namespace(manager):
+    subprocess.run(["ip", "link", "add", "n1test0", "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", "10.89.0.1/25", "dev", "n1test0"], check=True)
+        subprocess.run(["ip", "link", "set", "n1test0", "up"], check=True)
+        network = manager.create("p1_default", project="p1")
+        assert network.subnet == "10.89.0.128/26"
+    finally:
+        subprocess.run(["ip", "link", "del", "n1test0"], check=True)
+
+
+def test_priority_orders_the_default_routes(manager, containers):
+    low = manager.create("p1_low", project="p1")
+    high = manager.create("p1_high", project="p1")
+    a = containers()
+    manager.attach("ca", a.path, "p1_low")
+    manager.attach("ca", a.path, "p1_high", priority=10)
+    route = a.run("ip", "-j", "route", "get", "203.0.113.1").stdout
+    assert json.loads(route)[0]["gateway"] == high.gateway != low.gateway
+
+
+def test_ipv6_network(manager, containers):
+    network = manager.create("p1_v6", project="p1", ipv6=True)
+    a, b = containers(), containers()
+    att_a = manager.attach("ca", a.path, "p1_v6")
+    att_b = manager.attach("cb", b.path, "p1_v6")
+    assert att_a.ipv6 and att_b.ipv6 and network.ipv6_subnet
+    assert_local_route(att_b.ipv6, {"eth0"}, netns=a)
+    assert (
+        a.run("busybox", "ping", "-6", "-c", "1", "-W", "2", att_b.ipv6, check=False).returncode
+        == 0
+    )
+
+
+# ---------------------------------------------------------------- published ports
+
+
+def test_published_tcp_and_udp_ports(manager, containers, servers):
+    network = manager.create("p1_default", project="p1")
+    a, b = containers(), containers()
+    att_a = manager.attach("ca", a.path, "p1_default")
+    manager.attach("cb", b.path, "p1_default")
+    servers(a, "busybox", "nc", "-ll", "-p", "80", "-e", "busybox", "echo", "hello from a")
+    servers(a, sys.executable, "-c", UDP_ECHO, "53")
+    published = manager.publish("ca", "p1_default", ["18080:80", "18053:53/udp"], service="web")
+    assert {str(p) for p in published} == {"0.0.0.0:18080->80/tcp", "0.0.0.0:18053->53/udp"}
+
+    # From the host (loopback and its own address), from another container, and hairpin.
+    for address in ("127.0.0.1", network.gateway):
+        assert_local_route(address, {"lo"})
+        assert tcp_read(address, 18080) == b"hello from a\n"
+        assert udp_echo(address, 18053, b"ping") == b"echo:ping"
+    for container in (b, a):
+        out = container.run("busybox", "nc", "-w", "5", network.gateway, "18080").stdout
+        assert out == "hello from a\n"
+    assert tcp_read(att_a.ipv4, 80) == b"hello from a\n"
+
+    manager.unpublish("ca")
+    with pytest.raises(AssertionError):
+        tcp_read("127.0.0.1", 18080, attempts=2)
+
+
+def test_port_bound_to_one_host_ip(manager, containers, servers):
+    network = manager.create("p1_default", project="p1")
+    a = containers()
+    manager.attach("ca", a.path, "p1_default")
+    servers(a, "busybox", "nc", "-ll", "-p", "80", "-e", "busybox", "echo", "only loopback")
+    (port,) = manager.publish("ca", "p1_default", ["127.0.0.1:18081:80"])
+    assert port.host_ip == "127.0.0.1"
+    assert tcp_read("127.0.0.1", 18081) == b"only loopback\n"
+    with pytest.raises(AssertionError):
+        tcp_read(network.gateway, 18081, attempts=2)
+
+
+def test_published_port_from_another_network(manager, containers, servers):
+    network = manager.create("p1_default", project="p1")
+    manager.create("p2_default", project="p2")
+    a, c = containers(), containers()
+    manager.attach("ca", a.path, "p1_default")
+    manager.attach("cc", c.path, "p2_default")
+    servers(a, "busybox", "nc", "-ll", "-p", "80", "-e", "busybox", "echo", "public")
+    manager.publish("ca", "p1_default", ["18082:80"])
+    out = c.run("busybox", "nc", "-w", "5", network.gateway, "18082").stdout
+    assert out == "public\n"
+
+
+def test_port_conflicts_name_the_holder(manager, containers):
+    manager.create("p1_default", project="p1")
+    a, b = containers(), containers()
+    manager.attach("ca", a.path, "p1_default")
+    manager.attach("cb", b.path, "p1_default")
+    manager.publish("ca", "p1_default", ["18090:80"], service="web")
+    with pytest.raises(ports.PortInUse, match=r"18090/tcp .*project p1 service web"):
+        manager.publish("cb", "p1_default", ["18090:80"])
+    # The same number on UDP, or on another host IP that is not "all", is another port.
+    manager.publish("cb", "p1_default", ["18090:80/udp"])
+
+    with socket.socket() as listener:
+        listener.bind(("0.0.0.0", 18091))
+        listener.listen()
+        with pytest.raises(ports.PortInUse, match="18091/tcp is in use by another process"):
+            manager.publish("cb", "p1_default", ["18091:80"])
+    # publishing again what is already published is no change
+    assert len(manager.publish("ca", "p1_default", ["18090:80"])) == 1
+
+
+def test_random_ports_come_from_outside_the_ephemeral_range(manager, containers):
+    manager.create("p1_default", project="p1")
+    a = containers()
+    manager.attach("ca", a.path, "p1_default")
+    published = manager.publish("ca", "p1_default", [ports.PortRequest(80), ports.PortRequest(81)])
+    low, high = ports.ephemeral_range()
+    first, last = ports.random_range()
+    assert len({p.host_port for p in published}) == 2
+    for p in published:
+        assert first <= p.host_port <= last and not low <= p.host_port <= high
+    ranged = manager.publish("ca", "p1_default", [ports.PortRequest(82, "18100-18102")])
+    assert 18100 <= ranged[-1].host_port <= 18102
+
+
+def test_internal_network_cannot_publish(manager, containers):
+    manager.create("p1_back", project="p1", internal=True)
+    a = containers()
+    manager.attach("ca", a.path, "p1_back")
+    with pytest.raises(NetworkError, match="internal"):
+        manager.publish("ca", "p1_back", ["18095:80"])
+
+
+# ---------------------------------------------------------------- removal and recovery
+
+
+def test_remove_takes_everything_with_it(manager, containers):
+    network = manager.create("p1_default", project="p1")
+    a = containers()
+    manager.attach("ca", a.path, "p1_default")
+    manager.publish("ca", "p1_default", ["18110:80"])
+    assert bridge.link_exists(network.bridge) and nft.list_table() is not None
+    manager.remove("p1_default")
+    manager.remove("p1_default")  # idempotent
+    assert bridge.links_with_prefix(bridge.BRIDGE_PREFIX, bridge.VETH_PREFIX) == []
+    assert nft.list_table() is None
+    assert a.run("ip", "-o", "link", "show", "eth0", check=False).returncode != 0
+
+
+def test_create_is_idempotent_and_guards_other_projects(manager):
+    first = manager.create("shared", project="p1")
+    assert manager.create("shared", project="p1") == first
+    with pytest.raises(NetworkError, match="project p1"):
+        manager.create("shared", project="p2")
+
+
+def test_detach_removes_the_interface_and_its_ports(manager, containers):
+    manager.create("p1_default", project="p1")
+    a = containers()
+    manager.attach("ca", a.path, "p1_default")
+    manager.publish("ca", "p1_default", ["18120:80"])
+    manager.detach("ca", "p1_default")
+    manager.detach("ca", "p1_default")
+    assert manager.inspect("p1_default").containers == {}
+    assert manager.inspect("p1_default").ports == ()
+    assert bridge.links_with_prefix(bridge.VETH_PREFIX) == []
+    assert "18120" not in json.dumps(nft.list_table())
+
+
+def test_cleanup_stale_after_crashes(manager, containers):
+    from runtime import state
+
+    manager.create("p1_default", project="p1")
+    gone, alive = containers(), containers()
+    manager.attach("gone", gone.path, "p1_default")
+    manager.attach("alive", alive.path, "p1_default")
+    manager.publish("gone", "p1_default", ["18130:80"])
+    gone.stop()  # the container died; its veth went with its namespace
+
+    # A create that crashed after making its bridge: the record says "creating".
+    half = manager.create("p1_half", project="p1")
+    path = manager.dir / "p1_half.json"
+    record = state.read_json(path)
+    record["state"] = "creating"
+    state.atomic_write_json(path, record)
+
+    removed = manager.cleanup_stale()
+    assert sorted(removed) == ["endpoint gone on p1_default", "network p1_half"]
+    assert not bridge.link_exists(half.bridge)
+    network = manager.inspect("p1_default")
+    assert set(network.containers) == {"alive"} and network.ports == ()
+    assert "18130" not in json.dumps(nft.list_table())
