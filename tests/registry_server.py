@@ -12,14 +12,19 @@ with `htpasswd -B` (bcrypt).
 
 from __future__ import annotations
 
+import base64
+import http.server
+import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 REGISTRY = "/usr/bin/docker-registry"
 
@@ -53,6 +58,109 @@ def make_ca_and_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Pa
     return ca, cert, key
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """A token service for the registry's `auth: token` mode, on 127.0.0.1.
+
+    Anyone may pull; `users` (name → password, Basic auth on the token request) may also
+    push. Tokens are JWTs signed RS256 by `openssl dgst` with a key whose certificate
+    (signed by our throwaway CA, which the registry trusts) rides in the x5c header.
+    Every request's query and user are recorded in `requests`.
+    """
+
+    service = "test-registry"
+    issuer = "test-token-issuer"
+
+    def __init__(self, workdir: Path, users: dict[str, str]) -> None:
+        self.workdir = Path(workdir)
+        self.users = users
+        self.ca, self.cert, self.key = make_ca_and_cert(self.workdir / "token-tls")
+        pem = self.cert.read_text()
+        body = pem.split("-----BEGIN CERTIFICATE-----")[1].split("-----END CERTIFICATE-----")[0]
+        self.x5c = "".join(body.split())
+        self.requests: list[tuple[str | None, dict]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                query = parse_qs(urlsplit(self.path).query)
+                user = server._user(self.headers.get("Authorization"))
+                server.requests.append((user, query))
+                if user is False:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                token = server.issue(user or "", query.get("scope", []))
+                payload = json.dumps({"token": token, "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _user(self, authorization: str | None) -> str | bool | None:
+        """The user name, None for anonymous, False for wrong credentials."""
+        if not authorization:
+            return None
+        user, _, password = base64.b64decode(authorization.split()[1]).decode().partition(":")
+        return user if self.users.get(user) == password else False
+
+    def issue(self, user: str, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:
+            kind, name, actions = scope.split(":")
+            allowed = [a for a in actions.split(",") if a == "pull" or (user and a == "push")]
+            access.append({"type": kind, "name": name, "actions": allowed})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {
+            "iss": self.issuer,
+            "sub": user,
+            "aud": self.service,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": os.urandom(8).hex(),
+            "access": access,
+        }
+        signing_input = (
+            f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        )
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing_input.encode(),
+            capture_output=True,
+            check=True,
+        ).stdout
+        return f"{signing_input}.{_b64url(signature)}"
+
+    def registry_config(self) -> list[str]:
+        return [
+            "auth:",
+            "  token:",
+            f"    realm: {self.realm}",
+            f"    service: {self.service}",
+            f"    issuer: {self.issuer}",
+            f"    rootcertbundle: {self.ca}",
+        ]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
 class RegistryServer:
     def __init__(
         self,
@@ -60,12 +168,14 @@ class RegistryServer:
         *,
         tls: bool = False,
         users: dict[str, str] | None = None,
+        token_server: TokenServer | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.storage = self.workdir / "storage"
         self.tls = tls
         self.users = users or {}
+        self.token_server = token_server
         self.ca_file: Path | None = None
         self.port = 0
         self.process: subprocess.Popen | None = None
@@ -109,6 +219,8 @@ class RegistryServer:
                     capture_output=True,
                 )
             lines += ["auth:", "  htpasswd:", "    realm: test-registry", f"    path: {htpasswd}"]
+        elif self.token_server:
+            lines += self.token_server.registry_config()
         return "\n".join(lines) + "\n"
 
     def start(self) -> RegistryServer:

@@ -204,6 +204,7 @@ class Authorizer:
         self.credentials = credentials
         self._fetch = fetch
         self._lock = threading.Lock()
+        self._fetching = threading.Lock()
         self._scheme: str | None = None  # set by the first challenge
         self._bearer: dict[str, str] = {}  # realm/service from the challenge
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}  # scopes → (token, expiry)
@@ -218,21 +219,30 @@ class Authorizer:
                     return f"Bearer {cached[0]}"
         return None
 
-    def answer(self, header: str | None, scopes: tuple[str, ...]) -> str:
-        """Handle a 401's challenge; the Authorization value to retry with."""
+    def answer(self, header: str | None, scopes: tuple[str, ...], sent: str | None = None) -> str:
+        """Handle a 401's challenge; the Authorization value to retry with.
+
+        `sent` is the Authorization the refused request carried: when another thread has
+        fetched a newer token for the same scopes meanwhile, that one is used instead.
+        """
         challenges = parse_challenges(header or "")
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
         if bearer is not None:
             wanted = scopes
             scope = bearer.params.get("scope")
-            if scope and scope not in scopes:
+            if scope and not _covered(scope, scopes):
                 wanted = (*scopes, scope)
-            token, expiry = self._token(bearer.params, wanted)
-            with self._lock:
-                self._scheme = "bearer"
-                # Filed under what callers ask for, so the next request sends it at once.
-                self._tokens[scopes] = (token, expiry)
+            # One token request at a time: parallel downloads all start with a 401.
+            with self._fetching:
+                fresh = self.header(scopes)
+                if fresh and fresh.startswith("Bearer ") and fresh != sent:
+                    return fresh
+                token, expiry = self._token(bearer.params, wanted)
+                with self._lock:
+                    self._scheme = "bearer"
+                    # Filed under what callers ask for, so their next request sends it at once.
+                    self._tokens[scopes] = (token, expiry)
             return f"Bearer {token}"
         if basic is not None:
             if not self.credentials:
@@ -273,3 +283,13 @@ class Authorizer:
         lifetime = float(data.get("expires_in") or 60)
         # Renew a little early so a token does not expire between check and use.
         return token, time.monotonic() + max(lifetime - 10, lifetime / 2)
+
+
+def _covered(scope: str, scopes: tuple[str, ...]) -> bool:
+    """Whether `scope` ("repository:name:pull") asks for nothing `scopes` does not."""
+    resource, _, actions = scope.rpartition(":")
+    for have in scopes:
+        have_resource, _, have_actions = have.rpartition(":")
+        if have_resource == resource and set(actions.split(",")) <= set(have_actions.split(",")):
+            return True
+    return False

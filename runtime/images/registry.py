@@ -36,6 +36,7 @@ INDEX_TYPES = (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST)
 MANIFEST_TYPES = (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
 
 _AUTO = object()
+USER_AGENT = "composer/0.1"
 _CHUNK = 1 << 20
 _MAX_MANIFEST = 4 << 20  # what registries themselves accept; bounds memory on a bad answer
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
@@ -253,6 +254,7 @@ class RegistryClient:
         """One request; a kept-alive connection the server closed meanwhile is reopened once."""
         parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = {"User-Agent": USER_AGENT, **headers}
         start = body.tell() if hasattr(body, "seek") else None
         resendable = start is not None or body is None or isinstance(body, bytes | bytearray)
         for attempt in (0, 1):
@@ -337,7 +339,7 @@ class RegistryClient:
             if response.status == 401 and own_host and not answered:
                 challenge = response.getheader("WWW-Authenticate")
                 response.read()
-                authorization = self.auth.answer(challenge, scopes)
+                authorization = self.auth.answer(challenge, scopes, sent.get("Authorization"))
                 answered = True
                 if start is not None:
                     body.seek(start)

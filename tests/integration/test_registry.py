@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from images import BUSYBOX_CONFIG, busybox_image, busybox_tar
-from registry_server import RegistryServer
+from registry_server import RegistryServer, TokenServer
 from rootfs import unique_id
 
 from runtime.images.auth import AuthError, Credentials, login
@@ -339,6 +339,37 @@ def test_htpasswd_auth_and_login(tmp_path, source, fresh):
         # From here on the stored credentials are found without being passed.
         pushed = push("busybox:latest", name, source, ca_file=ca)
         assert pull(name, fresh, ca_file=ca).digest == pushed
+
+
+def test_bearer_token_flow_with_a_token_service(tmp_path, source, fresh):
+    token_service = TokenServer(tmp_path / "token", {"bob": "builder"})
+    try:
+        with RegistryServer(tmp_path / "token-registry", token_server=token_service) as server:
+            repository = f"{unique_id('bearer')}/busybox"
+            name = f"{server.host}/{repository}:1"
+            with pytest.raises(AuthError, match="failed anonymously"):
+                push("busybox:latest", name, source, credentials=None)
+            with pytest.raises(AuthError, match="refused the credentials"):
+                push("busybox:latest", name, source, credentials=Credentials("bob", "wrong"))
+
+            before = len(token_service.requests)
+            pushed = push("busybox:latest", name, source, credentials=Credentials("bob", "builder"))
+            push_tokens = token_service.requests[before:]
+            # One token for all the parallel uploads, asked for with the push scope.
+            assert push_tokens == [
+                (
+                    "bob",
+                    {"service": ["test-registry"], "scope": [f"repository:{repository}:pull,push"]},
+                )
+            ]
+
+            before = len(token_service.requests)
+            assert pull(name, fresh, credentials=None).digest == pushed
+            assert token_service.requests[before:] == [
+                (None, {"service": ["test-registry"], "scope": [f"repository:{repository}:pull"]})
+            ]
+    finally:
+        token_service.close()
 
 
 def test_plain_http_registry_found_on_loopback(registry):

@@ -104,6 +104,26 @@ def test_challenge_scope_is_added_to_what_we_ask_for():
     assert "Authorization" not in service.calls[0][1]  # anonymous
 
 
+def test_challenge_scope_already_covered_is_not_repeated():
+    service = TokenService()
+    Authorizer("reg.test", None, service).answer(CHALLENGE, ("repository:a:pull,push",))
+    assert parse_qs(urlsplit(service.calls[0][0]).query)["scope"] == ["repository:a:pull,push"]
+
+
+def test_token_fetched_meanwhile_is_reused_and_a_refused_one_replaced():
+    service = TokenService()
+    auth = Authorizer("reg.test", None, service)
+    scopes = ("repository:a:pull",)
+    assert auth.answer(CHALLENGE, scopes) == "Bearer T1"
+    # A request sent before the token existed: it gets the token without a new fetch.
+    assert auth.answer(CHALLENGE, scopes, sent=None) == "Bearer T1"
+    assert len(service.calls) == 1
+    # The token itself was refused: fetch another.
+    service.body = {"token": "T2"}
+    assert auth.answer(CHALLENGE, scopes, sent="Bearer T1") == "Bearer T2"
+    assert len(service.calls) == 2
+
+
 def test_refused_token_request_is_an_auth_error():
     auth = Authorizer("reg.test", Credentials("u", "bad"), TokenService(status=401))
     with pytest.raises(AuthError, match="refused the credentials"):
