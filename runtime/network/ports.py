@@ -83,11 +83,12 @@ def parse(spec: str) -> list[PortRequest]:
         raise PortError(f"bad port {spec!r}")
     first, last = _range(parts[-1], spec)
     published = parts[0] if len(parts) == 2 and parts[0] else None
+    if published is not None:
+        hfirst, hlast = _range(published, spec)
     if last == first:
         return [PortRequest(first, published, host_ip, protocol)]
     if published is None:
         return [PortRequest(p, None, host_ip, protocol) for p in range(first, last + 1)]
-    hfirst, hlast = _range(published, spec)
     if hlast - hfirst != last - first:
         raise PortError(f"bad port {spec!r}: the host and container ranges differ in size")
     return [

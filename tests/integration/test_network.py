@@ -377,3 +377,62 @@ def test_cleanup_stale_after_crashes(manager, containers):
     network = manager.inspect("p1_default")
     assert set(network.containers) == {"alive"} and network.ports == ()
     assert "18130" not in json.dumps(nft.list_table())
+
+
+def test_pool_exhaustion_names_the_projects(manager, monkeypatch):
+    from runtime.network import ipam
+
+    monkeypatch.setenv(ipam.POOL_ENV, "10.97.0.0/25:26")
+    manager.create("a_default", project="a")
+    manager.create("b_default", project="b")
+    with pytest.raises(ipam.PoolExhausted) as err:
+        manager.create("c_default", project="c")
+    assert "project a (network a_default)" in str(err.value)
+    assert "project b (network b_default)" in str(err.value)
+    assert not (manager.dir / "c_default.json").exists()
+
+
+def test_parallel_creates_never_collide(manager):
+    import os
+
+    children = []
+    for i in range(4):
+        pid = os.fork()
+        if pid == 0:  # the child inherits this thread's (sandbox) network namespace
+            code = 1
+            try:
+                NetworkManager(manager.dir.parent).create(f"par{i}", project=f"p{i}")
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    codes = [os.waitpid(pid, 0)[1] for pid in children]
+    assert codes == [0, 0, 0, 0]
+    subnets = [n.subnet for n in manager.list()]
+    assert len(subnets) == 4 == len(set(subnets))
+    assert len({n.bridge for n in manager.list()}) == 4
+
+
+def test_parallel_publishes_of_one_port_let_exactly_one_win(manager, containers):
+    import os
+
+    manager.create("p1_default", project="p1")
+    ids = [f"c{i}" for i in range(4)]
+    for container_id in ids:
+        manager.attach(container_id, containers().path, "p1_default")
+    children = []
+    for container_id in ids:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                manager.publish(container_id, "p1_default", ["18200:80"])
+                code = 0
+            except ports.PortInUse:
+                code = 3
+            finally:
+                os._exit(code)
+        children.append(pid)
+    codes = sorted(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children)
+    assert codes == [0, 3, 3, 3]
+    assert [p.host_port for p in manager.inspect("p1_default").ports] == [18200]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.network import nft
+from runtime.network import nft, ports
 
 A = nft.NetworkRules("cbr-a", ("10.89.0.0/26", "fd89:c0::/64"))
 B = nft.NetworkRules("cbr-b", ("10.89.0.64/26",))
@@ -104,3 +104,85 @@ def test_apply_replaces_the_table_in_one_transaction(monkeypatch):
     replace, remove = scripts
     assert replace.startswith("table inet composer\ndelete table inet composer\ntable inet")
     assert remove == "table inet composer\ndelete table inet composer\n"
+
+
+# ---------------------------------------------------------------- which host port a request gets
+
+
+def _make(request, host_ip, host_port):
+    return ports.PublishedPort(
+        "c1", "n", request.protocol, host_ip, host_port, "10.89.0.2", request.target, "p1", "web"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("80", [ports.PortRequest(80)]),
+        ("8080:80", [ports.PortRequest(80, "8080")]),
+        ("127.0.0.1:8080:80/udp", [ports.PortRequest(80, "8080", "127.0.0.1", "udp")]),
+        ("[::1]:8080:80", [ports.PortRequest(80, "8080", "::1")]),
+        ("8000-8001:80-81", [ports.PortRequest(80, "8000"), ports.PortRequest(81, "8001")]),
+        ("9000-9009:80", [ports.PortRequest(80, "9000-9009")]),
+        ("80-81", [ports.PortRequest(80), ports.PortRequest(81)]),
+    ],
+)
+def test_short_port_syntax(spec, expected):
+    assert ports.parse(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["", "0", "70000", "a:80", "8000-8002:80-81", "1:2:3:4"])
+def test_bad_short_port_syntax(spec):
+    with pytest.raises(ports.PortError):
+        ports.parse(spec)
+
+
+def test_random_ports_avoid_the_ephemeral_range():
+    assert ports.random_range((32768, 60999)) == (61000, 65535)
+    assert ports.random_range((40000, 65535)) == (35000, 39999)
+    with pytest.raises(ports.PortError):
+        ports.random_range((1024, 65535))
+
+
+def test_assign_skips_ports_held_by_us_or_by_processes():
+    held = [_make(ports.PortRequest(80), "", 61000)]
+    busy = {61001}
+    result = ports.assign(
+        [ports.PortRequest(80)],
+        held,
+        make=_make,
+        is_free=lambda proto, ip, port: port not in busy,
+        random_ports=(61000, 61003),
+        rng=type("First", (), {"randrange": lambda self, a, b: a})(),
+    )
+    assert [p.host_port for p in result] == [61002]
+
+
+def test_assign_names_our_holder_or_another_process():
+    held = [_make(ports.PortRequest(80), "127.0.0.1", 8080)]
+    with pytest.raises(ports.PortInUse, match="project p1 service web"):
+        ports.assign([ports.PortRequest(81, "8080")], held, make=_make, is_free=lambda *a: True)
+    with pytest.raises(ports.PortInUse, match="in use by another process"):
+        ports.assign([ports.PortRequest(81, "9090")], held, make=_make, is_free=lambda *a: False)
+    # Another specific host IP, or another protocol, does not clash.
+    ok = ports.assign(
+        [ports.PortRequest(81, "8080", "10.0.0.1"), ports.PortRequest(81, "8080", None, "udp")],
+        held,
+        make=_make,
+        is_free=lambda *a: True,
+    )
+    assert [p.host_port for p in ok] == [8080, 8080]
+
+
+def test_assign_within_one_request_batch_never_repeats_a_port():
+    result = ports.assign(
+        [ports.PortRequest(80, "7000-7001"), ports.PortRequest(81, "7000-7001")],
+        [],
+        make=_make,
+        is_free=lambda *a: True,
+    )
+    assert [p.host_port for p in result] == [7000, 7001]
+    with pytest.raises(ports.PortInUse, match=r"no free host port in 0\.0\.0\.0:7000-7001/tcp"):
+        ports.assign(
+            [ports.PortRequest(82, "7000-7001")], result, make=_make, is_free=lambda *a: True
+        )
