@@ -446,3 +446,45 @@ def test_dockerfile_errors_have_the_file_and_line(store, tmp_path):
     write(context, {"Dockerfile": "FROM busybox AS one\n"})
     with pytest.raises(BuildError, match="nope"):
         build(context, store=store, target="nope")
+
+
+def test_scratch_stage_gets_copied_files_only(store, tmp_path):
+    context = write(
+        tmp_path / "ctx",
+        {"Dockerfile": 'FROM scratch\nCOPY f /etc/f\nWORKDIR /w\nCMD ["/x"]\n', "f": "x\n"},
+    )
+    image = build(context, store=store)
+    tree = files_of(store, image)
+    assert set(tree) == {"etc", "etc/f", "w"}
+    assert tree["etc/f"][1] == b"x\n"
+    write(context, {"Dockerfile": "FROM scratch\nRUN true\n"})
+    with pytest.raises(BuildError, match="scratch") as err:
+        build(context, store=store)
+    assert err.value.line == 2
+
+
+def test_copy_from_a_later_stage_is_refused(store, tmp_path):
+    context = write(
+        tmp_path / "ctx",
+        {"Dockerfile": "FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\n"},
+    )
+    with pytest.raises(BuildError, match="earlier stages") as err:
+        build(context, store=store, target="a")
+    assert err.value.line == 2
+
+
+def test_context_symlink_to_the_host_is_not_followed_out(store, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("host secret\n")
+    context = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nCOPY link/secret /s\n"})
+    os.symlink(str(outside), context / "link")
+    with pytest.raises(BuildError, match="not found in the build context"):
+        build(context, store=store)
+
+
+def test_unknown_user_in_run_names_the_line(store, tmp_path):
+    context = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nUSER ghost\nRUN true\n"})
+    with pytest.raises(BuildError, match="ghost") as err:
+        build(context, store=store)
+    assert err.value.line == 3

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from runtime.images.build.context import BuildContext, clean, parse_ignore
+from runtime.images.build.context import BuildContext, clean, parse_ignore, resolve_in_root
 
 
 @pytest.fixture
@@ -129,3 +129,34 @@ def test_checksum_of_a_symlink_is_its_target(tree):
     os.unlink(tree / "app/link")
     os.symlink("util.py", tree / "app/link")
     assert c.checksum(["app/link"]) != before
+
+
+def test_resolve_in_root_keeps_symlinks_inside(tmp_path):
+    root = tmp_path / "root"
+    (root / "real/dir").mkdir(parents=True)
+    os.symlink("/real", root / "abs")  # absolute: means root/real, not the host's /real
+    os.symlink("../../../../..", root / "real/up")
+    os.symlink("/etc", root / "etc-link")
+    assert resolve_in_root(root, "/abs/dir", follow_last=True) == str(root / "real/dir")
+    assert resolve_in_root(root, "/real/up/real", follow_last=True) == str(root / "real")
+    assert resolve_in_root(root, "../../etc-link/passwd") == str(root / "etc/passwd")
+    assert resolve_in_root(root, "/abs") == str(root / "abs")  # the last one kept as is
+
+
+def test_resolve_in_root_refuses_loops(tmp_path):
+    os.symlink("loop", tmp_path / "loop")
+    with pytest.raises(OSError, match="symbolic links"):
+        resolve_in_root(tmp_path, "loop/x")
+
+
+def test_context_symlinks_cannot_reach_outside(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("host secret")
+    context = tmp_path / "ctx"
+    context.mkdir()
+    os.symlink(str(outside), context / "link")
+    c = BuildContext(context)
+    inside = c.path("link/secret")
+    assert inside == context / str(outside).lstrip("/") / "secret"  # re-rooted in the context
+    assert c.glob("link/secret") == []

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from runtime.images.build.cache import BuildCache, BuildState, step_key
-from runtime.images.build.context import BuildContext, clean
+from runtime.images.build.context import BuildContext, clean, resolve_in_root
 from runtime.images.build.dockerfile import (
     Dockerfile,
     DockerfileError,
@@ -294,7 +294,7 @@ class Builder:
                 step_key("image", image.digest),
             )
         self._report(f"FROM {base}" + (f" AS {stage.name}" if stage.name else ""), True)
-        scope = _Scope()
+        scope = _Scope(index)
         triggers = state.config.get("config", {}).pop("OnBuild", None) or []
         for text in triggers:
             carrier = Instruction("ONBUILD", text, stage.line, stage.line, f"ONBUILD {text}")
@@ -340,7 +340,7 @@ class Builder:
         if keyword == "RUN":
             return self._run(inst, state, variables)
         if keyword in ("COPY", "ADD"):
-            return self._copy(inst, state, variables, lookup)
+            return self._copy(inst, state, scope, lookup)
         if keyword == "WORKDIR":
             path = subst(inst.args)
             base = config.get("WorkingDir") or "/"
@@ -548,12 +548,14 @@ class Builder:
             raise self._where(inst.line)(f"RUN --network={network}: use default, host or none")
         if "mount" in inst.flags or "security" in inst.flags:
             raise self._where(inst.line)("RUN --mount and --security are not supported")
+        # Proxy settings change how a download travels, not what it gets: not in the key.
+        keyed_env = {k: v for k, v in arg_env.items() if k not in PROXY_ARGS or k in variables}
         key = step_key(
             state.key,
             "RUN",
             json.dumps(args),
             script or "",
-            json.dumps(sorted(arg_env.items())),
+            json.dumps(sorted(keyed_env.items())),
             network,
         )
         hit = self._cached(key)
@@ -593,7 +595,12 @@ class Builder:
         from runtime.oci.spec import Bind, ContainerSpec, build_config
         from runtime.state import atomic_write_json, runtimes_dir
 
-        uid, gid, groups = resolve_user(rootfs, config.get("User") or "0")
+        try:
+            uid, gid, groups = resolve_user(rootfs, config.get("User") or "0")
+        except BuildError as e:
+            raise BuildError(
+                str(e), file=self.path, line=inst.line, instruction=inst.original
+            ) from None
         binds = []
         for name in ("resolv.conf", "hosts"):
             inside = resolve_in_root(rootfs, f"/etc/{name}", follow_last=True)
@@ -667,7 +674,7 @@ class Builder:
 
     # ------------------------------------------------------------ COPY / ADD
 
-    def _copy(self, inst: Instruction, state: BuildState, variables, lookup) -> BuildState:
+    def _copy(self, inst: Instruction, state: BuildState, scope: _Scope, lookup) -> BuildState:
         where = self._where(inst.line)
         escape = self.df.escape
         add = inst.keyword == "ADD"
@@ -717,7 +724,7 @@ class Builder:
         source_state = None
         if source_from is not None:
             source_from = expand(source_from, lookup, escape, where=where)
-            source_state = self._source_state(source_from, inst)
+            source_state = self._source_state(source_from, inst, scope)
             matched = local
             key_parts += ["from", source_state.key, *local]
         else:
@@ -742,7 +749,12 @@ class Builder:
         with self._mounted(state) as (rootfs, changes, overlay):
             uid, gid = (0, 0)
             if chown:
-                uid, gid, _ = resolve_user(rootfs, chown, group_default_from_user=True)
+                try:
+                    uid, gid, _ = resolve_user(rootfs, chown, group_default_from_user=True)
+                except BuildError as e:
+                    raise BuildError(
+                        f"--chown: {e}", file=self.path, line=inst.line, instruction=inst.original
+                    ) from None
             if not dest_is_dir:
                 existing = resolve_in_root(rootfs, dest, follow_last=True)
                 dest_is_dir = os.path.isdir(existing)
@@ -766,10 +778,17 @@ class Builder:
             new, empty = self._commit(state, changes, overlay)
         return self._finish(key, new, inst, empty)
 
-    def _source_state(self, ref: str, inst: Instruction) -> BuildState:
+    def _source_state(self, ref: str, inst: Instruction, scope: _Scope) -> BuildState:
         index = self.df.stage_index(ref)
-        if index is not None:
+        if index is not None and index < scope.stage_index:
             return self._stage(index)
+        if index is not None:
+            raise BuildError(
+                f"--from={ref} names this stage or a later one; only earlier stages can be used",
+                file=self.path,
+                line=inst.line,
+                instruction=inst.original,
+            )
         image = self._base_image(ref, None, inst)
         return BuildState(
             [d.to_dict() for d in image.layers],
@@ -862,7 +881,8 @@ class Builder:
 class _Scope:
     """What one stage's instructions share beyond the image config."""
 
-    def __init__(self) -> None:
+    def __init__(self, stage_index: int) -> None:
+        self.stage_index = stage_index
         self.variables: dict[str, str | None] = {}  # ARGs declared in the stage
         self.cmd_set = False  # an ENTRYPOINT keeps CMD only if the stage set one
 
@@ -883,36 +903,6 @@ def _sha256(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
-
-
-def resolve_in_root(root, path: str, follow_last: bool = False) -> str:
-    """The host path of `path` inside `root`, symlinks followed as if `root` were `/`.
-
-    No symlink (absolute or with `..`) can lead outside `root`. The last component is
-    followed only with `follow_last`, so it can be created or replaced.
-    """
-    root = os.fspath(root)
-    pending = [p for p in path.split("/") if p not in ("", ".")]
-    done: list[str] = []
-    hops = 0
-    while pending:
-        part = pending.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        candidate = os.path.join(root, *done, part)
-        if (pending or follow_last) and os.path.islink(candidate):
-            hops += 1
-            if hops > 40:
-                raise OSError(f"too many levels of symbolic links in {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                done = []
-            pending = [p for p in target.split("/") if p not in ("", ".")] + pending
-            continue
-        done.append(part)
-    return os.path.join(root, *done)
 
 
 def make_dirs(root, path: str, uid: int, gid: int) -> str:
