@@ -209,6 +209,7 @@ def create(
     config = load_config(bundle)
     linux_cfg = config.get("linux") or {}
     try:
+        linux.check_config(config)
         joins, new_flags = linux.namespace_plan(linux_cfg.get("namespaces") or [])
         caps = config["process"].get("capabilities")
         masks = linux.capability_masks(caps) if caps is not None else None

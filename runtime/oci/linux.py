@@ -109,6 +109,39 @@ class ConfigError(ValueError):
     """config.json asks for something this runtime must refuse."""
 
 
+# ---------------------------------------------------------------- checks before anything runs
+
+# Settings the runtime-spec says must take effect, which this runtime does not implement:
+# refusing them is the honest answer.
+_UNSUPPORTED_LINUX = ("intelRdt", "memoryPolicy", "netDevices")
+
+
+def check_config(config: dict) -> None:
+    """Errors the runtime-spec requires, found before any process or mount exists."""
+    process = config.get("process") or {}
+    linux = config.get("linux") or {}
+    for key in _UNSUPPORTED_LINUX:
+        if linux.get(key):
+            raise ConfigError(f"linux.{key} is not supported by this runtime")
+    seen: set[str] = set()
+    for entry in process.get("rlimits") or []:
+        if not hasattr(resource, entry.get("type", "")):
+            raise ConfigError(f"unknown rlimit {entry.get('type')!r}")
+        if entry["type"] in seen:
+            raise ConfigError(f"rlimit {entry['type']} given twice")
+        seen.add(entry["type"])
+    for stage, entries in (config.get("hooks") or {}).items():
+        for hook in entries or []:
+            if not str(hook.get("path", "")).startswith("/"):
+                raise ConfigError(f"{stage} hook path must be absolute: {hook.get('path')!r}")
+    for entry in config.get("mounts") or []:
+        if entry.get("uidMappings") or entry.get("gidMappings"):
+            raise ConfigError(f"idmapped mount {entry.get('destination')}: not supported")
+    personality = linux.get("personality")
+    if personality and personality.get("domain") not in _PERSONALITY_DOMAINS:
+        raise ConfigError(f"unknown personality domain {personality.get('domain')!r}")
+
+
 # ---------------------------------------------------------------- namespaces
 
 
@@ -327,12 +360,15 @@ def create_devices(rootfs: str, devices: list[dict], in_user_ns: bool, sys_=sysc
     for device in devices:
         path = resolve_in_root(rootfs, device["path"])
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        if os.path.lexists(path):
-            os.unlink(path)
         kind = _DEVICE_TYPES.get(device.get("type", "c"))
         if kind is None:
             raise ConfigError(f"device {device['path']}: unknown type {device.get('type')!r}")
         mode = device.get("fileMode", 0o666) & 0o7777
+        if os.path.lexists(path):
+            # runtime-spec: an existing file that is not this very device is an error
+            if not _is_device(os.lstat(path), kind, device):
+                raise ConfigError(f"device {device['path']}: a different file is there")
+            continue
         if in_user_ns:
             _make_mount_point(path, False)
             sys_.mount(device["path"], path, None, syscalls.MS_BIND)
@@ -340,6 +376,15 @@ def create_devices(rootfs: str, devices: list[dict], in_user_ns: bool, sys_=sysc
         sys_.mknod(path, kind | mode, device.get("major", 0), device.get("minor", 0))
         sys_.chmod(path, mode)  # mknod's mode went through the umask
         sys_.chown(path, device.get("uid", 0), device.get("gid", 0))
+
+
+def _is_device(st: os.stat_result, kind: int, device: dict) -> bool:
+    if stat.S_IFMT(st.st_mode) != kind:
+        return False
+    if kind == stat.S_IFIFO:
+        return True
+    wanted = (device.get("major", 0), device.get("minor", 0))
+    return (os.major(st.st_rdev), os.minor(st.st_rdev)) == wanted
 
 
 def create_dev_symlinks(rootfs: str, sys_=syscalls) -> None:

@@ -251,3 +251,45 @@ def test_capabilities_we_cannot_grant_are_refused():
     masks["bounding"] = 0b1001
     with pytest.raises(linux.ConfigError, match="CAP_FOWNER"):
         linux.set_user_and_capabilities({}, masks, 3, fake)
+
+
+def test_existing_device_file_must_be_that_device(tmp_path):
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "dev").mkdir(parents=True)
+    os.mkfifo(rootfs / "dev" / "pipe")
+    (rootfs / "dev" / "null").write_text("not a device")
+    fake = FakeSyscalls()
+    linux.create_devices(str(rootfs), [{"path": "/dev/pipe", "type": "p"}], False, fake)
+    assert fake.named("mknod") == []  # already the requested fifo: kept
+    with pytest.raises(linux.ConfigError, match="/dev/null"):
+        devices = [{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}]
+        linux.create_devices(str(rootfs), devices, False, fake)
+
+
+@pytest.mark.parametrize(
+    ("config", "complaint"),
+    [
+        ({"linux": {"intelRdt": {"closID": "x"}}}, "intelRdt"),
+        ({"process": {"rlimits": [{"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}]}}, "NOPE"),
+        (
+            {"process": {"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 1}] * 2}},
+            "twice",
+        ),
+        ({"hooks": {"prestart": [{"path": "relative/hook"}]}}, "absolute"),
+        ({"mounts": [{"destination": "/m", "uidMappings": [{"size": 1}]}]}, "idmapped"),
+        ({"linux": {"personality": {"domain": "BSD"}}}, "BSD"),
+    ],
+)
+def test_config_errors_the_spec_requires_come_before_anything_runs(config, complaint):
+    with pytest.raises(linux.ConfigError, match=complaint):
+        linux.check_config(config)
+
+
+def test_a_plain_config_passes_the_checks():
+    linux.check_config(
+        {
+            "process": {"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 2}]},
+            "hooks": {"poststop": [{"path": "/bin/true"}]},
+            "linux": {"personality": {"domain": "LINUX"}},
+        }
+    )
