@@ -309,7 +309,7 @@ class Server:
 
     def rescan(self) -> None:
         """Listen on exactly the gateways of the project's networks; stop when none are left."""
-        networks = project_networks(self.project, self.root)
+        networks = project_networks(self.project, self.root, previous=self.networks)
         wanted = {gw: name for name, info in networks.items() for gw in info.gateways}
         for address in set(self.listeners) - set(wanted):
             self._close(address)
@@ -394,9 +394,12 @@ class Server:
 
     @staticmethod
     def _encode(response, query, udp: bool) -> bytes:
+        # dnspython shuffles records by default; ours are already in rotation order.
         if udp:
-            return response.to_wire(max_size=udp_payload_limit(query), prefer_truncation=True)
-        return response.to_wire()
+            return response.to_wire(
+                max_size=udp_payload_limit(query), prefer_truncation=True, want_shuffle=False
+            )
+        return response.to_wire(want_shuffle=False)
 
     def on_udp(self, sock, address: str) -> None:
         for _ in range(64):  # drain a burst, then let the other sockets have a turn
@@ -404,7 +407,11 @@ class Server:
                 wire, client = sock.recvfrom(65535)
             except OSError:  # EAGAIN: drained
                 return
-            prepared = self.prepare(wire, client[0], address)
+            try:
+                prepared = self.prepare(wire, client[0], address)
+            except Exception as e:  # one bad query must not take the project's DNS down
+                print(f"dns: query from {client[0]} failed: {e!r}", file=sys.stderr)
+                continue
             if prepared is None:
                 continue
             query, response, upstreams = prepared
@@ -450,11 +457,17 @@ class Server:
                     conn.sendall(len(data).to_bytes(2, "big") + data)
         except OSError:
             return
+        except Exception as e:  # one bad query must not take the project's DNS down
+            print(f"dns: query from {source} failed: {e!r}", file=sys.stderr)
 
     def serve(self) -> None:
         watch = _inotify_watch(str(state_root(self.root) / "networks"))
         if watch is not None:
             self.selector.register(watch, 1, ("inotify", None))  # 1: EVENT_READ
+        # select() resumes after a signal; a byte on this pipe wakes it to see `running`.
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_write)
+        self.selector.register(wake_read, 1, ("signal", None))
         self.rescan()
         last_rescan = time.monotonic()
         try:
@@ -465,6 +478,8 @@ class Server:
                         self.on_udp(key.fileobj, address)
                     elif kind == "tcp":
                         self.on_tcp(key.fileobj, address)
+                    elif kind == "signal":
+                        _drain(wake_read)
                     else:
                         _drain(watch)
                         self.rescan()
@@ -478,6 +493,9 @@ class Server:
             self.workers.shutdown(wait=False, cancel_futures=True)
             if watch is not None:
                 os.close(watch)
+            signal.set_wakeup_fd(-1)
+            os.close(wake_read)
+            os.close(wake_write)
 
 
 def _recv_exactly(conn, size: int) -> bytes | None:
@@ -596,17 +614,26 @@ def _spawn(project: str, root: str, extra_args) -> None:
 
 
 def stop_server(project: str, root: str | os.PathLike | None = None, timeout: float = 10.0) -> bool:
-    """Stop the project's server (SIGTERM, then wait); True if one was running."""
+    """Stop the project's server (SIGTERM) and wait until it is gone; True if one was running."""
     pid = server_pid(project, root)
     if pid is None:
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while server_pid(project, root) is not None:
+    while server_pid(project, root) is not None or _running(pid):
         if time.monotonic() > deadline:
             raise RuntimeError(f"DNS server {pid} for {project} did not stop")
         time.sleep(0.01)
     return True
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie waiting for its parent."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,8 +146,16 @@ def _project_of(data: dict) -> str | None:
     return data.get("project") or labels.get("com.docker.compose.project")
 
 
-def project_networks(project: str, root: str | os.PathLike | None = None) -> dict[str, NetworkInfo]:
-    """The project's networks, from COMPOSER_ROOT/networks/<name>.json."""
+def project_networks(
+    project: str,
+    root: str | os.PathLike | None = None,
+    previous: dict[str, NetworkInfo] | None = None,
+) -> dict[str, NetworkInfo]:
+    """The project's networks, from COMPOSER_ROOT/networks/<name>.json.
+
+    A file that cannot be read as JSON right now (a writer not using atomic_write_json)
+    keeps its `previous` reading instead of making the network vanish for a moment.
+    """
     found = {}
     try:
         names = sorted(os.listdir(networks_dir(root)))
@@ -156,10 +164,16 @@ def project_networks(project: str, root: str | os.PathLike | None = None) -> dic
     for filename in names:
         if not filename.endswith(".json") or filename.startswith("."):
             continue
-        data = read_json(networks_dir(root) / filename, None)
+        stem = filename[: -len(".json")]
+        try:
+            data = read_json(networks_dir(root) / filename, None)
+        except (ValueError, OSError):
+            if previous and stem in previous:
+                found[stem] = previous[stem]
+            continue
         if not isinstance(data, dict) or _project_of(data) != project:
             continue
-        name = data.get("name") or filename[: -len(".json")]
+        name = data.get("name") or stem
         found[name] = _network_info(name, data)
     return found
 

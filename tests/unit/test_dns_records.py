@@ -132,6 +132,13 @@ def test_network_file_with_a_subnet_list(tmp_path):
     assert ipaddress.ip_address("fd00:1::9") in info.subnets[1]
 
 
+def test_a_half_written_network_file_keeps_its_previous_reading(root):
+    before = project_networks("shop", root)
+    (root / "networks" / f"{FRONT}.json").write_text('{"name": "shop_fr')
+    assert project_networks("shop", root, previous=before)[FRONT] == before[FRONT]
+    assert FRONT not in project_networks("shop", root)
+
+
 def test_add_refuses_a_bad_address(tmp_path):
     with pytest.raises(ValueError):
         add_container("p", "n", "c", "p-c-1", "c", ["10.0.0.300"], root=tmp_path)
@@ -287,6 +294,17 @@ def test_wire_answer_is_authoritative_with_ttl_zero(root):
     assert response.flags & dns.flags.AA and response.flags & dns.flags.RA
     (rrset,) = response.answer
     assert [r.address for r in rrset] == ["10.89.0.2"] and rrset.ttl == 0
+
+
+def test_wire_keeps_the_rotation_order(root):
+    r = resolver(root)
+    query = dns.message.make_query("api", "A")
+    firsts = []
+    for _ in range(4):
+        response = dnsserver.local_response(r, query, "10.89.0.66", BACK)
+        wire = dnsserver.Server._encode(response, query, udp=True)
+        firsts.append(dns.message.from_wire(wire).answer[0][0].address)
+    assert firsts == ["10.89.0.67", "10.89.0.68", "10.89.0.67", "10.89.0.68"]
 
 
 def test_wire_nxdomain_nodata_and_forward(root):

@@ -1,0 +1,397 @@
+"""The embedded DNS server on the real kernel, inside the test session's own network namespace.
+
+Two networks (a bridge each, gateway on it) live in the sandbox netns; stand-in containers
+(ProcessNetns) hang off them by veth. The server runs in the sandbox and forwards to a stub
+upstream on the sandbox's loopback, never to the machine's resolver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import itertools
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.reversename
+import dns.rrset
+import pytest
+
+from runtime.network import dns as dnsserver
+from runtime.network.dns_records import DOMAIN, add_container, remove_container
+from runtime.state import atomic_write_json
+from tests import netns
+from tests.netns import ProcessNetns, assert_local_route
+
+netns_sandbox = netns.netns_sandbox
+in_netns = netns.in_netns
+
+FRONT_GW, BACK_GW = "10.89.50.1", "10.89.50.65"
+_names = itertools.count()
+
+
+def run(*argv: str) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=20).stdout
+
+
+@contextlib.contextmanager
+def inside(netns_path: str):
+    """Run the calling thread in the netns at `netns_path` (a stand-in container)."""
+    previous = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        netns._setns(target)
+        try:
+            yield
+        finally:
+            netns._setns(previous)
+    finally:
+        os.close(target)
+        os.close(previous)
+
+
+class StubUpstream:
+    """A tiny authoritative server on the sandbox's loopback, UDP and TCP.
+
+    example.test → 192.0.2.10; big.test → 40 addresses, truncated over UDP (TC) so the
+    asker must retry over TCP; everything else NXDOMAIN. It counts what it was asked.
+    """
+
+    def __init__(self) -> None:
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.port = self.udp.getsockname()[1]
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(8)
+        self.asked: list[tuple[str, str]] = []  # (transport, name)
+        self.stopping = False
+        self.threads = [
+            threading.Thread(target=self._serve_udp, daemon=True),
+            threading.Thread(target=self._serve_tcp, daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def answer(self, query, transport: str):
+        name = query.question[0].name.to_text().rstrip(".").lower()
+        self.asked.append((transport, name))
+        response = dns.message.make_response(query)
+        if name == "example.test":
+            response.answer.append(
+                dns.rrset.from_text(query.question[0].name, 60, "IN", "A", "192.0.2.10")
+            )
+        elif name == "big.test":
+            if transport == "udp":
+                response.flags |= dns.flags.TC
+            else:
+                addresses = [f"192.0.2.{n}" for n in range(100, 140)]
+                response.answer.append(
+                    dns.rrset.from_text_list(query.question[0].name, 60, "IN", "A", addresses)
+                )
+        else:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        return response
+
+    def _serve_udp(self) -> None:
+        self.udp.settimeout(0.2)
+        while not self.stopping:
+            try:
+                wire, client = self.udp.recvfrom(65535)
+            except (TimeoutError, OSError):
+                continue
+            self.udp.sendto(self.answer(dns.message.from_wire(wire), "udp").to_wire(), client)
+
+    def _serve_tcp(self) -> None:
+        self.tcp.settimeout(0.2)
+        while not self.stopping:
+            try:
+                conn, _ = self.tcp.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.settimeout(5)
+                query, _ = dns.query.receive_tcp(conn, time.time() + 5)
+                dns.query.send_tcp(conn, self.answer(query, "tcp"), time.time() + 5)
+
+    def close(self) -> None:
+        self.stopping = True
+        for thread in self.threads:
+            thread.join(timeout=5)
+        self.udp.close()
+        self.tcp.close()
+
+
+class Net:
+    """A bridge with the gateway address, recorded as networks/<name>.json for the server."""
+
+    def __init__(self, root, project: str, name: str, gateway: str, prefix: int = 26) -> None:
+        self.name = name
+        self.gateway = gateway
+        self.bridge = f"cdns{os.getpid() % 10000}x{next(_names)}"
+        run("ip", "link", "add", self.bridge, "type", "bridge")
+        run("ip", "addr", "add", f"{gateway}/{prefix}", "dev", self.bridge)
+        run("ip", "link", "set", self.bridge, "up")
+        self.file = root / "networks" / f"{name}.json"
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        subnet = str(ipaddress.ip_interface(f"{gateway}/{prefix}").network)
+        atomic_write_json(
+            self.file, {"name": name, "project": project, "subnet": subnet, "gateway": gateway}
+        )
+
+    def plug(self, container: ProcessNetns, address: str, prefix: int = 26) -> None:
+        """A veth from the bridge into `container`, with `address` and a route to the gateway."""
+        host_end = f"{self.bridge}v{next(_names)}"[-15:]
+        run(
+            "ip",
+            "link",
+            "add",
+            host_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            str(container.pid),
+        )
+        run("ip", "link", "set", host_end, "master", self.bridge, "up")
+        container.run("ip", "addr", "add", f"{address}/{prefix}", "dev", "eth0")
+        container.run("ip", "link", "set", "eth0", "up")
+        container.run("ip", "link", "set", "lo", "up")
+        assert_local_route(self.gateway, {"eth0"}, netns=container)
+
+    def remove(self) -> None:
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        self.file.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def project(in_netns, tmp_path):
+    """Two networks, a web (front and back), two api replicas (back), a proxy (front)."""
+    root = tmp_path / "composer-root"
+    name = f"dnst{uuid.uuid4().hex[:8]}"
+    upstream = StubUpstream()
+    nets, containers = [], []
+    try:
+        front = Net(root, name, f"{name}_front", FRONT_GW)
+        nets.append(front)
+        back = Net(root, name, f"{name}_back", BACK_GW)
+        nets.append(back)
+        web, api1, api2, proxy = (ProcessNetns() for _ in range(4))
+        containers += [web, api1, api2, proxy]
+        front.plug(web, "10.89.50.2")
+        front.plug(proxy, "10.89.50.3")
+        back.plug(api1, "10.89.50.67")
+        back.plug(api2, "10.89.50.68")
+        add = add_container
+        add(
+            name,
+            front.name,
+            "c-web",
+            f"{name}-web-1",
+            "web",
+            ["10.89.50.2"],
+            ["www"],
+            "webhost",
+            root=root,
+        )
+        add(
+            name,
+            front.name,
+            "c-proxy",
+            f"{name}-proxy-1",
+            "proxy",
+            ["10.89.50.3"],
+            [],
+            None,
+            root=root,
+        )
+        add(name, back.name, "c-api1", f"{name}-api-1", "api", ["10.89.50.67"], [], None, root=root)
+        add(name, back.name, "c-api2", f"{name}-api-2", "api", ["10.89.50.68"], [], None, root=root)
+        pid = dnsserver.ensure_running(
+            name, root, extra_args=["--upstream", f"127.0.0.1:{upstream.port}"]
+        )
+        assert pid is not None
+        yield {
+            "name": name,
+            "root": root,
+            "front": front,
+            "back": back,
+            "web": web,
+            "api1": api1,
+            "api2": api2,
+            "proxy": proxy,
+            "upstream": upstream,
+            "pid": pid,
+        }
+    finally:
+        dnsserver.stop_server(name, root)
+        for container in containers:
+            container.stop()
+        for net in nets:
+            net.remove()
+        upstream.close()
+    assert not _alive(pid), "DNS server left running"
+    leftover = run("ip", "-o", "link").splitlines()
+    assert all("cdns" not in line for line in leftover), leftover
+
+
+def _alive(pid: int) -> bool:
+    return dnsserver._running(pid)  # a zombie waiting for init to reap it is gone
+
+
+def query(container: ProcessNetns, name: str, rdtype: str = "A", server: str = FRONT_GW, tcp=False):
+    message = dns.message.make_query(name, rdtype)
+    with inside(container.path):
+        if tcp:
+            return dns.query.tcp(message, server, timeout=5)
+        return dns.query.udp(message, server, timeout=5)
+
+
+def addresses(response) -> list[str]:
+    return [r.address for rrset in response.answer for r in rrset if hasattr(r, "address")]
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_answers_names_on_udp_and_tcp(project):
+    web, name = project["web"], project["name"]
+    for tcp in (False, True):
+        assert addresses(query(web, "www", tcp=tcp)) == ["10.89.50.2"]
+        assert addresses(query(web, f"{name}-web-1", tcp=tcp)) == ["10.89.50.2"]
+        assert addresses(query(web, "WebHost.", tcp=tcp)) == ["10.89.50.2"]
+        assert addresses(query(web, f"web.{DOMAIN}", tcp=tcp)) == ["10.89.50.2"]
+
+
+def test_service_replicas_rotate_and_scope_follows_the_askers_networks(project):
+    api1, proxy = project["api1"], project["proxy"]
+    first = addresses(query(api1, "api", server=BACK_GW))
+    second = addresses(query(api1, "api", server=BACK_GW))
+    assert sorted(first) == ["10.89.50.67", "10.89.50.68"]
+    assert second == first[::-1]
+    # proxy is on front only: api is not its name, so it goes upstream and does not exist there
+    response = query(proxy, "api")
+    assert response.rcode() == dns.rcode.NXDOMAIN and not response.answer
+    assert ("udp", "api") in project["upstream"].asked
+    # and back's containers do not see front-only names
+    assert query(api1, f"proxy.{DOMAIN}", server=BACK_GW).rcode() == dns.rcode.NXDOMAIN
+
+
+def test_ptr_for_container_addresses(project):
+    response = query(project["web"], dns.reversename.from_address("10.89.50.3").to_text(), "PTR")
+    assert [r.target.to_text() for r in response.answer[0]] == [
+        f"{project['name']}-proxy-1.{project['front'].name}."
+    ]
+
+
+def test_removed_container_is_nxdomain_at_the_next_query(project):
+    web, name, root = project["web"], project["name"], project["root"]
+    assert addresses(query(web, f"proxy.{DOMAIN}")) == ["10.89.50.3"]
+    remove_container(name, "c-proxy", root=root)
+    assert query(web, f"proxy.{DOMAIN}").rcode() == dns.rcode.NXDOMAIN
+    add_container(
+        name,
+        project["front"].name,
+        "c-proxy",
+        f"{name}-proxy-1",
+        "proxy",
+        ["10.89.50.3"],
+        root=root,
+    )
+    assert addresses(query(web, f"proxy.{DOMAIN}")) == ["10.89.50.3"]
+
+
+def test_forwards_other_names_with_tcp_fallback(project):
+    web, upstream = project["web"], project["upstream"]
+    assert addresses(query(web, "example.test")) == ["192.0.2.10"]
+    # big.test comes back truncated over UDP: the server retries upstream over TCP,
+    # then truncates again for a client without EDNS, who retries over TCP itself.
+    small = query(web, "big.test")
+    assert small.flags & dns.flags.TC
+    assert ("tcp", "big.test") in upstream.asked
+    assert len(addresses(query(web, "big.test", tcp=True))) == 40
+    edns = dns.message.make_query("big.test", "A", use_edns=0, payload=4096)
+    with inside(web.path):
+        big = dns.query.udp(edns, FRONT_GW, timeout=5)
+    assert len(addresses(big)) == 40 and not big.flags & dns.flags.TC
+
+
+def test_busybox_nslookup_from_a_container(project):
+    web, name = project["web"], project["name"]
+    out = project["api1"].run("busybox", "nslookup", "api", BACK_GW, check=False)
+    assert "10.89.50.67" in out.stdout and "10.89.50.68" in out.stdout, out
+    out = web.run("busybox", "nslookup", "10.89.50.3", FRONT_GW, check=False)
+    assert f"{name}-proxy-1.{project['front'].name}" in out.stdout, out
+    out = web.run("busybox", "nslookup", f"nothing.{DOMAIN}", FRONT_GW, check=False)
+    assert "NXDOMAIN" in out.stdout + out.stderr or out.returncode != 0
+
+
+def test_unanswered_upstream_is_servfail(project, tmp_path):
+    # A project whose one container has its own upstream: a socket that never answers.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        name, root = project["name"], project["root"]
+        port = silent.getsockname()[1]
+        add_container(
+            name, project["front"].name, "c-proxy", f"{name}-proxy-1", "proxy",
+            ["10.89.50.3"], dns=[f"127.0.0.1:{port}"], root=root,
+        )  # fmt: skip
+        message = dns.message.make_query("example.test", "A")
+        with inside(project["proxy"].path):
+            response = dns.query.udp(message, FRONT_GW, timeout=10)
+        assert response.rcode() == dns.rcode.SERVFAIL
+        assert len(silent.recv(4096)) > 0  # it was asked
+    finally:
+        silent.close()
+
+
+def test_server_follows_networks_and_leaves_with_the_last(project):
+    name, root, pid = project["name"], project["root"], project["pid"]
+    third = Net(root, name, f"{name}_third", "10.89.50.129")
+    try:
+        _wait(lambda: "10.89.50.129" in _listening(name, root), "listen on a new network")
+        with ProcessNetns() as db:
+            third.plug(db, "10.89.50.130")
+            add_container(
+                name, third.name, "c-db", f"{name}-db-1", "db", ["10.89.50.130"], root=root
+            )
+            assert addresses(query(db, "db", server="10.89.50.129")) == ["10.89.50.130"]
+    finally:
+        third.remove()
+    _wait(lambda: "10.89.50.129" not in _listening(name, root), "stop listening on it")
+    project["front"].file.unlink()
+    project["back"].file.unlink()
+    _wait(lambda: not _alive(pid), "leave with the last network")
+    assert dnsserver.server_pid(name, root) is None
+    assert not dnsserver.server_file(name, root).exists()
+
+
+def test_second_start_finds_the_running_server(project):
+    assert dnsserver.ensure_running(project["name"], project["root"]) == project["pid"]
+
+
+def _listening(project: str, root) -> list[str]:
+    info = json.loads(dnsserver.server_file(project, root).read_text())
+    return info["listening"]
+
+
+def _wait(condition, what: str, limit: float = 10.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"server did not {what} within {limit}s")
+        time.sleep(0.02)
