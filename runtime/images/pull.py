@@ -164,7 +164,9 @@ def _pull_from_registry(
     endpoints = _endpoints(ref, settings)
     failures: list[str] = []
     for url in endpoints:
-        client = RegistryClient(ref.registry, url=url, settings=settings, **client_options)
+        # Explicit credentials, CA file and insecure flag are for the registry, not its mirrors.
+        options = client_options if url is None else {}
+        client = RegistryClient(ref.registry, url=url, settings=settings, **options)
         try:
             return _pull_with(client, ref, store, on_progress, platform, max_parallel)
         except (RegistryError, AuthError, OSError) as e:

@@ -182,9 +182,9 @@ class RegistryClient:
         self.netloc = target.rstrip("/")
         if "/" in self.netloc:
             raise RegistryError(f"{url or registry}: a registry URL has no path")
-        self.insecure = (
-            insecure if insecure is not None else self.netloc in settings.insecure
-        ) or registry in settings.insecure
+        # Everything per host is looked up by the host we talk to: a mirror gets neither
+        # the upstream's credentials nor its exemptions.
+        self.insecure = insecure if insecure is not None else self.netloc in settings.insecure
         self.plain_http_allowed = self.insecure or is_loopback(self.netloc)
         if scheme == "http" and not self.plain_http_allowed:
             raise RegistryError(
@@ -193,10 +193,10 @@ class RegistryClient:
         self._schemes = [scheme] if scheme else ["https", "http"]
         self.scheme: str | None = scheme if scheme == "http" else None
         self.timeout = timeout
-        self.ssl_context = self._ssl_context(ca_file or settings.ca_files.get(registry))
+        self.ssl_context = self._ssl_context(ca_file or settings.ca_files.get(self.netloc))
         if credentials is _AUTO:
-            credentials = get_credentials(self.netloc) or get_credentials(registry)
-        self.auth = Authorizer(registry, credentials, self._fetch_token)
+            credentials = get_credentials(self.netloc)
+        self.auth = Authorizer(self.netloc, credentials, self._fetch_token)
         self._local = threading.local()
         self._all_connections: list[http.client.HTTPConnection] = []
         self._pool_lock = threading.Lock()

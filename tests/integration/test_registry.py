@@ -120,6 +120,18 @@ def test_chunked_upload(registry, source, fresh):
     assert pull(name, fresh).digest == source.resolve("busybox:latest").digest
 
 
+def test_pull_by_digest_and_list_tags(registry, source, fresh):
+    name = repo(registry)
+    digest = push("busybox:latest", name, source)
+    base = name.rsplit(":", 1)[0]
+    image = pull(f"{base}@{digest}", fresh)
+    assert image.digest == digest
+    assert fresh.resolve(digest).digest == digest
+    assert RegistryClient(registry.host).list_tags(base.split("/", 1)[1]) == ["1"]
+    with pytest.raises(DigestError):  # a digest that is not the image's own
+        push("busybox:latest", f"{base}@sha256:{'0' * 64}", source)
+
+
 def test_missing_tag_is_not_found(registry, fresh):
     with pytest.raises(NotFound, match=r"MANIFEST_UNKNOWN|NAME_UNKNOWN"):
         pull(repo(registry, "nope"), fresh)
@@ -352,8 +364,11 @@ def test_bearer_token_flow_with_a_token_service(tmp_path, source, fresh):
             with pytest.raises(AuthError, match="refused the credentials"):
                 push("busybox:latest", name, source, credentials=Credentials("bob", "wrong"))
 
+            with pytest.raises(AuthError, match="refused the credentials"):
+                login(server.host, "bob", "wrong")
+            login(server.host, "bob", "builder")
             before = len(token_service.requests)
-            pushed = push("busybox:latest", name, source, credentials=Credentials("bob", "builder"))
+            pushed = push("busybox:latest", name, source)  # with the stored credentials
             push_tokens = token_service.requests[before:]
             # One token for all the parallel uploads, asked for with the push scope.
             assert push_tokens == [

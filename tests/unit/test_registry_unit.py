@@ -254,6 +254,17 @@ def test_plain_http_only_to_loopback_or_insecure():
     ).plain_http_allowed
 
 
+def test_a_mirror_gets_its_own_credentials_and_ca_not_the_upstreams(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    store_credentials("reg.test", "u", "p", tmp_path / "config.json")
+    settings = RegistrySettings(insecure={"reg.test"}, ca_files={"reg.test": "/nonexistent.pem"})
+    upstream = RegistryClient("reg.test", settings=RegistrySettings(insecure={"reg.test"}))
+    assert upstream.auth.credentials == Credentials("u", "p")
+    mirror = RegistryClient("reg.test", url="https://mirror.test:5000", settings=settings)
+    assert mirror.auth.credentials is None
+    assert not mirror.insecure
+
+
 def test_mirror_url_with_a_path_is_refused():
     with pytest.raises(RegistryError, match="no path"):
         RegistryClient(
