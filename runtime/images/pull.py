@@ -26,7 +26,6 @@ from runtime.images.registry import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     DigestError,
-    Manifest,
     NotFound,
     RegistryClient,
     RegistryError,
@@ -190,7 +189,7 @@ def _pull_with(
     if manifest.media_type in INDEX_TYPES:
         entry = select_manifest(manifest.json(), platform)
         child = client.get_manifest(repository, entry["digest"], accept=MANIFEST_TYPES)
-        manifest = Manifest(child.data, entry.get("mediaType") or child.media_type, child.digest)
+        manifest = child
     if manifest.media_type not in MANIFEST_TYPES:
         raise RegistryError(
             f"{ref}: unsupported manifest type {manifest.media_type!r} "
@@ -221,21 +220,41 @@ def _pull_with(
     return manifest.digest
 
 
+class Cancelled(Exception):
+    """The pull was interrupted; downloads stop at their next chunk (partials are kept)."""
+
+
 def _fetch_layers(client, repository, layers, store, on_progress, max_parallel) -> None:
+    import threading
+
+    stop = threading.Event()
+
+    def progress(digest: str, done: int, total: int) -> None:
+        if stop.is_set():
+            raise Cancelled(f"pull of {digest} cancelled")
+        if on_progress:
+            on_progress(digest, done, total)
+
     def fetch(layer: dict) -> None:
         digest, size = layer["digest"], layer.get("size")
         if store.has_blob(digest):
-            if on_progress:
-                on_progress(digest, size, size)
+            progress(digest, size, size)
             return
-        _download_into_store(client, repository, digest, size, store, on_progress)
+        _download_into_store(client, repository, digest, size, store, progress)
 
     if not layers:
         return
     workers = max(1, min(max_parallel, len(layers)))
-    with ThreadPoolExecutor(workers, thread_name_prefix="pull") as pool:
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="pull")
+    try:
         futures = [pool.submit(fetch, layer) for layer in layers]
         errors = [f.exception() for f in futures]
+    except BaseException:
+        # Ctrl-C: the other downloads stop at their next chunk instead of running to the end.
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     for error in errors:
         if error is not None:
             raise error
@@ -260,7 +279,15 @@ def _download_into_store(client, repository, digest, size, store, on_progress) -
             if on_progress:
                 on_progress(digest, size, size)
             return
-        client.download_blob(repository, digest, partial, size, on_progress)
+        resumed = partial.exists()
+        try:
+            client.download_blob(repository, digest, partial, size, on_progress)
+        except DigestError:
+            if not resumed:
+                raise
+            # The partial file of an earlier pull may be what was wrong: once more from zero.
+            partial.unlink(missing_ok=True)
+            client.download_blob(repository, digest, partial, size, on_progress)
         target = store.blob_path(digest)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(partial, 0o444)

@@ -314,6 +314,23 @@ def test_partial_download_of_an_earlier_pull_continues(registry, source, fresh, 
     assert not partial.exists()
 
 
+def test_wrong_partial_download_is_fetched_again_from_the_start(
+    registry, source, fresh, private_config
+):
+    name = repo(registry)
+    push("busybox:latest", name, source)
+    layer = source.resolve("busybox:latest").layers[0]
+    partial = ingest_dir(fresh) / f"{layer.digest.split(':')[1]}.partial"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\0" * 1000)
+    with CuttingProxy(registry.host, layer.digest, cut_after=0) as proxy:
+        proxy.cut = True
+        write_settings(private_config, {"mirrors": {registry.host: [proxy.url]}})
+        pull(name, fresh)
+    assert proxy.ranges == ["bytes=1000-", None]
+    assert fresh.read_blob(layer.digest) == source.read_blob(layer.digest)
+
+
 # ---------------------------------------------------------------- TLS and auth
 
 
