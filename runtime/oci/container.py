@@ -363,6 +363,7 @@ def _describe(err: BaseException) -> str:
 
 def _stage1(channel, joins, init) -> None:
     config, _bundle, new_flags = init[:3]
+    linux.set_cpu_affinity(config["process"], "initial")
     linux.join_namespaces(joins)
     if new_flags & syscalls.CLONE_NEWUSER:
         syscalls.unshare(syscalls.CLONE_NEWUSER)
@@ -745,6 +746,7 @@ def _container_namespaces(pid: int, config: dict) -> list[int]:
 
 
 def _exec_stage1(channel, ns_fds, setup) -> None:
+    linux.set_cpu_affinity(setup[0], "initial")
     for fd in ns_fds:
         syscalls.setns(fd, 0)
     pid = os.fork()  # a joined pid namespace applies to children only

@@ -519,9 +519,31 @@ _SCHED_POLICIES["SCHED_IDLE"] = 5
 SCHED_RESET_ON_FORK = 0x40000000
 
 
+def parse_cpu_list(text: str) -> set[int]:
+    """ "0-2, 7" -> {0, 1, 2, 7} (the kernel's cpu list format)."""
+    cpus: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def set_cpu_affinity(process: dict, when: str) -> None:
+    """execCPUAffinity: "initial" before the cgroup is joined, "final" after it."""
+    cpus = (process.get("execCPUAffinity") or {}).get(when)
+    if cpus:
+        os.sched_setaffinity(0, parse_cpu_list(cpus))
+
+
 def set_process_attributes(process: dict, linux_cfg: dict | None, sys_=syscalls) -> None:
-    """rlimits, I/O priority, scheduler and (for the init) personality: before caps drop."""
+    """rlimits, I/O priority, scheduler, CPU affinity and (for the init) personality.
+
+    Before capabilities are dropped: some of them need CAP_SYS_NICE or CAP_SYS_RESOURCE.
+    """
     set_rlimits(process.get("rlimits") or [])
+    set_cpu_affinity(process, "final")
     io = process.get("ioPriority")
     if io:
         if io.get("class") not in _IOPRIO_CLASSES:

@@ -137,14 +137,18 @@ def test_process_attributes_personality_io_priority_scheduler_console(runtime, b
         config["linux"]["personality"] = {"domain": "LINUX32"}
         config["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 6}
         config["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 7}
+        last_cpu = str(max(os.sched_getaffinity(0)))
+        config["process"]["execCPUAffinity"] = {"initial": "0", "final": last_cpu}
 
     # stat fields 19 (nice) and 41 (policy) of the shell itself
-    probe = "uname -m; ionice -p $$; cut -d' ' -f19,41 /proc/$$/stat"
+    probe = "uname -m; ionice -p $$; cut -d' ' -f19,41 /proc/$$/stat;"
+    probe += " grep Cpus_allowed_list /proc/self/status"
     _configure(busybox_bundle, ["sh", "-c", probe], attributes)
     lines = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id()).stdout.splitlines()
     assert lines[0] in ("i686", "i386")
     assert lines[1].replace(" ", "") == "best-effort:prio6"
     assert lines[2].split() == ["7", "3"]
+    assert lines[3].split() == ["Cpus_allowed_list:", str(max(os.sched_getaffinity(0)))]
 
 
 def test_time_namespace_offsets(runtime, busybox_bundle):

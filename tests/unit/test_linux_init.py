@@ -293,3 +293,9 @@ def test_a_plain_config_passes_the_checks():
             "linux": {"personality": {"domain": "LINUX"}},
         }
     )
+
+
+def test_cpu_lists_parse_like_the_kernel_prints_them():
+    assert linux.parse_cpu_list("0-2, 7") == {0, 1, 2, 7}
+    assert linux.parse_cpu_list("3") == {3}
+    assert linux.parse_cpu_list("") == set()
