@@ -224,6 +224,17 @@ def test_ipv6_network(manager, containers):
     )
 
 
+def test_ipv6_published_port(manager, containers, servers):
+    network = manager.create("p1_v6", project="p1", ipv6=True)
+    a = containers()
+    manager.attach("ca", a.path, "p1_v6")
+    servers(a, "busybox", "nc", "-ll", "-p", "80", "-e", "busybox", "echo", "over v6")
+    manager.publish("ca", "p1_v6", ["18300:80"])
+    assert_local_route(network.ipv6_gateway, {"lo"})
+    assert tcp_read(network.ipv6_gateway, 18300) == b"over v6\n"
+    assert tcp_read("127.0.0.1", 18300) == b"over v6\n"
+
+
 # ---------------------------------------------------------------- published ports
 
 
@@ -436,3 +447,27 @@ def test_parallel_publishes_of_one_port_let_exactly_one_win(manager, containers)
     codes = sorted(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children)
     assert codes == [0, 3, 3, 3]
     assert [p.host_port for p in manager.inspect("p1_default").ports] == [18200]
+
+
+def test_container_of_our_runtime_serves_on_a_published_port(
+    manager, runtime, busybox_bundle, tmp_path
+):
+    from rootfs import read_config, write_config
+
+    network = manager.create("p1_default", project="p1")
+    config = read_config(busybox_bundle)
+    config["process"]["args"] = ["nc", "-ll", "-p", "80", "-e", "echo", "from a container"]
+    write_config(busybox_bundle, config)
+    container_id = runtime.new_id()
+    with open(tmp_path / "out", "w") as out:
+        runtime("create", "--bundle", str(busybox_bundle), container_id, stdout=out, stderr=out)
+    pid = json.loads(runtime("state", container_id).stdout)["pid"]
+    # Attached between create and start, as the engine does: the network is there at exec.
+    attachment = manager.attach(container_id, f"/proc/{pid}/ns/net", "p1_default")
+    runtime("start", container_id)
+    (port,) = manager.publish(container_id, "p1_default", ["80"])
+    assert_local_route(attachment.ipv4, {network.bridge})
+    assert tcp_read(attachment.ipv4, 80) == b"from a container\n"
+    assert tcp_read("127.0.0.1", port.host_port) == b"from a container\n"
+    runtime("delete", "--force", container_id)
+    assert manager.cleanup_stale() == [f"endpoint {container_id[:12]} on p1_default"]
