@@ -432,6 +432,7 @@ def _stage2(
     # runtime-spec: without user.umask the caller's umask stays (runc and crun force 022)
     os.umask((process.get("user") or {}).get("umask", callers_umask))
     linux.reset_signals()
+    linux.executable_of(process)  # a missing program fails create, as with runc and crun
     channel.send({"type": "ready"})
     channel.close()
     if console_fd >= 0:

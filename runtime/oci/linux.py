@@ -667,10 +667,16 @@ def reset_signals() -> None:
 
 def exec_process(process: dict, keep_fds: int = 0) -> None:
     """Replace this process with the user program; fds 3 .. 3+keep_fds-1 stay open."""
-    env = dict(item.split("=", 1) for item in process.get("env") or [] if "=" in item)
-    args = process["args"]
     _close_on_exec_from(3 + keep_fds)
-    os.execve(find_executable(args[0], env.get("PATH")), args, env)
+    os.execve(executable_of(process), process["args"], _environment(process))
+
+
+def _environment(process: dict) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in process.get("env") or [] if "=" in item)
+
+
+def executable_of(process: dict) -> str:
+    return find_executable(process["args"][0], _environment(process).get("PATH"))
 
 
 def find_executable(name: str, path: str | None) -> str:

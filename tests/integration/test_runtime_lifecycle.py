@@ -435,3 +435,12 @@ def test_run_of_a_terminal_container_proxies_the_pty(runtime, busybox_bundle):
     )  # fmt: skip
     assert "hi from /dev/pts/0" in result.stdout
     assert result.returncode == 3
+
+
+def test_a_missing_program_fails_create_and_leaves_nothing(runtime, busybox_bundle):
+    _set_args(busybox_bundle, "no-such-program")
+    container_id = runtime.new_id()
+    result = runtime("create", "--bundle", str(busybox_bundle), container_id, check=False)
+    assert result.returncode != 0 and "no-such-program" in result.stderr
+    assert not (runtime.root / container_id).exists()
+    assert not _cgroup_dirs(container_id)
