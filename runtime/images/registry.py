@@ -469,9 +469,15 @@ class RegistryClient:
                         ok=(200, 206),
                         what=what,
                     )
-                    if done and response.status == 200:  # Range ignored: start over
+                    if done and response.status == 200:  # Range ignored: the whole blob
                         out.truncate(0)
                         hasher, done = digest_hasher(digest), 0
+                    elif done and not _continues_at(response, done):
+                        # Some other range: start over from zero on a fresh request.
+                        self._drop_all_here()
+                        out.truncate(0)
+                        hasher, done = digest_hasher(digest), 0
+                        continue
                     total = size if size is not None else done + (response.length or 0)
                     if on_progress:
                         on_progress(digest, done, total)
@@ -479,8 +485,13 @@ class RegistryClient:
                         out.write(buffer[:n])
                         hasher.update(buffer[:n])
                         done += n
+                        if size is not None and done > size:
+                            break  # more than the manifest says: refused below
                         if on_progress:
                             on_progress(digest, done, total)
+                    if size is not None and done > size:
+                        self._drop_all_here()
+                        break
                     if response.length:  # the server stopped short of its Content-Length
                         raise http.client.IncompleteRead(b"", response.length)
                     if size is None or done >= size:
@@ -696,6 +707,13 @@ class _ProgressReader:
         if self._f is not None:
             self._f.close()
             self._f = None
+
+
+def _continues_at(response: http.client.HTTPResponse, offset: int) -> bool:
+    """Whether a response to `Range: bytes=offset-` really starts at `offset`."""
+    content_range = response.getheader("Content-Range") or ""
+    unit, _, span = content_range.partition(" ")
+    return unit == "bytes" and span.split("-")[0] == str(offset)
 
 
 def _with_query(url: str, **params: str) -> str:

@@ -218,6 +218,22 @@ def test_tampered_blob_is_refused(registry, source, fresh):
         blob.write_bytes(bytes(data))
 
 
+def test_layer_longer_than_its_manifest_says_is_refused(registry, source, fresh):
+    name = repo(registry)
+    push("busybox:latest", name, source)
+    image = source.resolve("busybox:latest")
+    manifest = json.loads(source.read_blob(image.digest))
+    manifest["layers"][0]["size"] -= 100
+    repository = name.split("/", 1)[1].rsplit(":", 1)[0]
+    RegistryClient(registry.host).put_manifest(
+        repository, "short", json.dumps(manifest).encode(), manifest["mediaType"]
+    )
+    with pytest.raises(DigestError, match="the manifest says"):
+        pull(f"{registry.host}/{repository}:short", fresh)
+    assert not fresh.has_blob(image.layers[0].digest)
+    assert not list(ingest_dir(fresh).glob("*.partial"))
+
+
 # ---------------------------------------------------------------- resume
 
 
