@@ -380,11 +380,7 @@ class NetworkManager:
             if record["internal"]:
                 raise NetworkError(f"network {network} is internal: ports cannot be published")
             taken = [p for net in self.list() for p in net.ports]
-            mine = {
-                (p.protocol, p.host_ip, p.container_port)
-                for p in taken
-                if p.container_id == container_id
-            }
+            mine = [p for p in taken if p.container_id == container_id]
             owner = service or (endpoint["aliases"][0] if endpoint["aliases"] else None)
 
             def make(request, host_ip: str, host_port: int) -> ports.PublishedPort:
@@ -405,12 +401,8 @@ class NetworkManager:
                     service=owner,
                 )
 
-            fresh = [
-                r
-                for r in wanted
-                if ((r.protocol or "tcp").lower(), ports._normal_ip(r.host_ip), int(r.target))
-                not in mine
-            ]
+            # Publishing again what is already published changes nothing.
+            fresh = [r for r in wanted if not any(ports.satisfies(p, r) for p in mine)]
             published = ports.assign(fresh, taken, make=make)
             entries = record["ports"].setdefault(container_id, [])
             entries.extend(p.to_json() for p in published)

@@ -138,13 +138,27 @@ def bindable(protocol: str, host_ip: str, port: int) -> bool:
     return True
 
 
+def satisfies(port: PublishedPort, request) -> bool:
+    """Whether an existing publication already answers `request`."""
+    if (
+        port.protocol != (request.protocol or "tcp").lower()
+        or port.host_ip != normal_ip(request.host_ip)
+        or port.container_port != int(request.target)
+    ):
+        return False
+    if not request.published:
+        return True
+    first, last = _range(str(request.published), str(request.published))
+    return first <= port.host_port <= last
+
+
 def _clash(a_ip: str, b_ip: str) -> bool:
     """Two host IPs overlap when equal or when either means every address."""
     unspecified = {"", "0.0.0.0", "::"}
     return a_ip in unspecified or b_ip in unspecified or a_ip == b_ip
 
 
-def _normal_ip(host_ip: str | None) -> str:
+def normal_ip(host_ip: str | None) -> str:
     if not host_ip:
         return ""
     address = ipaddress.ip_address(host_ip.strip("[]"))
@@ -178,7 +192,7 @@ def assign(
         protocol = (request.protocol or "tcp").lower()
         if protocol not in PROTOCOLS:
             raise PortError(f"unsupported protocol {protocol!r} for port {request.target}")
-        host_ip = _normal_ip(request.host_ip)
+        host_ip = normal_ip(request.host_ip)
         if request.published:
             first, last = _range(str(request.published), str(request.published))
             candidates = list(range(first, last + 1))

@@ -186,3 +186,14 @@ def test_assign_within_one_request_batch_never_repeats_a_port():
         ports.assign(
             [ports.PortRequest(82, "7000-7001")], result, make=_make, is_free=lambda *a: True
         )
+
+
+def test_an_existing_publication_satisfies_the_same_request_only():
+    port = _make(ports.PortRequest(80), "", 8080)
+    assert ports.satisfies(port, ports.PortRequest(80, "8080"))
+    assert ports.satisfies(port, ports.PortRequest(80, "8000-8090"))
+    assert ports.satisfies(port, ports.PortRequest(80))  # any host port will do
+    assert not ports.satisfies(port, ports.PortRequest(80, "8081"))
+    assert not ports.satisfies(port, ports.PortRequest(80, "8080", protocol="udp"))
+    assert not ports.satisfies(port, ports.PortRequest(80, "8080", host_ip="127.0.0.1"))
+    assert not ports.satisfies(port, ports.PortRequest(81, "8080"))
