@@ -125,14 +125,15 @@ class NetworkInfo:
 
 
 def _network_info(name: str, data: dict) -> NetworkInfo:
+    # NetworkManager writes {"ipv4": {"subnet", "gateway"}, "ipv6": {...} or null};
+    # a flat subnet/gateway or a "subnets" list is read too.
     subnets, gateways = [], []
-    entries = [data, *data.get("subnets", ()), *data.get("ipam", {}).get("config", ())]
-    for key_subnet, key_gateway in (("subnet", "gateway"), ("subnet6", "gateway6")):
-        for entry in entries:
-            if isinstance(entry, dict) and entry.get(key_subnet):
-                subnets.append(ipaddress.ip_network(entry[key_subnet], strict=False))
-                if entry.get(key_gateway):
-                    gateways.append(str(ipaddress.ip_interface(entry[key_gateway]).ip))
+    entries = [data.get("ipv4"), data.get("ipv6"), data, *data.get("subnets", ())]
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("subnet"):
+            subnets.append(ipaddress.ip_network(entry["subnet"], strict=False))
+            if entry.get("gateway"):
+                gateways.append(str(ipaddress.ip_interface(entry["gateway"]).ip))
     return NetworkInfo(
         name=name,
         subnets=tuple(dict.fromkeys(subnets)),
@@ -172,6 +173,8 @@ def project_networks(
                 found[stem] = previous[stem]
             continue
         if not isinstance(data, dict) or _project_of(data) != project:
+            continue
+        if data.get("state") == "removing":  # its bridge and gateway are going away
             continue
         name = data.get("name") or stem
         found[name] = _network_info(name, data)

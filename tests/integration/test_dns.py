@@ -395,3 +395,36 @@ def _wait(condition, what: str, limit: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"server did not {what} within {limit}s")
         time.sleep(0.02)
+
+
+def test_with_the_network_manager_ipv4_and_ipv6(in_netns, tmp_path):
+    """Networks made by NetworkManager (its record format, real bridges and veths)."""
+    from runtime.network.manager import NetworkManager
+
+    root = tmp_path / "manager-root"
+    manager = NetworkManager(root)
+    name = f"dnsm{uuid.uuid4().hex[:8]}"
+    network = f"{name}_default"
+    pid = None
+    with ProcessNetns() as web, ProcessNetns() as db:
+        try:
+            net = manager.create(network, project=name, ipv6=True)
+            att_web = manager.attach("c-web", web.path, network)
+            att_db = manager.attach("c-db", db.path, network, aliases=["database"])
+            for container_id, service, att in (("c-web", "web", att_web), ("c-db", "db", att_db)):
+                ips = [att.ipv4, att.ipv6]
+                add_container(name, network, container_id, f"{name}-{service}-1", service, ips, ["database"] if service == "db" else [], None, root=root)  # fmt: skip
+            pid = dnsserver.ensure_running(name, root)
+            assert_local_route(net.gateway, {att_web.ifname}, netns=web)
+            v4 = query(web, "database", "A", server=net.gateway)
+            v6 = query(web, "database", "AAAA", server=net.gateway)
+            assert addresses(v4) == [att_db.ipv4]
+            assert addresses(v6) == [str(ipaddress.ip_interface(att_db.ipv6).ip)]
+            # the IPv6 gateway answers too, and scopes by the IPv6 source address
+            assert addresses(query(web, "db", "A", server=net.ipv6_gateway)) == [att_db.ipv4]
+        finally:
+            for existing in manager.list():
+                manager.remove(existing.name)
+        if pid is not None:
+            _wait(lambda: not _alive(pid), "leave when its networks are removed")
+    assert dnsserver.server_pid(name, root) is None

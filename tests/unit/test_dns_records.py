@@ -113,6 +113,25 @@ def test_network_files_ignore_the_records_folder_and_other_projects(root):
     assert networks[BACK].internal
 
 
+def test_network_manager_record_format(tmp_path):
+    path = tmp_path / "networks" / "shop_default.json"
+    path.parent.mkdir()
+    record = {
+        "name": "shop_default",
+        "project": "shop",
+        "internal": False,
+        "state": "ready",
+        "ipv4": {"subnet": "10.89.3.0/26", "gateway": "10.89.3.1", "ip_range": None},
+        "ipv6": {"subnet": "fd00:3::/64", "gateway": "fd00:3::1"},
+    }
+    path.write_text(json.dumps(record))
+    info = project_networks("shop", tmp_path)["shop_default"]
+    assert info.gateways == ("10.89.3.1", "fd00:3::1")
+    assert [str(s) for s in info.subnets] == ["10.89.3.0/26", "fd00:3::/64"]
+    path.write_text(json.dumps({**record, "ipv6": None, "state": "removing"}))
+    assert project_networks("shop", tmp_path) == {}
+
+
 def test_network_file_with_a_subnet_list(tmp_path):
     path = tmp_path / "networks" / "n.json"
     path.parent.mkdir()
