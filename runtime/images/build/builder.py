@@ -200,7 +200,8 @@ class Builder:
             index = len(self.df.stages) - 1
         needed = self._needed(index)
         self.total = sum(1 + len(self.df.stages[i].instructions) for i in needed)
-        state = self._stage(index)
+        for dependency in needed:  # in order, so steps are reported stage by stage
+            state = self._stage(dependency)
         config = json.loads(json.dumps(state.config))
         if labels:
             inner = config.setdefault("config", {})
@@ -216,7 +217,9 @@ class Builder:
             image = self.store.resolve(digest)
             self.cache.put_image(final_key, digest, image.id)
         for tag in tags:
-            self.store.tag(tag, digest)
+            current = self.store.resolve(tag)
+            if current is None or current.digest != digest:  # an unchanged tag costs no write
+                self.store.tag(tag, digest)
         image = self.store.resolve(tags[0] if tags else digest)
         return image
 
