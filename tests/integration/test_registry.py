@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import sys
+import tarfile
 import threading
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from runtime.images.auth import AuthError, Credentials, login
 from runtime.images.pull import ingest_dir, pull
 from runtime.images.push import push
 from runtime.images.registry import (
+    MEDIA_DOCKER_LIST,
+    MEDIA_DOCKER_MANIFEST,
     MEDIA_OCI_INDEX,
     DigestError,
     NotFound,
@@ -150,10 +153,64 @@ def test_short_name_goes_only_to_configured_registries(registry, source, fresh, 
     assert fresh.resolve(name).digest == image.digest
 
 
+def test_several_layers_come_down_in_parallel_with_progress(registry, source, fresh):
+    base = source.resolve("busybox:latest")
+    layers, diff_ids = list(base.layers), list(base.diff_ids)
+    for i in range(4):
+        tar = io.BytesIO()
+        with tarfile.open(fileobj=tar, mode="w") as archive:
+            data = os.urandom(300_000)
+            member = tarfile.TarInfo(f"extra-{i}.bin")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+        tar.seek(0)
+        descriptor, diff_id = source.add_layer_from_tar(tar, "gzip")
+        layers.append(descriptor)
+        diff_ids.append(diff_id)
+    config = dict(base.config, rootfs={"type": "layers", "diff_ids": diff_ids})
+    source.put_image(None, config, layers, name="layered:latest")
+    name = repo(registry)
+    pushed = push("layered:latest", name, source)
+
+    progress: dict[str, tuple[int, int]] = {}
+    threads: set[str] = set()
+
+    def on_progress(digest: str, done: int, total: int) -> None:
+        progress[digest] = (done, total)
+        threads.add(threading.current_thread().name)
+
+    image = pull(name, fresh, on_progress=on_progress, max_parallel=3)
+    assert image.digest == pushed
+    assert [layer.digest for layer in image.layers] == [layer.digest for layer in layers]
+    assert progress == {layer.digest: (layer.size, layer.size) for layer in layers}
+    assert 1 < len(threads) <= 3
+
+
+def test_docker_schema2_manifest_keeps_its_type_and_digest(registry, source, fresh):
+    image = source.resolve("busybox:latest")
+    name = repo(registry)
+    push("busybox:latest", name, source)
+    manifest = json.loads(source.read_blob(image.digest))
+    manifest["mediaType"] = MEDIA_DOCKER_MANIFEST
+    manifest["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json"
+    for layer in manifest["layers"]:
+        layer["mediaType"] = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    data = json.dumps(manifest, indent=3).encode()  # any spelling: the bytes make the digest
+    repository = name.split("/", 1)[1].rsplit(":", 1)[0]
+    digest = RegistryClient(registry.host).put_manifest(
+        repository, "docker", data, MEDIA_DOCKER_MANIFEST
+    )
+    pulled = pull(f"{registry.host}/{repository}:docker", fresh)
+    assert pulled.digest == digest
+    assert fresh.read_blob(digest) == data
+    assert pulled.manifest["mediaType"] == MEDIA_DOCKER_MANIFEST
+
+
 # ---------------------------------------------------------------- platforms
 
 
-def test_manifest_list_picks_this_machines_platform(registry, source, fresh):
+@pytest.mark.parametrize("index_type", [MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST])
+def test_manifest_list_picks_this_machines_platform(registry, source, fresh, index_type):
     ours = source.resolve("busybox:latest")
     other_arch = "arm64" if host_platform()["architecture"] != "arm64" else "amd64"
     theirs = source.import_rootfs_tar(
@@ -178,14 +235,14 @@ def test_manifest_list_picks_this_machines_platform(registry, source, fresh):
 
     index = {
         "schemaVersion": 2,
-        "mediaType": MEDIA_OCI_INDEX,
+        "mediaType": index_type,
         "manifests": [  # ours second: the choice is by platform, not by position
             entry(theirs, {"os": "linux", "architecture": other_arch}),
             entry(ours, host_platform()),
         ],
     }
     client = RegistryClient(registry.host)
-    client.put_manifest(base.split("/", 1)[1], "multi", json.dumps(index).encode(), MEDIA_OCI_INDEX)
+    client.put_manifest(base.split("/", 1)[1], "multi", json.dumps(index).encode(), index_type)
 
     assert pull(f"{base}:multi", fresh).digest == ours.digest
     other = pull(
