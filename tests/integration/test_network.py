@@ -19,7 +19,13 @@ import pytest
 from runtime.network import bridge, nft, ports
 from runtime.network.manager import NetworkError, NetworkManager
 from tests import netns
-from tests.netns import ProcessNetns, assert_local_route, host_netns_inode, netns_inode
+from tests.netns import (
+    ProcessNetns,
+    assert_local_route,
+    host_netns_inode,
+    netns_inode,
+    route_of,
+)
 
 netns_sandbox = netns.netns_sandbox
 in_netns = netns.in_netns
@@ -86,14 +92,42 @@ def addresses(container: ProcessNetns, ifname: str = "eth0") -> dict:
     return link
 
 
-def can_ping(container: ProcessNetns, address: str) -> bool:
-    return (
-        container.run("busybox", "ping", "-c", "1", "-W", "2", address, check=False).returncode == 0
-    )
+def our_gateways() -> set[str]:
+    """The addresses on our bridges in the sandbox."""
+    out = subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True, check=True).stdout
+    return {
+        a["local"]
+        for link in json.loads(out)
+        if link["ifname"].startswith(bridge.BRIDGE_PREFIX)
+        for a in link.get("addr_info", [])
+    }
+
+
+def check_route(address: str, container: ProcessNetns | None = None) -> None:
+    """Refuse to send to `address` unless it stays on loopback or our bridges: from the
+    sandbox directly; from a container directly or through one of our gateways."""
+    if container is None:
+        assert_local_route(address, {"lo", *bridge.links_with_prefix(bridge.BRIDGE_PREFIX)})
+    else:
+        route = route_of(address, container)
+        assert route.get("gateway") in (None, *our_gateways()), route
+        assert route["dev"] != "lo", route
+
+
+def can_ping(container: ProcessNetns, address: str, *extra: str) -> bool:
+    check_route(address, container)
+    argv = ("busybox", "ping", *extra, "-c", "1", "-W", "2", address)
+    return container.run(*argv, check=False).returncode == 0
+
+
+def nc_from(container: ProcessNetns, address: str, port: int) -> str:
+    check_route(address, container)
+    return container.run("busybox", "nc", "-w", "5", address, str(port)).stdout
 
 
 def tcp_read(address: str, port: int, attempts: int = 50) -> bytes:
     """Connect and read until EOF; retried while the server starts (bounded)."""
+    check_route(address)
     for _ in range(attempts):
         try:
             with socket.create_connection((address, port), timeout=5) as sock:
@@ -111,6 +145,7 @@ def tcp_read(address: str, port: int, attempts: int = 50) -> bytes:
 
 
 def udp_echo(address: str, port: int, payload: bytes, attempts: int = 30) -> bytes:
+    check_route(address)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.3)
         for _ in range(attempts):
@@ -218,10 +253,7 @@ def test_ipv6_network(manager, containers):
     att_b = manager.attach("cb", b.path, "p1_v6")
     assert att_a.ipv6 and att_b.ipv6 and network.ipv6_subnet
     assert_local_route(att_b.ipv6, {"eth0"}, netns=a)
-    assert (
-        a.run("busybox", "ping", "-6", "-c", "1", "-W", "2", att_b.ipv6, check=False).returncode
-        == 0
-    )
+    assert can_ping(a, att_b.ipv6, "-6")
 
 
 def test_ipv6_published_port(manager, containers, servers):
@@ -254,8 +286,7 @@ def test_published_tcp_and_udp_ports(manager, containers, servers):
         assert tcp_read(address, 18080) == b"hello from a\n"
         assert udp_echo(address, 18053, b"ping") == b"echo:ping"
     for container in (b, a):
-        out = container.run("busybox", "nc", "-w", "5", network.gateway, "18080").stdout
-        assert out == "hello from a\n"
+        assert nc_from(container, network.gateway, 18080) == "hello from a\n"
     assert tcp_read(att_a.ipv4, 80) == b"hello from a\n"
 
     manager.unpublish("ca")
@@ -283,8 +314,7 @@ def test_published_port_from_another_network(manager, containers, servers):
     manager.attach("cc", c.path, "p2_default")
     servers(a, "busybox", "nc", "-ll", "-p", "80", "-e", "busybox", "echo", "public")
     manager.publish("ca", "p1_default", ["18082:80"])
-    out = c.run("busybox", "nc", "-w", "5", network.gateway, "18082").stdout
-    assert out == "public\n"
+    assert nc_from(c, network.gateway, 18082) == "public\n"
 
 
 def test_port_conflicts_name_the_holder(manager, containers):
