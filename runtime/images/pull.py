@@ -188,8 +188,7 @@ def _pull_with(
     manifest = client.get_manifest(repository, ref.digest or ref.tag)
     if manifest.media_type in INDEX_TYPES:
         entry = select_manifest(manifest.json(), platform)
-        child = client.get_manifest(repository, entry["digest"], accept=MANIFEST_TYPES)
-        manifest = child
+        manifest = client.get_manifest(repository, entry["digest"], accept=MANIFEST_TYPES)
     if manifest.media_type not in MANIFEST_TYPES:
         raise RegistryError(
             f"{ref}: unsupported manifest type {manifest.media_type!r} "
