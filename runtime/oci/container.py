@@ -277,11 +277,11 @@ def _spawn(
     )
     console_fd = _connect(console_socket) if console_socket else -1
     parent, child = _pipe_pair()
-    stage1 = os.fork()
+    stage1, to_join = _fork_into(cgroup)
     if stage1 == 0:
         parent.close()
         init = (config, bundle, new_flags, masks, fifo_fds, console_fd, cgroup.dirs(), keep_fds)
-        _run_child(child, _stage1, joins, init)
+        _run_child(child, _stage1, to_join, joins, init)
     child.close()
     for fd in fifo_fds:
         os.close(fd)
@@ -289,15 +289,45 @@ def _spawn(
         os.close(console_fd)
     pid = 0
     try:
-        pid = _supervise_create(parent, config, record, stage1, new_flags, cgroup)
+        pid = _supervise_create(parent, config, record, stage1)
     finally:
         parent.close()
         _reap(stage1)
     return pid
 
 
-def _supervise_create(parent: _Channel, config, record, stage1, new_flags, cgroup) -> int:
-    """Answer the stages: map ids and join the cgroup, run runtime-side hooks, wait ready."""
+def _fork_into(cgroup) -> tuple[int, list[tuple[str, str]]]:
+    """Fork a child that joins `cgroup` without the cost of a cgroup move.
+
+    Moving a process into a cgroup takes a lock whose first use waits for an RCU grace
+    period (5-15 ms here). A child born in the cgroup2 directory (clone3 with
+    CLONE_INTO_CGROUP) or moving its single self into a v1 "tasks" file skips it. Returns
+    (pid, the (directory, file) the child still writes "0" to; see _join_cgroup).
+    """
+    from runtime.oci.cgroups import UNIFIED
+
+    unified = cgroup.paths.get(UNIFIED)
+    left = [(d, "cgroup.procs" if d == unified else "tasks") for d in cgroup.dirs()]
+    if unified:
+        fd = os.open(unified, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            pid = syscalls.clone_into_cgroup(fd)
+            return pid, [entry for entry in left if entry[0] != unified]
+        except OSError:
+            pass  # a kernel without clone3 into cgroups: fork, the child moves itself
+        finally:
+            os.close(fd)
+    return os.fork(), left
+
+
+def _join_cgroup(to_join: list[tuple[str, str]]) -> None:
+    for directory, name in to_join:
+        with open(os.path.join(directory, name), "w") as f:
+            f.write("0")
+
+
+def _supervise_create(parent: _Channel, config, record, stage1) -> int:
+    """Answer the stages: map user ids, run runtime-side hooks, wait until ready."""
     pid = 0
     while True:
         message = parent.recv()
@@ -307,9 +337,7 @@ def _supervise_create(parent: _Channel, config, record, stage1, new_flags, cgrou
         if kind == "error":
             raise ContainerError(message["message"])
         if kind == "stage1":
-            if new_flags & syscalls.CLONE_NEWUSER:
-                _write_id_maps(stage1, config["linux"])
-            cgroup.add(stage1)
+            _write_id_maps(stage1, config["linux"])
             parent.send({"type": "ack"})
         elif kind == "pid":
             pid = message["pid"]
@@ -361,15 +389,16 @@ def _describe(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
-def _stage1(channel, joins, init) -> None:
+def _stage1(channel, to_join, joins, init) -> None:
     config, _bundle, new_flags = init[:3]
     linux.set_cpu_affinity(config["process"], "initial")
+    _join_cgroup(to_join)  # first: later we may have no rights on the host's cgroups
     linux.join_namespaces(joins)
     if new_flags & syscalls.CLONE_NEWUSER:
         syscalls.unshare(syscalls.CLONE_NEWUSER)
-    channel.send({"type": "stage1"})
-    if (channel.recv() or {}).get("type") != "ack":
-        raise ContainerError("create aborted")
+        channel.send({"type": "stage1"})  # the parent writes our uid/gid maps
+        if (channel.recv() or {}).get("type") != "ack":
+            raise ContainerError("create aborted")
     in_user_ns = bool(new_flags & syscalls.CLONE_NEWUSER) or any(j[0] == "user" for j in joins)
     if in_user_ns:
         syscalls.setresgid(0, 0, 0)
@@ -678,11 +707,11 @@ def exec_in(
         become_subreaper()
     console_fd = _connect(console_socket) if console_socket else -1
     parent, child = _pipe_pair()
-    first = os.fork()
+    first, to_join = _fork_into(cgroup)
     if first == 0:
         parent.close()
         setup = (process, masks, seccomp_filter, console_fd, preserve_fds)
-        _run_child(child, _exec_stage1, ns_fds, setup)
+        _run_child(child, _exec_stage1, to_join, ns_fds, setup)
     child.close()
     for fd in [*ns_fds, console_fd]:
         if fd >= 0:
@@ -697,8 +726,6 @@ def exec_in(
                 raise ContainerError(f"exec: {message['message']}")
             if message["type"] == "pid":
                 pid = message["pid"]
-                cgroup.add(pid)
-                parent.send({"type": "ack"})
     except BaseException:
         if pid:
             _kill_quietly(pid)
@@ -746,8 +773,9 @@ def _container_namespaces(pid: int, config: dict) -> list[int]:
     return fds
 
 
-def _exec_stage1(channel, ns_fds, setup) -> None:
+def _exec_stage1(channel, to_join, ns_fds, setup) -> None:
     linux.set_cpu_affinity(setup[0], "initial")
+    _join_cgroup(to_join)
     for fd in ns_fds:
         syscalls.setns(fd, 0)
     pid = os.fork()  # a joined pid namespace applies to children only
@@ -757,8 +785,6 @@ def _exec_stage1(channel, ns_fds, setup) -> None:
 
 
 def _exec_stage2(channel, process, masks, seccomp_filter, console_fd, keep_fds) -> None:
-    if (channel.recv() or {}).get("type") != "ack":  # wait until we are in the cgroup
-        raise ContainerError("exec aborted")
     if process.get("terminal"):
         linux.setup_terminal(console_fd, size=process.get("consoleSize"))
     elif console_fd >= 0:

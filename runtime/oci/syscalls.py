@@ -67,6 +67,9 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+_SYS_CLONE3 = 435  # the same number on every architecture (the generic table)
+CLONE_INTO_CGROUP = 0x200000000
+_SIGCHLD = 17
 _SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "riscv64": 30, "ppc64le": 273, "s390x": 282}
 IOPRIO_WHO_PROCESS = 1
 
@@ -101,6 +104,25 @@ _libc.prctl.argtypes = [
 _libc.capget.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
 _libc.capset.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
 _libc.syscall.restype = ctypes.c_long
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "flags",
+            "pidfd",
+            "child_tid",
+            "parent_tid",
+            "exit_signal",
+            "stack",
+            "stack_size",
+            "tls",
+            "set_tid",
+            "set_tid_size",
+            "cgroup",
+        )
+    ]
 
 
 def _check(result: int, what: str, path: str | None = None) -> int:
@@ -141,6 +163,25 @@ def setns(fd: int, nstype: int = 0) -> None:
 def pivot_root(new_root: str, put_old: str) -> None:
     number = _SYS_PIVOT_ROOT[os.uname().machine]
     _check(_libc.syscall(number, _b(new_root), _b(put_old)), f"pivot_root {new_root!r}", new_root)
+
+
+def clone_into_cgroup(cgroup_fd: int) -> int:
+    """fork(2), the child born in the cgroup2 directory `cgroup_fd`: 0 in the child.
+
+    Called through PyDLL so the GIL stays held: the child resumes Python exactly where the
+    parent was. Unlike os.fork no at-fork handlers run, so callers keep the child short
+    and single-threaded (it forks the real container process with os.fork).
+    """
+    global _pylibc
+    if _pylibc is None:
+        _pylibc = ctypes.PyDLL(None, use_errno=True)
+        _pylibc.syscall.restype = ctypes.c_long
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    size = ctypes.c_size_t(ctypes.sizeof(args))
+    return _check(_pylibc.syscall(_SYS_CLONE3, ctypes.byref(args), size), "clone3")
+
+
+_pylibc = None
 
 
 def ioprio_set(which: int, who: int, ioprio: int) -> None:
