@@ -488,3 +488,53 @@ def test_unknown_user_in_run_names_the_line(store, tmp_path):
     with pytest.raises(BuildError, match="ghost") as err:
         build(context, store=store)
     assert err.value.line == 3
+
+
+def test_proxy_args_reach_run_without_an_arg_line(store, tmp_path):
+    context = write(
+        tmp_path / "ctx", {"Dockerfile": 'FROM busybox\nRUN echo "$HTTP_PROXY" > /proxy\n'}
+    )
+    image = build(context, store=store, args={"HTTP_PROXY": "http://127.0.0.1:3128"})
+    assert files_of(store, image)["proxy"][1] == b"http://127.0.0.1:3128\n"
+    assert not any("HTTP_PROXY" in e for e in image.config["config"]["Env"])
+    steps, on_step = steps_recorder()
+    build(context, store=store, args={"HTTP_PROXY": "http://127.0.0.1:3129"}, on_step=on_step)
+    assert all(hit for *_, hit in steps)  # a proxy change does not invalidate the cache
+
+
+def test_run_heredoc_with_a_shebang_runs_as_a_script(store, tmp_path):
+    context = write(
+        tmp_path / "ctx",
+        {"Dockerfile": 'FROM busybox\nRUN <<EOF\n#!/bin/sh -e\necho "script $0" > /sb\nEOF\n'},
+    )
+    tree = files_of(store, build(context, store=store))
+    assert tree["sb"][1].startswith(b"script /")
+    assert not any(name.startswith("dev/") for name in tree)
+
+
+def test_copy_dot_copies_contents_and_keeps_dest_mode(store, tmp_path):
+    context = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nCOPY . /app\n", "a": "a\n"})
+    os.chmod(context, 0o700)
+    tree = files_of(store, build(context, store=store))
+    assert tree["app"][0].mode & 0o777 == 0o755
+    assert tree["app/a"][1] == b"a\n"
+    assert tree["app/Dockerfile"][0].isfile()
+
+
+def test_healthcheck_none(store, tmp_path):
+    context = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nHEALTHCHECK NONE\n"})
+    assert build(context, store=store).config["config"]["Healthcheck"] == {"Test": ["NONE"]}
+
+
+def test_cache_never_outlives_pruned_layers(store, tmp_path):
+    from runtime.images.build.cache import BuildCache
+
+    context = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo x > /x\n"})
+    build(context, store=store, tags=["gone:1"])
+    store.remove("gone:1")
+    store.prune(min_age=0)
+    assert BuildCache(store.state_root).prune(store)  # entries whose layers went
+    steps, on_step = steps_recorder()
+    image = build(context, store=store, on_step=on_step)
+    assert [hit for *_, hit in steps] == [True, False]
+    assert files_of(store, image)["x"][1] == b"x\n"

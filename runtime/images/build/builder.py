@@ -1002,7 +1002,9 @@ class _Copier:
         """Copy `source` (a file, link or directory's contents) to `dest` in the rootfs."""
         st = os.lstat(source)
         if stat.S_ISDIR(st.st_mode):
-            self._entry(source, dest, st)
+            # A directory's contents are copied, not the directory: dest keeps its own mode.
+            if not os.path.isdir(resolve_in_root(self.rootfs, dest, follow_last=True)):
+                make_dirs(self.rootfs, dest, self.uid, self.gid)
             if context is not None:
                 children = ((child, entry.path) for child, entry in context.walk(rel))
                 prefix = len(rel) + 1 if clean(rel) != "." else 0

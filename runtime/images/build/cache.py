@@ -82,3 +82,19 @@ class BuildCache:
         atomic_write_json(
             self._path("image-" + key), {"manifest": manifest_digest, "config": config_digest}
         )
+
+    def prune(self, store) -> list[str]:
+        """Drop entries whose layers the store no longer has; return their keys."""
+        removed = []
+        if not self.dir.is_dir():
+            return removed
+        for path in self.dir.glob("*.json"):
+            data = read_json(path, None) or {}
+            if path.name.startswith("image-"):
+                alive = data and store.has_blob(data["manifest"])
+            else:
+                alive = all(store.has_blob(d["digest"]) for d in data.get("layers", []))
+            if not alive:
+                path.unlink(missing_ok=True)
+                removed.append(path.stem)
+        return removed

@@ -11,24 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-# Instructions whose arguments Docker substitutes variables in (RUN, CMD and ENTRYPOINT
-# are left to the shell in the container).
-SUBSTITUTED = frozenset(
-    [
-        "ADD",
-        "COPY",
-        "ENV",
-        "EXPOSE",
-        "FROM",
-        "LABEL",
-        "STOPSIGNAL",
-        "USER",
-        "VOLUME",
-        "WORKDIR",
-        "ARG",
-    ]
-)
-
 KNOWN = frozenset(
     [
         "FROM",
