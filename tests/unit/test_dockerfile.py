@@ -279,3 +279,74 @@ def test_durations(text, seconds):
 def test_bad_durations(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+# ---------------------------------------------------------------- metadata-only builds
+# FROM scratch with no filesystem step needs no mount and no root: the image config
+# semantics are checked here, the file system ones in tests/integration/test_build.py.
+
+
+def config_of(tmp_path, text: str, **kwargs) -> dict:
+    from runtime.images.build import build
+    from runtime.images.store import ImageStore
+
+    (tmp_path / "ctx").mkdir(exist_ok=True)
+    store = ImageStore(tmp_path / "root")
+    image = build(tmp_path / "ctx", inline=text, store=store, **kwargs)
+    return image.config
+
+
+def test_meta_args_need_redeclaring_in_a_stage(tmp_path):
+    text = "ARG V=1\nFROM scratch\nLABEL before=${V:-unset}\nARG V\nLABEL after=$V\n"
+    assert config_of(tmp_path, text)["config"]["Labels"] == {"before": "unset", "after": "1"}
+    labels = config_of(tmp_path, text, args={"V": "9"})["config"]["Labels"]
+    assert labels == {"before": "unset", "after": "9"}
+
+
+def test_env_wins_over_arg_and_builds_on_itself(tmp_path):
+    text = "FROM scratch\nARG X=arg\nENV X=env\nENV Y=${X}-y PATH=/bin:$PATH\nLABEL x=$X\n"
+    config = config_of(tmp_path, text)["config"]
+    assert config["Labels"] == {"x": "env"}
+    assert "Y=env-y" in config["Env"]
+    assert any(e.startswith("PATH=/bin:/usr/local/sbin") for e in config["Env"])
+
+
+def test_shell_applies_to_later_shell_forms(tmp_path):
+    text = 'FROM scratch\nSHELL ["/bin/bash", "-xc"]\nCMD run me\nENTRYPOINT ["e"]\n'
+    config = config_of(tmp_path, text)["config"]
+    assert config["Entrypoint"] == ["e"]
+    assert config["Cmd"] == ["/bin/bash", "-xc", "run me"]  # set in this stage: kept
+
+
+def test_onbuild_is_stored_and_stopsignal_expanded(tmp_path):
+    text = "FROM scratch\nARG SIG=SIGTERM\nSTOPSIGNAL $SIG\nONBUILD RUN make\nMAINTAINER me\n"
+    config = config_of(tmp_path, text)
+    assert config["config"]["OnBuild"] == ["RUN make"]
+    assert config["config"]["StopSignal"] == "SIGTERM"
+    assert config["author"] == "me"
+
+
+def test_healthcheck_exec_form_and_bad_options(tmp_path):
+    text = 'FROM scratch\nHEALTHCHECK --start-interval=1s CMD ["check", "--now"]\n'
+    check = config_of(tmp_path, text)["config"]["Healthcheck"]
+    assert check == {"Test": ["CMD", "check", "--now"], "StartInterval": 1_000_000_000}
+    with pytest.raises(DockerfileError) as err:
+        config_of(tmp_path, "FROM scratch\n\nHEALTHCHECK --interval=soon CMD x\n")
+    assert err.value.line == 3
+    with pytest.raises(DockerfileError) as err:
+        config_of(tmp_path, "FROM scratch\nHEALTHCHECK CMD\n")
+    assert err.value.line == 2
+
+
+def test_expose_rejects_bad_ports(tmp_path):
+    with pytest.raises(DockerfileError) as err:
+        config_of(tmp_path, "FROM scratch\nEXPOSE 80/tcp http\n")
+    assert err.value.line == 2 and "http" in err.value.message
+
+
+def test_history_and_identical_rebuild(tmp_path):
+    text = "FROM scratch\nENV A=1\nLABEL b=2\n"
+    first = config_of(tmp_path, text)
+    assert [h["created_by"] for h in first["history"]] == ["ENV A=1", "LABEL b=2"]
+    assert all(h.get("empty_layer") for h in first["history"])
+    assert config_of(tmp_path, text) == first  # the cache gives the same image back
