@@ -350,3 +350,14 @@ def test_history_and_identical_rebuild(tmp_path):
     assert [h["created_by"] for h in first["history"]] == ["ENV A=1", "LABEL b=2"]
     assert all(h.get("empty_layer") for h in first["history"])
     assert config_of(tmp_path, text) == first  # the cache gives the same image back
+
+
+def test_error_render_shows_the_line(tmp_path):
+    path = tmp_path / "Dockerfile"
+    path.write_text("FROM scratch\nWRONG here\n")
+    with pytest.raises(DockerfileError) as err:
+        parse(path.read_text(), str(path))
+    assert err.value.render() == f"{path}:2: unknown instruction: WRONG\n  2 | WRONG here"
+    inline = DockerfileError("dockerfile_inline", 1, "bad")
+    assert inline.render("FROM x\n") == "dockerfile_inline:1: bad\n  1 | FROM x"
+    assert inline.render() == "dockerfile_inline:1: bad"  # no file to read back

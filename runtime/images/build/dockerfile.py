@@ -61,6 +61,22 @@ class DockerfileError(Exception):
         where = f"{self.file}:{self.line}" if self.line else self.file
         return f"{where}: {self.message}"
 
+    def render(self, text: str | None = None) -> str:
+        """The message and the offending line, as the compose loader shows its errors.
+
+        `text` is the Dockerfile's content (an inline one has no file to read back).
+        """
+        if text is None:
+            try:
+                with open(self.file, encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                return str(self)
+        lines = text.splitlines()
+        if not 1 <= self.line <= len(lines):
+            return str(self)
+        return f"{self}\n  {self.line} | {lines[self.line - 1]}"
+
 
 @dataclass(frozen=True)
 class Heredoc:
