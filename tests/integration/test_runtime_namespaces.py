@@ -160,3 +160,36 @@ def test_time_namespace_offsets(runtime, busybox_bundle):
     inside = int(runtime("run", "--bundle", str(busybox_bundle), runtime.new_id()).stdout)
     host = int(float(Path("/proc/uptime").read_text().split()[0]))
     assert inside - host >= 86400 * 400 - 60
+
+
+@pytest.mark.parametrize("clone3", ["clone3", "fork"])
+def test_init_is_in_every_hierarchy_of_its_cgroup(busybox_bundle, tmp_path, monkeypatch, clone3):
+    from runtime.oci import container, syscalls
+
+    if clone3 == "fork":  # an older kernel: the child moves itself everywhere
+
+        def no_clone3(_fd):
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(syscalls, "clone_into_cgroup", no_clone3)
+    _configure(busybox_bundle, ["sleep", "60"])
+    root = str(tmp_path / "in-process-root")
+    container_id = f"cg-{os.getpid()}-{clone3}"
+    with open(tmp_path / "out", "w") as out:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+        try:
+            pid = container.create(root, container_id, str(busybox_bundle))
+        finally:
+            for fd, saved_fd in zip((1, 2), saved, strict=True):
+                os.dup2(saved_fd, fd)
+                os.close(saved_fd)
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        assert lines and all(line.endswith(f"/composer/{container_id}") for line in lines)
+        cgroup = container._cgroup({}, container_id)
+        assert pid in cgroup.pids()
+    finally:
+        container.delete(root, container_id, force=True)
+    assert not Path(root, container_id).exists()
