@@ -118,7 +118,7 @@ class TokenServer:
 
     def issue(self, user: str, scopes: list[str]) -> str:
         access = []
-        for scope in scopes:
+        for scope in " ".join(scopes).split():
             kind, name, actions = scope.split(":")
             allowed = [a for a in actions.split(",") if a == "pull" or (user and a == "push")]
             access.append({"type": kind, "name": name, "actions": allowed})

@@ -230,9 +230,10 @@ class Authorizer:
         basic = next((c for c in challenges if c.scheme == "basic"), None)
         if bearer is not None:
             wanted = scopes
-            scope = bearer.params.get("scope")
-            if scope and not _covered(scope, scopes):
-                wanted = (*scopes, scope)
+            # The challenge may name several scopes, space separated (e.g. for a mount).
+            for scope in bearer.params.get("scope", "").split():
+                if not _covered(scope, wanted):
+                    wanted = (*wanted, scope)
             # One token request at a time: parallel downloads all start with a 401.
             with self._fetching:
                 fresh = self.header(scopes)

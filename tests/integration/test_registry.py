@@ -473,6 +473,15 @@ def test_bearer_token_flow_with_a_token_service(tmp_path, source, fresh):
             assert token_service.requests[before:] == [
                 (None, {"service": ["test-registry"], "scope": [f"repository:{repository}:pull"]})
             ]
+
+            # A mount needs a token for both repositories: push to ours, pull from theirs.
+            target = f"{unique_id('bearer')}/busybox"
+            how: dict[str, str] = {}
+            before = len(token_service.requests)
+            push(name, f"{server.host}/{target}:1", fresh, on_blob=how.__setitem__)
+            assert set(how.values()) == {"mounted"}
+            scopes = {s for _, query in token_service.requests[before:] for s in query["scope"]}
+            assert {f"repository:{target}:pull,push", f"repository:{repository}:pull"} <= scopes
     finally:
         token_service.close()
 

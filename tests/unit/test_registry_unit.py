@@ -110,6 +110,16 @@ def test_challenge_scope_already_covered_is_not_repeated():
     assert parse_qs(urlsplit(service.calls[0][0]).query)["scope"] == ["repository:a:pull,push"]
 
 
+def test_challenge_with_several_scopes_asks_for_each():
+    service = TokenService()
+    challenge = (
+        'Bearer realm="https://auth.test/token",scope="repository:a:pull,push repository:b:pull"'
+    )
+    Authorizer("reg.test", None, service).answer(challenge, ("repository:a:pull,push",))
+    query = parse_qs(urlsplit(service.calls[0][0]).query)
+    assert query["scope"] == ["repository:a:pull,push", "repository:b:pull"]
+
+
 def test_token_fetched_meanwhile_is_reused_and_a_refused_one_replaced():
     service = TokenService()
     auth = Authorizer("reg.test", None, service)
