@@ -80,6 +80,10 @@ def signal_number(sig: int | str | None, default: int = signals.SIGTERM) -> int:
         raise ValueError(f"unknown signal {sig!r}") from None
 
 
+def new_container_id() -> str:
+    return os.urandom(32).hex()
+
+
 class Engine:
     """Containers under one state root, run by one OCI runtime by default.
 
@@ -159,11 +163,19 @@ class Engine:
         name: str | None = None,
         labels: dict | None = None,
         stop_signal: int | str | None = None,
+        restart: str | None = None,
+        healthcheck=None,
+        container_id: str | None = None,
     ) -> str:
         """Write the container's bundle and state; return its id. Nothing runs yet.
 
         `spec` is a runtime.oci.spec.ContainerSpec, or a ready OCI config dict.
         stop_signal: what `stop` sends first (default SIGTERM), e.g. Compose's stop_signal.
+        restart: "no" (default), "always", "on-failure[:N]" or "unless-stopped"; the shim
+        applies it. healthcheck: a dict or composer.model.Healthcheck (test, interval,
+        timeout, retries, start_period, start_interval in seconds; see runtime.health).
+        container_id: chosen by the caller when it prepared the container's directory
+        first (an image's overlay root filesystem in <dir>/rootfs, released by remove).
         """
         if isinstance(spec, dict):
             config = spec
@@ -171,12 +183,18 @@ class Engine:
             from runtime.oci.spec import build_config
 
             config = build_config(spec)
-        container_id = os.urandom(32).hex()
+        from runtime.health import normalize
+
+        shim.parse_restart_policy(restart)  # refused here, not later in a detached shim
+        health_settings = normalize(healthcheck)
+        container_id = container_id or new_container_id()
         self.containers.mkdir(parents=True, exist_ok=True)
         with Lock(self.containers / ".lock", "create a container", timeout=60):
             if name is not None:
                 self._check_name_free(name)
             directory = self._dir(container_id)
+            if (directory / "state.json").exists():
+                raise ContainerError(f"container {container_id[:12]} exists already")
             bundle = directory / "bundle"
             bundle.mkdir(parents=True)
             config = dict(config)
@@ -201,6 +219,8 @@ class Engine:
                     "args": list(process.get("args") or []),
                     "cgroups_path": linux["cgroupsPath"],
                     "stop_signal": signal_number(stop_signal),
+                    "restart_policy": restart or "no",
+                    "healthcheck": health_settings,
                 },
             )
         return container_id
@@ -216,8 +236,9 @@ class Engine:
         directory = self._dir(container_id)
         with self._lock(container_id, "start the container"):
             state = self._state(container_id)
-            if self._live_status(state)["status"] == "running":
-                raise ContainerError(f"container {container_id[:12]} is already running")
+            status = self._live_status(state)["status"]
+            if status in _ACTIVE:
+                raise ContainerError(f"container {container_id[:12]} is already {status}")
             if state["status"] != "created":
                 # A restart: the previous run's shim and runtime state must be gone first
                 # (a finishing shim would unlink the new shim's socket).
@@ -236,6 +257,8 @@ class Engine:
                         "terminal": state.get("terminal", False),
                         "stop_signal": state.get("stop_signal"),
                         "cgroups_path": state.get("cgroups_path"),
+                        "restart": state.get("restart_policy"),
+                        "healthcheck": state.get("healthcheck"),
                     },
                     timeout=self.start_timeout,
                 )
@@ -266,7 +289,7 @@ class Engine:
         live = dict(state)
         shim_alive = shim.is_alive(state.get("shim_pid"), state.get("shim_start_time"))
         live["shim_alive"] = shim_alive
-        if state.get("status") == "running" and not shim_alive:
+        if state.get("status") in _ACTIVE and not shim_alive:
             if shim.is_alive(state.get("pid"), state.get("pid_start_time")):
                 live["status"] = "running"  # orphaned: nobody logs or reaps it
             else:
@@ -280,6 +303,8 @@ class Engine:
         directory = self._dir(container_id)
         info["dir"] = str(directory)
         info["log_path"] = str(directory / "log.jsonl")
+        info.setdefault("restart_count", 0)
+        info.setdefault("health", None)  # {"status", "failing_streak", "log"} with a check
         return info
 
     def list(self, labels: dict | None = None) -> list[dict]:
@@ -306,9 +331,10 @@ class Engine:
         container_id = self.resolve(ref)
         sig = signal_number(signal, signals.SIGKILL)
         state = self._live_status(self._state(container_id))
-        if state["status"] != "running":
+        if state["status"] not in _ACTIVE:
             raise ContainerError(f"container {container_id[:12]} is not running")
         try:
+            # Restarting: the shim cancels the coming restart.
             reply = shim.request(self._dir(container_id), {"cmd": "kill", "signal": sig})
         except shim.ShimUnreachable:
             result = self._run_runtime(state, "kill", container_id, str(sig))
@@ -326,7 +352,7 @@ class Engine:
         """
         container_id = self.resolve(ref)
         state = self._live_status(self._state(container_id))
-        if state["status"] != "running":
+        if state["status"] not in _ACTIVE:
             return {k: state.get(k) for k in ("status", "exit_code", "signal", "stop_reason")}
         sig = None if signal is None else signal_number(signal)
         try:
@@ -371,7 +397,8 @@ class Engine:
     # ------------------------------------------------------------ wait / remove
 
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
-        """Block until the container has exited; its exit code (None if nobody saw it)."""
+        """Block until the container has exited for good (no restart coming); its exit code
+        (None if nobody saw it)."""
         container_id = self.resolve(ref)
         directory = self._dir(container_id)
         state = self._live_status(self._state(container_id))
@@ -384,7 +411,7 @@ class Engine:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             state = self._live_status(self._state(container_id))
-            if state["status"] != "running":
+            if state["status"] not in _ACTIVE:
                 return state.get("exit_code")
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"container {container_id[:12]} still running")
@@ -396,10 +423,11 @@ class Engine:
         directory = self._dir(container_id)
         with self._lock(container_id, "remove the container"):
             state = self._live_status(self._state(container_id))
-            if state["status"] == "running":
+            if state["status"] in _ACTIVE:
                 if not force:
                     raise ContainerError(
-                        f"container {container_id[:12]} is running: stop it or remove with force"
+                        f"container {container_id[:12]} is {state['status']}: "
+                        "stop it or remove with force"
                     )
                 self._kill_for_removal(container_id, state)
             if shim.is_alive(state.get("shim_pid"), state.get("shim_start_time")):
@@ -411,6 +439,10 @@ class Engine:
                     f"{state['runtime']} delete left {leftover}: {result.stderr.strip()}"
                 )
             self._destroy_cgroup(container_id, state)
+            if (directory / "rootfs").is_dir():
+                from runtime.images.rootfs import release_rootfs
+
+                release_rootfs(directory, self.root)
             import shutil
 
             shutil.rmtree(directory)
@@ -439,6 +471,32 @@ class Engine:
             if time.monotonic() >= deadline:
                 raise ContainerError(f"the shim (pid {state['shim_pid']}) did not finish")
             time.sleep(0.02)
+
+    def wait_healthy(self, ref: str, timeout: float = 60, poll: float = 0.02) -> dict:
+        """Block until the container's healthcheck reports healthy; its health record.
+
+        ContainerError if it has no healthcheck or ends for good first; TimeoutError if
+        `timeout` seconds pass. An unhealthy container is waited for: it may recover.
+        """
+        container_id = self.resolve(ref)
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.inspect(container_id)
+            if not info.get("healthcheck"):
+                raise ContainerError(f"container {container_id[:12]} has no healthcheck")
+            health = info.get("health") or {}
+            if health.get("status") == "healthy" and info["status"] == "running":
+                return health
+            if info["status"] not in _ACTIVE and info["status"] != "created":
+                raise ContainerError(
+                    f"container {container_id[:12]} {info['status']} before it was healthy"
+                )
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"container {container_id[:12]} not healthy after {timeout:g}s "
+                    f"(health: {health.get('status', 'none')})"
+                )
+            time.sleep(poll)
 
     # ------------------------------------------------------------ exec / logs
 
@@ -682,10 +740,15 @@ def _default_cgroups_path(container_id: str) -> str:
     return f"/composer/{container_id}"  # runtime.oci.cgroups' default, for every runtime
 
 
+# A shim is behind these: running, or waiting to restart.
+_ACTIVE = ("running", "restarting")
+
+
 def _cleared_run_fields() -> dict:
     fields = ("pid", "pid_start_time", "exit_code", "signal", "finished_at", "oom_killed")
+    fields += ("health",)  # a start by hand begins a fresh count, as docker's
     extra = ("killed", "stop_reason", "stop_signal_sent", "stop_timeout", "start_error", "note")
-    return {**{k: None for k in fields + extra}, "status": "created"}
+    return {**{k: None for k in fields + extra}, "status": "created", "restart_count": 0}
 
 
 def _lookup(path: Path, name: str, kind: str) -> str:

@@ -49,13 +49,28 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, indent_increment, max_help_position, width or _terminal_width())
 
 
+class _FreeOptions:
+    """An argument group that leaves out option strings its parser already uses: after
+    the command name, the command's own `-f` (logs --follow) wins over the global one."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+        self.group = parser.add_argument_group("project options")
+
+    def add_argument(self, *names: str, **kwargs: object) -> None:
+        taken = self.parser._option_string_actions
+        free = [n for n in names if n not in taken]
+        if free:
+            self.group.add_argument(*free, **kwargs)
+
+
 def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     """Global options, accepted before or after the command name."""
 
     def default(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
 
-    group = parser.add_argument_group("project options")
+    group = _FreeOptions(parser)
     group.add_argument(
         "-f",
         "--file",
@@ -125,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, add_arguments) -> None:
         sub = commands.add_parser(
             name,
             help=help_text,
@@ -133,16 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=EXIT_STATUS_HELP,
             formatter_class=_HelpFormatter,
         )
+        add_arguments(sub)
         _add_global_options(sub, suppress=True)
-        return sub
 
-    from composer.cli import config_cmd
+    from composer.cli import config_cmd, project_cmds
 
-    config_cmd.add_arguments(command("config", "Validate and print the project's configuration"))
-    version = command("version", "Show the version")
-    version.add_argument("--format", choices=["pretty", "json"], default="pretty")
-    version.add_argument("--short", action="store_true", help="print the version number only")
+    command("config", "Validate and print the project's configuration", config_cmd.add_arguments)
+    for name, (help_text, add, _run) in project_cmds.COMMANDS.items():
+        command(name, help_text, add)
+    command("version", "Show the version", _version_arguments)
     return parser
+
+
+def _version_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=["pretty", "json"], default="pretty")
+    parser.add_argument("--short", action="store_true", help="print the version number only")
 
 
 def _version(args: argparse.Namespace) -> int:
@@ -158,9 +178,31 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from composer.cli import config_cmd
+    from composer.cli import config_cmd, project_cmds
 
-    return {"config": config_cmd.run, "version": _version}
+    handlers = {"config": config_cmd.run, "version": _version}
+    handlers.update({name: entry[2] for name, entry in project_cmds.COMMANDS.items()})
+    return handlers
+
+
+def _is_operational(err: Exception) -> bool:
+    """Failures a command reports as a plain message: the state of the machine or the
+    project made it impossible (a port in use, a failing build…), not a bug of ours."""
+    kinds = [
+        ("composer.ops.project", "OperationError"),
+        ("composer.containers", "ServiceSpecError"),
+        ("runtime.engine", "ContainerError"),
+        ("runtime.volumes", "VolumeError"),
+        ("runtime.network.manager", "NetworkError"),
+        ("runtime.images.store", "ImageError"),
+        ("runtime.images.obtain", "ImageUnavailable"),
+        ("runtime.images.build.builder", "BuildError"),
+        ("runtime.images.build.dockerfile", "DockerfileError"),
+        ("runtime.state", "LockBusy"),
+    ]
+    # Only modules already imported can have raised it: no import on this path.
+    classes = [getattr(sys.modules[m], n, None) for m, n in kinds if m in sys.modules]
+    return isinstance(err, tuple(c for c in classes if isinstance(c, type)))
 
 
 def run(argv: list[str]) -> int:
@@ -186,7 +228,11 @@ def run(argv: list[str]) -> int:
         # `composer config | head`: the reader left; say nothing more.
         sys.stderr.close()
         return EXIT_OK
-    except Exception as err:  # our bug, not the user's input: say so, keep it short
+    except Exception as err:
+        if _is_operational(err):
+            out.error(f"composer: {err}")
+            return EXIT_FAILURE
+        # Our bug, not the user's input: say so, keep it short.
         if os.environ.get("COMPOSER_DEBUG"):
             raise
         out.error(

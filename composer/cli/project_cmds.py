@@ -1,0 +1,282 @@
+"""Commands that act on a project's containers: up, down, ps, logs, start, stop …
+
+Argument parsing and output only; the work is in composer/ops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Callable
+
+from composer.cli.config_cmd import options_from_args
+from composer.cli.output import Output
+
+COLORS = ("36", "33", "32", "35", "34", "96", "93", "92", "95", "94")
+
+
+def _load(args: argparse.Namespace, services: list[str] | None = None):
+    from composer.loader import load
+
+    options = options_from_args(args)
+    options.selected_services = list(services or [])
+    result = load(options)
+    out = Output.from_args(args)
+    for warning in result.warnings:
+        out.warn(warning)
+    return result.project
+
+
+def _backend():
+    from composer.ops.backend import Backend
+
+    return Backend()
+
+
+class Progress:
+    """A line per resource and state; plain text (one line per change) for now."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.quiet = getattr(args, "progress", "auto") == "quiet"
+        self.lock = threading.Lock()
+
+    def __call__(self, resource: str, state: str) -> None:
+        if self.quiet:
+            return
+        with self.lock:
+            print(f" {resource:<40} {state}", file=sys.stderr, flush=True)
+
+
+# -- up -----------------------------------------------------------------------------------
+
+
+def add_up(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("services", nargs="*", metavar="SERVICE")
+    parser.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    build = parser.add_mutually_exclusive_group()
+    build.add_argument("--build", action="store_true", help="build images before starting")
+    build.add_argument("--no-build", action="store_true", help="never build images")
+    recreate = parser.add_mutually_exclusive_group()
+    recreate.add_argument("--force-recreate", action="store_true")
+    recreate.add_argument("--no-recreate", action="store_true")
+    parser.add_argument("--remove-orphans", action="store_true")
+    parser.add_argument("--scale", action="append", default=[], metavar="SERVICE=N")
+    parser.add_argument("--no-deps", action="store_true", help="do not start dependencies")
+    parser.add_argument("--no-start", action="store_true", help="create, do not start")
+    parser.add_argument("-t", "--timeout", type=float, help="stop timeout when recreating")
+    parser.add_argument("--wait", action="store_true", help="wait until running or healthy")
+    parser.add_argument("--wait-timeout", type=float, default=300.0)
+    parser.add_argument("--no-color", action="store_true")
+    parser.add_argument("--no-log-prefix", action="store_true")
+    parser.add_argument("--timestamps", action="store_true")
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from composer.ops.up import UpRequest, up
+
+    project = _load(args, args.services)
+    scale = {}
+    for item in args.scale:
+        name, _, count = item.partition("=")
+        if not count.isdigit():
+            raise SystemExit(f"composer: --scale takes SERVICE=N, not {item!r}")
+        scale[name] = int(count)
+    request = UpRequest(
+        services=list(args.services),
+        no_deps=args.no_deps,
+        build="always" if args.build else "never" if args.no_build else "auto",
+        force_recreate=args.force_recreate,
+        no_recreate=args.no_recreate,
+        remove_orphans=args.remove_orphans,
+        scale=scale,
+        start=not args.no_start,
+        parallel=max(getattr(args, "parallel", -1), 0),
+        timeout=args.timeout,
+        dependency_timeout=args.wait_timeout,
+    )
+    backend = _backend()
+    services = up(project, backend, request, Progress(args))
+    if args.wait:
+        from composer.ops.status import wait_ready
+
+        problem = wait_ready(project, backend, services, args.wait_timeout)
+        if problem:
+            Output.from_args(args).error(problem)
+            return 1
+    if args.detach or args.wait or args.no_start:
+        return 0
+    return _attach(args, project, backend, services)
+
+
+def _attach(args, project, backend, services) -> int:
+    """Follow the services' logs until they all exit, or Ctrl-C stops them."""
+    from composer.ops.down import stop
+
+    try:
+        _print_logs(args, project, backend, services, follow=True)
+    except KeyboardInterrupt:
+        print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
+        try:
+            stop(project, backend, Progress(args), services=services, timeout=args.timeout)
+        except KeyboardInterrupt:
+            stop(project, backend, Progress(args), services=services, timeout=0)
+        return 130
+    return 0
+
+
+# -- down -----------------------------------------------------------------------------------
+
+
+def add_down(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--volumes", action="store_true", help="remove named volumes")
+    parser.add_argument("--remove-orphans", action="store_true")
+    parser.add_argument("-t", "--timeout", type=float, help="seconds to wait before SIGKILL")
+
+
+def run_down(args: argparse.Namespace) -> int:
+    from composer.ops.down import down
+
+    project = _load(args)
+    down(
+        project,
+        _backend(),
+        Progress(args),
+        volumes=args.volumes,
+        remove_orphans=args.remove_orphans,
+        timeout=args.timeout,
+    )
+    return 0
+
+
+# -- stop / start / restart -----------------------------------------------------------------------
+
+
+def add_services_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("services", nargs="*", metavar="SERVICE")
+    parser.add_argument("-t", "--timeout", type=float, help="seconds to wait before SIGKILL")
+
+
+def run_stop(args: argparse.Namespace) -> int:
+    from composer.ops.down import stop
+
+    project = _load(args)
+    stop(project, _backend(), Progress(args), services=args.services, timeout=args.timeout)
+    return 0
+
+
+def run_start(args: argparse.Namespace) -> int:
+    from composer.ops.up import UpRequest, up
+
+    project = _load(args)
+    up(
+        project,
+        _backend(),
+        UpRequest(services=list(args.services), no_recreate=True, build="never"),
+        Progress(args),
+    )
+    return 0
+
+
+def run_restart(args: argparse.Namespace) -> int:
+    run_stop(args)
+    return run_start(args)
+
+
+# -- ps -----------------------------------------------------------------------------------
+
+
+def add_ps(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("services", nargs="*", metavar="SERVICE")
+    parser.add_argument("-a", "--all", action="store_true", help="also stopped containers")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    parser.add_argument("--services", dest="list_services", action="store_true")
+    parser.add_argument("--status", action="append", default=[])
+    parser.add_argument("--format", choices=["table", "json", "jsonl"], default="table")
+
+
+def run_ps(args: argparse.Namespace) -> int:
+    import json
+
+    from composer.ops.status import ps_rows
+
+    project = _load(args)
+    rows = ps_rows(project, _backend(), services=args.services, all=args.all, status=args.status)
+    if args.quiet:
+        print("\n".join(row["ID"] for row in rows))
+    elif args.list_services:
+        print("\n".join(dict.fromkeys(row["Service"] for row in rows)))
+    elif args.format == "json":
+        print(json.dumps(rows, indent=2))
+    elif args.format == "jsonl":
+        for row in rows:
+            print(json.dumps(row))
+    else:
+        columns = ("Name", "Image", "Command", "Service", "Status", "Ports")
+        table = [columns] + [tuple(str(row[c]) for c in columns) for row in rows]
+        widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+        for r in table:
+            print("   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+# -- logs -----------------------------------------------------------------------------------
+
+
+def add_logs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("services", nargs="*", metavar="SERVICE")
+    parser.add_argument("-f", "--follow", action="store_true")
+    parser.add_argument("-n", "--tail", type=int)
+    parser.add_argument("--since")
+    parser.add_argument("--until")
+    parser.add_argument("-t", "--timestamps", action="store_true")
+    parser.add_argument("--no-color", action="store_true")
+    parser.add_argument("--no-log-prefix", action="store_true")
+    parser.add_argument("--index", type=int)
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    project = _load(args)
+    _print_logs(
+        args, project, _backend(), args.services or list(project.services), follow=args.follow
+    )
+    return 0
+
+
+def _print_logs(args, project, backend, services, *, follow: bool) -> None:
+    from composer.ops.status import merged_logs
+
+    names = sorted(services)
+    width = max((len(n) for n in names), default=0) + 3
+    color = not getattr(args, "no_color", False) and sys.stdout.isatty()
+    palette = {name: COLORS[i % len(COLORS)] for i, name in enumerate(names)}
+    for record in merged_logs(
+        project,
+        backend,
+        services,
+        follow=follow,
+        tail=getattr(args, "tail", None),
+        since=getattr(args, "since", None),
+        until=getattr(args, "until", None),
+        index=getattr(args, "index", None),
+    ):
+        text = record["log"].rstrip("\n")
+        if getattr(args, "timestamps", False):
+            text = f"{record['time']} {text}"
+        if not getattr(args, "no_log_prefix", False):
+            prefix = f"{record['container']:<{width}}| "
+            if color:
+                prefix = f"\033[{palette.get(record['service'], '0')}m{prefix}\033[0m"
+            text = prefix + text
+        print(text, flush=follow)
+
+
+COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "up": ("Create and start containers", add_up, run_up),
+    "down": ("Stop and remove containers and networks", add_down, run_down),
+    "ps": ("List containers", add_ps, run_ps),
+    "logs": ("View output from containers", add_logs, run_logs),
+    "stop": ("Stop services", add_services_timeout, run_stop),
+    "start": ("Start services", add_services_timeout, run_start),
+    "restart": ("Restart services", add_services_timeout, run_restart),
+}

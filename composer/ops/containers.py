@@ -1,0 +1,263 @@
+"""Creating and removing one container of a service, with everything around it:
+root filesystem, volumes, network namespace and addresses, published ports, DNS
+records and the files that point the container at them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from composer import labels as L
+from composer.containers import container_spec
+from composer.model import Mount, Project, Service
+from composer.ops.backend import Backend
+from composer.plan import container_name
+
+NETWORK_RECORD = "composer-network.json"  # in the container dir: what to undo on removal
+
+
+def container_labels(
+    project: Project, service: Service, number: int, image_id: str, oneoff: bool = False
+) -> dict[str, str]:
+    labels = dict(service.labels)
+    labels.update(
+        {
+            L.PROJECT: project.name,
+            L.SERVICE: service.name,
+            L.NUMBER: str(number),
+            L.CONFIG_HASH: service.config_hash,
+            L.IMAGE: image_id,
+            L.ONEOFF: str(oneoff),
+            L.WORKING_DIR: project.project_dir,
+            L.CONFIG_FILES: ",".join(project.config_files),
+        }
+    )
+    return labels
+
+
+def _volume_name(project: Project, mount: Mount) -> str:
+    if mount.source and mount.source in project.volumes:
+        return project.volumes[mount.source].name
+    if mount.source:
+        return mount.source
+    return os.urandom(16).hex()  # anonymous: found again by its label, not its name
+
+
+def _network_mode(project: Project, service: Service, backend: Backend) -> tuple[str, str | None]:
+    """("bridge"|"none"|"host"|"join", netns path to join)."""
+    mode = service.network_mode
+    if mode in ("none", "host"):
+        return mode, None
+    if mode and mode.startswith(("service:", "container:")):
+        kind, _, target = mode.partition(":")
+        if kind == "service":
+            candidates = [
+                c
+                for c in backend.containers(project.name)
+                if (c.get("labels") or {}).get(L.SERVICE) == target and c.get("status") == "running"
+            ]
+        else:
+            candidates = [backend.engine.inspect(target)]
+        if not candidates or not candidates[0].get("pid"):
+            raise RuntimeError(f"service {service.name}: network_mode {mode}: it is not running")
+        return "join", f"/proc/{candidates[0]['pid']}/ns/net"
+    return "bridge", None
+
+
+def create(
+    project: Project,
+    service: Service,
+    number: int,
+    image,
+    backend: Backend,
+    *,
+    name: str | None = None,
+    oneoff: bool = False,
+) -> str:
+    """Create (not start) container `number` of service; return its id."""
+    from runtime.engine import new_container_id
+    from runtime.images.rootfs import prepare_rootfs
+
+    container_id = new_container_id()
+    directory = backend.container_dir(container_id)
+    directory.mkdir(parents=True)
+    name = name or container_name(project, service, number)
+    hostname = service.hostname or name
+    try:
+        rootfs = str(prepare_rootfs(image, directory, backend.store))
+        image_config = image.config.get("config") or {}
+
+        def volume_path(mount: Mount) -> str:
+            volume = _volume_name(project, mount)
+            labels = {L.PROJECT: project.name}
+            if not mount.source:
+                labels["io.composer.anonymous"] = container_id
+            backend.volumes.create(volume, labels=labels)
+            if not mount.volume_nocopy:
+                backend.volumes.fill_from_image(volume, rootfs, mount.target)
+            return backend.volumes.mountpoint(volume)
+
+        mode, join_path = _network_mode(project, service, backend)
+        namespaces: dict[str, str] = {}
+        extra_binds = []
+        if mode == "host":
+            namespaces["network"] = "host"
+        elif mode == "join":
+            namespaces["network"] = join_path
+        elif mode == "bridge":
+            netns, binds = _wire_network(
+                project, service, container_id, name, hostname, directory, backend
+            )
+            namespaces["network"] = netns
+            extra_binds.extend(binds)
+        spec = container_spec(
+            service,
+            image_config,
+            rootfs=rootfs,
+            hostname=hostname,
+            volume_path=volume_path,
+            extra_binds=tuple(extra_binds),
+            namespaces=namespaces,
+        )
+        backend.engine.create(
+            spec,
+            name=name,
+            labels=container_labels(project, service, number, image.digest, oneoff),
+            stop_signal=service.stop_signal or image_config.get("StopSignal"),
+            container_id=container_id,
+        )
+    except BaseException:
+        _undo(container_id, directory, backend, project.name)
+        raise
+    return container_id
+
+
+def _wire_network(
+    project: Project,
+    service: Service,
+    container_id: str,
+    name: str,
+    hostname: str,
+    directory: Path,
+    backend: Backend,
+) -> tuple[str, list]:
+    from runtime.network import dns, dns_records
+    from runtime.network.netns import create_netns
+    from runtime.oci.spec import Bind
+
+    netns = create_netns(directory / "netns")
+    record = {"netns": netns, "networks": []}
+    _write_record(directory, record)
+    ordered = sorted(service.networks.values(), key=lambda n: (-n.priority, n.name))
+    first = None
+    addresses: list[str] = []
+    for index, attachment in enumerate(ordered):
+        network = project.networks[attachment.name]
+        aliases = [service.name, *attachment.aliases]
+        result = backend.networks.attach(
+            container_id,
+            netns,
+            network.name,
+            ipv4=attachment.ipv4_address,
+            ipv6=attachment.ipv6_address,
+            mac=attachment.mac_address or service.mac_address,
+            ifname=f"eth{index}",
+            aliases=aliases,
+            priority=attachment.priority,
+        )
+        record["networks"].append(network.name)
+        _write_record(directory, record)
+        ips = [ip for ip in (result.ipv4, result.ipv6) if ip]
+        addresses.extend(ips)
+        dns_records.add_container(
+            project.name,
+            network.name,
+            container_id,
+            name,
+            service.name,
+            ips,
+            aliases,
+            hostname,
+            dns=list(service.dns),
+            root=backend.root,
+        )
+        if first is None:
+            first = (network, result)
+    if first and service.ports:
+        backend.networks.publish(
+            container_id, first[0].name, service.ports, service=f"{project.name}/{service.name}"
+        )
+    binds = []
+    if first:
+        gateway = first[1].gateway
+        (directory / "resolv.conf").write_text(
+            dns.resolv_conf(
+                gateway, list(service.dns), list(service.dns_search), list(service.dns_opt)
+            )
+        )
+        extra = {host: ips[0] for host, ips in service.extra_hosts.items() if ips}
+        (directory / "hosts").write_text(dns.hosts_file(hostname, addresses, extra, gateway))
+        binds += [
+            Bind(str(directory / "resolv.conf"), "/etc/resolv.conf"),
+            Bind(str(directory / "hosts"), "/etc/hosts"),
+        ]
+    (directory / "hostname").write_text(hostname + "\n")
+    binds.append(Bind(str(directory / "hostname"), "/etc/hostname"))
+    return netns, binds
+
+
+def _write_record(directory: Path, record: dict) -> None:
+    from runtime.state import atomic_write_json
+
+    atomic_write_json(directory / NETWORK_RECORD, record)
+
+
+def _undo(container_id: str, directory: Path, backend: Backend, project: str) -> None:
+    """Everything around a container that is not the engine's: ports, addresses, DNS,
+    its network namespace, its root filesystem. Idempotent."""
+    from runtime.network import dns_records
+    from runtime.network.netns import remove_netns
+
+    record_path = directory / NETWORK_RECORD
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+        with contextlib.suppress(Exception):
+            backend.networks.unpublish(container_id)
+        for network in record.get("networks", []):
+            with contextlib.suppress(Exception):
+                backend.networks.detach(container_id, network)
+        dns_records.remove_container(project, container_id, root=backend.root)
+        remove_netns(record["netns"])
+        record_path.unlink()
+    if (directory / "rootfs").is_dir():
+        from runtime.images.rootfs import release_rootfs
+
+        release_rootfs(directory, backend.root)
+    if directory.exists() and not (directory / "state.json").exists():
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove(
+    info: dict, backend: Backend, *, timeout: float | None = 10, volumes: bool = False
+) -> str | None:
+    """Stop (if running) and remove a container and everything composer made for it;
+    return how the stop went when it was not the plain signal-and-exit."""
+    container_id = info["id"]
+    directory = backend.container_dir(container_id)
+    project = (info.get("labels") or {}).get(L.PROJECT, "")
+    stop_reason = None
+    if info.get("status") == "running":
+        reply = backend.engine.stop(container_id, timeout=10 if timeout is None else timeout)
+        stop_reason = (reply or {}).get("stop_reason")
+    _undo(container_id, directory, backend, project)
+    backend.engine.remove(container_id, force=True)
+    if volumes:
+        for record in backend.volumes.list({"io.composer.anonymous": container_id}):
+            backend.volumes.remove(record["name"])
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(directory)
+    return stop_reason

@@ -1,0 +1,107 @@
+"""`composer down` and the other commands that stop or remove containers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from composer import labels as L
+from composer.model import Project
+from composer.ops import containers as ctr
+from composer.ops.backend import Backend
+from composer.ops.project import check_identity, forget, graph_of, project_lock
+
+Report = Callable[[str, str], None]
+
+
+def _by_service(infos: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for info in infos:
+        grouped.setdefault((info.get("labels") or {}).get(L.SERVICE, ""), []).append(info)
+    return grouped
+
+
+def down(
+    project: Project,
+    backend: Backend,
+    report: Report,
+    *,
+    volumes: bool = False,
+    remove_orphans: bool = False,
+    timeout: float | None = None,
+) -> None:
+    """Stop and remove the project's containers (reverse dependency order, each level
+    in parallel), then its networks; named volumes only with volumes=True."""
+    from runtime.network import dns
+
+    with project_lock(backend, project, "composer down"):
+        check_identity(backend, project, record=False)
+        infos = backend.containers(project.name)
+        grouped = _by_service(infos)
+        order = graph_of(project).stop_generations()
+        known = {name for level in order for name in level}
+        leftovers = [s for s in grouped if s not in known]
+        if leftovers and not remove_orphans:
+            # Orphans still hold the networks; keep those too.
+            report(
+                "Project",
+                f"orphan containers of services {', '.join(sorted(leftovers))} "
+                "left in place; `down --remove-orphans` removes them",
+            )
+        levels = ([leftovers] if remove_orphans and leftovers else []) + order
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for level in levels:
+                doomed = [info for name in level for info in grouped.get(name, [])]
+                futures = {
+                    pool.submit(ctr.remove, info, backend, timeout=timeout, volumes=volumes): info
+                    for info in doomed
+                }
+                for future, info in futures.items():
+                    how = future.result()
+                    report(f"Container {info.get('name')}", f"Removed{f' ({how})' if how else ''}")
+        if not backend.containers(project.name):
+            present = {network.name for network in backend.networks.list()}
+            for network in project.networks.values():
+                if not network.external and network.name in present:
+                    backend.networks.remove(network.name)
+                    report(f"Network {network.name}", "Removed")
+            dns.stop_server(project.name, backend.root)
+            forget(backend, project)
+        if volumes:
+            for volume in project.volumes.values():
+                if not volume.external and backend.volumes.exists(volume.name):
+                    backend.volumes.remove(volume.name)
+                    report(f"Volume {volume.name}", "Removed")
+
+
+def stop(
+    project: Project,
+    backend: Backend,
+    report: Report,
+    *,
+    services: list[str] | None = None,
+    timeout: float | None = None,
+) -> None:
+    """Stop (not remove) running containers, dependents first."""
+    grouped = _by_service(backend.containers(project.name, include_oneoff=False))
+    chosen = set(services or grouped)
+    for level in graph_of(project).stop_generations():
+        running = [
+            info
+            for name in level
+            if name in chosen
+            for info in grouped.get(name, [])
+            if info.get("status") == "running"
+        ]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            replies = list(
+                pool.map(
+                    lambda info: backend.engine.stop(
+                        info["id"], timeout=10 if timeout is None else timeout
+                    ),
+                    running,
+                )
+            )
+        for info, reply in zip(running, replies, strict=True):
+            why = (reply or {}).get("stop_reason")
+            report(f"Container {info.get('name')}", f"Stopped{f' ({why})' if why else ''}")

@@ -1,0 +1,212 @@
+"""Project-wide steps shared by the commands: the lock, the identity check,
+networks and volumes, images, and the dependency graph of the model."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+
+from composer.graph import Edge, ServiceGraph
+from composer.model import Project, Service
+from composer.ops.backend import Backend
+
+
+class OperationError(Exception):
+    """A command that cannot go on; the message says why and what to do."""
+
+
+def graph_of(project: Project) -> ServiceGraph:
+    edges = [
+        Edge(name, needed, "depends_on")
+        for name, service in project.services.items()
+        for needed in service.depends_on
+    ]
+    return ServiceGraph(project.services, edges)
+
+
+@contextlib.contextmanager
+def project_lock(backend: Backend, project: Project, purpose: str) -> Iterator[None]:
+    """Serialize commands on one project; a second one is told who holds it."""
+    from runtime.state import Lock, LockBusy
+
+    directory = backend.project_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with Lock(directory / f"{project.name}.lock", purpose, timeout=30):
+            yield
+    except LockBusy as e:
+        raise OperationError(str(e)) from None
+
+
+def check_identity(backend: Backend, project: Project, *, record: bool) -> None:
+    """Refuse to act on a project of the same name that lives in another folder."""
+    from runtime.state import atomic_write_json, read_json
+
+    path = backend.project_dir() / f"{project.name}.json"
+    known = read_json(path, None)
+    if known and known.get("working_dir") != project.project_dir:
+        others = backend.containers(project.name)
+        if others:
+            raise OperationError(
+                f"project name {project.name!r} is already used by the project in "
+                f"{known['working_dir']} ({len(others)} containers).\n"
+                f"  hint: give this one another name with -p NAME (or `name:` in the file), "
+                f"or run `composer down` in {known['working_dir']} first"
+            )
+    if record:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(
+            path,
+            {
+                "name": project.name,
+                "working_dir": project.project_dir,
+                "config_files": list(project.config_files),
+            },
+        )
+
+
+def forget(backend: Backend, project: Project) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(backend.project_dir() / f"{project.name}.json")
+
+
+def used_networks(project: Project, services: list[Service]) -> list[str]:
+    keys: list[str] = []
+    for service in services:
+        if service.network_mode and service.network_mode != "bridge":
+            continue
+        keys.extend(k for k in service.networks if k not in keys)
+    return keys
+
+
+def ensure_networks(
+    backend: Backend, project: Project, keys: list[str], report: Callable[[str, str], None]
+) -> None:
+    from runtime.network.manager import NetworkNotFound
+
+    for key in keys:
+        network = project.networks[key]
+        if network.external:
+            try:
+                backend.networks.inspect(network.name)
+            except NetworkNotFound:
+                raise OperationError(
+                    f"network {network.name} is external but does not exist: create it first"
+                ) from None
+            continue
+        backend.networks.create(
+            network.name,
+            project=project.name,
+            internal=network.internal,
+            ipv6=network.enable_ipv6,
+            labels=dict(network.labels),
+            ipam=_ipam(network),
+            driver_opts=dict(network.driver_opts),
+        )
+        report(f"Network {network.name}", "Created")
+
+
+def _ipam(network) -> dict | None:
+    if not network.ipam_pools:
+        return None
+    return {
+        "config": [
+            {
+                k: v
+                for k, v in (
+                    ("subnet", p.subnet),
+                    ("ip_range", p.ip_range),
+                    ("gateway", p.gateway),
+                    ("aux_addresses", dict(p.aux_addresses)),
+                )
+                if v
+            }
+            for p in network.ipam_pools
+        ]
+    }
+
+
+def ensure_volumes(
+    backend: Backend, project: Project, services: list[Service], report: Callable[[str, str], None]
+) -> None:
+    from composer import labels as L
+
+    wanted = {m.source for s in services for m in s.volumes if m.type == "volume" and m.source}
+    for key in wanted:
+        volume = project.volumes.get(key)
+        if volume is None:
+            continue
+        if volume.external:
+            if not backend.volumes.exists(volume.name):
+                raise OperationError(
+                    f"volume {volume.name} is external but does not exist: create it first"
+                )
+            continue
+        if not backend.volumes.exists(volume.name):
+            backend.volumes.create(
+                volume.name,
+                labels={**dict(volume.labels), L.PROJECT: project.name, "io.composer.volume": key},
+            )
+            report(f"Volume {volume.name}", "Created")
+
+
+def image_name(project: Project, service: Service) -> str:
+    return service.image or f"{project.name}-{service.name}"
+
+
+def ensure_image(
+    backend: Backend,
+    project: Project,
+    service: Service,
+    *,
+    build: str,
+    report: Callable[[str, str], None],
+):
+    """The service's image: built (build: always, or missing), or obtained."""
+    name = image_name(project, service)
+    policy = service.pull_policy or "missing"
+    if service.build is not None and policy != "never":
+        local = backend.store.resolve(name)
+        if build == "always" or policy == "build" or (local is None and build != "never"):
+            return build_image(backend, project, service, report)
+        if local is not None:
+            return local
+    from runtime.images.obtain import ImageUnavailable, obtain
+
+    try:
+        image = obtain(
+            name, backend.store, policy=policy, on_output=lambda line: report(f"Image {name}", line)
+        )
+    except ImageUnavailable as e:
+        raise OperationError(f"service {service.name}: {e}") from None
+    return image
+
+
+def build_image(
+    backend: Backend, project: Project, service: Service, report: Callable[[str, str], None]
+):
+    from runtime.images.build.builder import BuildError, build
+
+    spec = service.build
+    name = image_name(project, service)
+
+    def on_step(index: int, total: int, text: str, cached: bool) -> None:
+        report(f"Image {name}", f"[{index}/{total}] {'CACHED ' if cached else ''}{text}")
+
+    try:
+        return build(
+            spec.context,
+            spec.dockerfile or "Dockerfile",
+            inline=spec.dockerfile_inline,
+            target=spec.target,
+            args={k: v for k, v in spec.args.items() if v is not None},
+            labels=dict(spec.labels),
+            tags=(name, *spec.tags),
+            no_cache=spec.no_cache,
+            pull=spec.pull,
+            store=backend.store,
+            on_step=on_step,
+        )
+    except BuildError as e:
+        raise OperationError(f"service {service.name}: build failed: {e}") from None

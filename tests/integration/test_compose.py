@@ -1,0 +1,205 @@
+"""`composer` end to end on the real kernel: busybox services in the test session's
+own network namespace, a private COMPOSER_ROOT, and nothing left afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests import netns
+from tests.images import busybox_image
+from tests.netns import assert_local_route
+
+netns_sandbox = netns.netns_sandbox
+in_netns = netns.in_netns
+
+COMPOSER = [sys.executable, "-m", "composer.cli.main"]
+
+
+class Project:
+    def __init__(self, directory: Path, root: Path) -> None:
+        self.directory = directory
+        self.root = root
+        self.name = f"t{uuid.uuid4().hex[:8]}"
+        self.env = {**os.environ, "COMPOSER_ROOT": str(root), "COMPOSE_PROJECT_NAME": self.name}
+
+    def write(self, text: str) -> None:
+        (self.directory / "compose.yaml").write_text(text)
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [*COMPOSER, *args],
+            cwd=self.directory,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"composer {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def ps(self) -> list[dict]:
+        return json.loads(self.run("ps", "-a", "--format", "json").stdout)
+
+    def logs(self, service: str) -> str:
+        return self.run("logs", "--no-log-prefix", service).stdout
+
+    def wait_for_log(self, service: str, text: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.logs(service)
+            if text in out:
+                return out
+            time.sleep(0.1)
+        raise AssertionError(f"{service} never printed {text!r}; it printed:\n{out}")
+
+
+@pytest.fixture
+def project(tmp_path, in_netns):
+    root = tmp_path / "root"
+    directory = tmp_path / "project"
+    directory.mkdir()
+    previous = os.environ.get("COMPOSER_ROOT")
+    os.environ["COMPOSER_ROOT"] = str(root)
+    try:
+        from runtime.images.store import ImageStore
+
+        busybox_image(ImageStore(root))
+    finally:
+        if previous is None:
+            os.environ.pop("COMPOSER_ROOT")
+        else:
+            os.environ["COMPOSER_ROOT"] = previous
+    p = Project(directory, root)
+    yield p
+    p.run("down", "-v", "-t", "0", check=False)
+    _assert_nothing_left(root)
+
+
+def _assert_nothing_left(root: Path) -> None:
+    containers = root / "containers"
+    assert not containers.exists() or not [
+        p for p in containers.iterdir() if not p.name.startswith(".")
+    ]
+    with open("/proc/self/mountinfo") as fh:
+        assert str(root) not in fh.read()
+    networks = (
+        [p for p in (root / "networks").glob("*.json")] if (root / "networks").exists() else []
+    )
+    assert networks == []
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    assert "cbr-" not in links and "veth" not in links
+
+
+SERVER_CLIENT = """
+services:
+  server:
+    image: busybox:latest
+    command: ["sh", "-c", "echo ready; while true; do echo hello | nc -l -p 8080; done"]
+    ports: ["127.0.0.1:18080:8080"]
+  client:
+    image: busybox:latest
+    depends_on: [server]
+    command: ["sh", "-c", "until nc server 8080 </dev/null; do sleep 0.2; done; sleep 600"]
+"""
+
+
+def test_services_find_each_other_and_ports_are_published(project):
+    project.write(SERVER_CLIENT)
+    project.run("up", "-d")
+    assert "hello" in project.wait_for_log("client", "hello")
+    rows = {row["Service"]: row for row in project.ps()}
+    assert rows["server"]["State"] == rows["client"]["State"] == "running"
+    assert rows["server"]["Ports"] == "127.0.0.1:18080->8080/tcp"
+    assert rows["client"]["Name"] == f"{project.name}-client-1"
+    assert_local_route("127.0.0.1", {"lo"})
+    with socket.create_connection(("127.0.0.1", 18080), timeout=5) as conn:
+        assert conn.recv(16) == b"hello\n"
+
+
+def test_unchanged_services_are_left_alone_and_changed_ones_recreated(project):
+    project.write(SERVER_CLIENT)
+    project.run("up", "-d")
+    before = {row["Service"]: row["ID"] for row in project.ps()}
+    again = project.run("up", "-d")
+    assert "Up to date" in again.stderr
+    assert {row["Service"]: row["ID"] for row in project.ps()} == before
+    project.write(SERVER_CLIENT.replace("echo ready", "echo changed"))
+    changed = project.run("up", "-d")
+    assert "Recreate (configuration changed)" in changed.stderr
+    after = {row["Service"]: row["ID"] for row in project.ps()}
+    assert after["server"] != before["server"] and after["client"] == before["client"]
+
+
+def test_completed_jobs_gate_dependents_and_are_not_rerun(project):
+    project.write("""
+services:
+  migrate:
+    image: busybox:latest
+    command: ["sh", "-c", "echo migrated"]
+  app:
+    image: busybox:latest
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+    command: ["sleep", "600"]
+""")
+    project.run("up", "-d")
+    rows = {row["Service"]: row for row in project.ps()}
+    assert rows["migrate"]["State"] == "exited" and rows["migrate"]["ExitCode"] == 0
+    assert rows["app"]["State"] == "running"
+    project.run("up", "-d")
+    assert project.logs("migrate").count("migrated") == 1
+
+
+def test_failed_job_stops_its_dependents(project):
+    project.write("""
+services:
+  migrate:
+    image: busybox:latest
+    command: ["sh", "-c", "exit 3"]
+  app:
+    image: busybox:latest
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+    command: ["sleep", "600"]
+""")
+    result = project.run("up", "-d", check=False)
+    assert result.returncode == 1
+    assert "dependency migrate failed: exited with code 3" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_down_kills_a_pid1_that_ignores_sigterm_at_once(project):
+    project.write("""
+services:
+  stubborn:
+    image: busybox:latest
+    command: ["sleep", "600"]
+""")
+    project.run("up", "-d")
+    result = project.run("down")
+    assert "does not catch SIGTERM" in result.stderr and "killed at once" in result.stderr
+
+
+def test_a_second_folder_with_the_same_project_name_is_refused(project, tmp_path):
+    project.write(SERVER_CLIENT)
+    project.run("up", "-d")
+    other = Project(tmp_path / "elsewhere", project.root)
+    other.directory.mkdir()
+    other.env["COMPOSE_PROJECT_NAME"] = project.name
+    other.write(SERVER_CLIENT)
+    result = other.run("down", check=False)
+    assert result.returncode == 1
+    assert "already used by the project in" in result.stderr
+    assert len(project.ps()) == 2  # nothing of the first project was touched
