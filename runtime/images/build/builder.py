@@ -214,8 +214,8 @@ class Builder:
         if digest is None:
             layers = [Descriptor.from_dict(d) for d in state.layers]
             digest = self.store.put_image(None, config, layers)
-            image = self.store.resolve(digest)
-            self.cache.put_image(final_key, digest, image.id)
+            config_digest = self.store.read_json_blob(digest)["config"]["digest"]
+            self.cache.put_image(final_key, digest, config_digest)
         for tag in tags:
             current = self.store.resolve(tag)
             if current is None or current.digest != digest:  # an unchanged tag costs no write
@@ -299,6 +299,8 @@ class Builder:
         self._report(f"FROM {base}" + (f" AS {stage.name}" if stage.name else ""), True)
         scope = _Scope(index)
         triggers = state.config.get("config", {}).pop("OnBuild", None) or []
+        if triggers:  # the config lost its triggers: a different state from the base's
+            state.key = step_key(state.key, "ONBUILD triggers ran", *triggers)
         for text in triggers:
             carrier = Instruction("ONBUILD", text, stage.line, stage.line, f"ONBUILD {text}")
             inst = parse_onbuild(carrier, self.path)
