@@ -454,3 +454,82 @@ def test_records_reload_when_the_file_changes(root):
     finally:
         server.workers.shutdown()
         server.selector.close()
+
+
+# ---------------------------------------------------------------- the hand-built fast path
+
+
+def _full_path(root, wire, source, udp):
+    r = resolver(root)
+    query = dns.message.from_wire(wire)
+    response = dnsserver.local_response(r, query, source, r.network_of(source))
+    return None if response is None else dnsserver.Server._encode(response, query, udp)
+
+
+def _quick_path(root, wire, source, udp):
+    r = resolver(root)
+    return dnsserver.quick_response(r, wire, source, r.network_of(source), udp)
+
+
+def _same(a: bytes, b: bytes) -> None:
+    """Two wire responses say the same: id, flags, rcode, question, answers, EDNS."""
+    x, y = dns.message.from_wire(a), dns.message.from_wire(b)
+    assert (x.id, x.flags, x.rcode(), x.question) == (y.id, y.flags, y.rcode(), y.question)
+    assert x.answer == y.answer and [list(r) for r in x.answer] == [list(r) for r in y.answer]
+    assert (x.edns, x.payload) == (y.edns, y.payload)
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "source", "edns"),
+    [
+        ("api", "A", "10.89.0.66", False),
+        ("API.", "A", "10.89.0.66", True),
+        ("shop-api-1", "AAAA", "10.89.0.66", False),
+        ("shop-api-2", "AAAA", "10.89.0.66", True),  # NODATA
+        (f"nothing.{DOMAIN}", "A", "10.89.0.2", False),  # NXDOMAIN
+        (f"www.{DOMAIN.upper()}", "A", "10.89.0.3", True),
+        ("67.0.89.10.in-addr.arpa", "PTR", "10.89.0.66", False),
+        ("67.0.89.10.in-addr.arpa", "PTR", "10.89.0.3", True),  # ours, out of scope
+    ],
+)
+def test_quick_path_says_what_dnspython_says(root, name, rdtype, source, edns):
+    query = dns.message.make_query(name, rdtype, use_edns=0 if edns else False, payload=4096)
+    query.flags |= dns.flags.RD
+    wire = query.to_wire()
+    for udp in (True, False):
+        quick = _quick_path(root, wire, source, udp)
+        assert quick is not None
+        _same(quick, _full_path(root, wire, source, udp))
+
+
+def test_quick_path_truncates_like_the_full_path(root):
+    for n in range(40):
+        add_container(
+            "shop", FRONT, f"c-many{n}", f"shop-many-{n}", "many", [f"10.89.0.{10 + n}"], root=root
+        )
+    wire = dns.message.make_query("many", "A").to_wire()
+    quick = _quick_path(root, wire, "10.89.0.2", udp=True)
+    assert len(quick) <= 512 and dns.message.from_wire(quick).flags & dns.flags.TC
+    assert not dns.message.from_wire(quick).answer
+    assert (
+        len(dns.message.from_wire(_quick_path(root, wire, "10.89.0.2", udp=False)).answer[0]) == 40
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        dns.message.make_query("example.com", "A"),  # not ours: forwarded
+        dns.message.make_query("api", "MX"),  # other types
+        dns.message.make_query("api", "A", use_edns=1),  # EDNS version 1
+        dns.message.make_response(dns.message.make_query("api", "A")),  # a response
+    ],
+)
+def test_quick_path_leaves_the_rest_to_the_full_path(root, query):
+    assert _quick_path(root, query.to_wire(), "10.89.0.66", True) is None
+
+
+def test_quick_path_refuses_malformed_wire(root):
+    wire = dns.message.make_query("api", "A").to_wire()
+    for broken in (wire[:11], wire[:-2], wire[:12] + b"\xc0\x0c" + wire[-4:], wire + b"junk"):
+        assert _quick_path(root, broken, "10.89.0.66", True) is None
