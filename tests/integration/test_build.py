@@ -194,7 +194,10 @@ def test_add_url_offline_is_a_clear_error(store, tmp_path):
     assert "offline" in str(err.value) and err.value.line == 2
 
 
-def test_add_url_from_a_local_server(store, tmp_path):
+@pytest.fixture
+def loopback_server():
+    """An HTTP server on the host's loopback answering "served"; yields its port."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             self.send_response(200)
@@ -207,18 +210,29 @@ def test_add_url_from_a_local_server(store, tmp_path):
     server = HTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    try:
-        port = server.server_address[1]
-        context = write(
-            tmp_path / "ctx",
-            {"Dockerfile": f"FROM busybox\nADD http://127.0.0.1:{port}/dir/f.txt /srv/\n"},
-        )
-        image = build(context, store=store)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_add_url_from_a_local_server(store, tmp_path, loopback_server):
+    context = write(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM busybox\nADD http://127.0.0.1:{loopback_server}/dir/f.txt /srv/\n"},
+    )
+    image = build(context, store=store)
     assert files_of(store, image)["srv/f.txt"][1] == b"served\n"
+
+
+def test_run_uses_the_host_network_unless_told_none(store, tmp_path, loopback_server):
+    url = f"http://127.0.0.1:{loopback_server}/"
+    context = write(tmp_path / "ctx", {"Dockerfile": f"FROM busybox\nRUN wget -q -O /got {url}\n"})
+    assert files_of(store, build(context, store=store))["got"][1] == b"served\n"
+    write(context, {"Dockerfile": f"FROM busybox\nRUN --network=none wget -q -O /got {url}\n"})
+    with pytest.raises(BuildError) as err:
+        build(context, store=store)
+    assert err.value.line == 2
 
 
 MULTI_STAGE = (
