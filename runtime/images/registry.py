@@ -40,6 +40,8 @@ USER_AGENT = "composer/0.1"
 _CHUNK = 1 << 20
 _MAX_MANIFEST = 4 << 20  # what registries themselves accept; bounds memory on a bad answer
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
+_BUSY = (429, 502, 503, 504)  # worth asking again, for requests that change nothing
+_BUSY_RETRIES = 3
 
 __all__ = ["AuthError", "RegistryClient", "RegistryError"]
 
@@ -330,7 +332,8 @@ class RegistryClient:
         start = body.tell() if hasattr(body, "seek") else None
         authorization = self.auth.header(scopes)
         answered = not authenticate
-        for _hop in range(8):
+        busy_retries = 0
+        for _hop in range(8 + _BUSY_RETRIES):
             own_host = urlsplit(url).netloc == self.netloc
             sent = dict(headers or {})
             if own_host and authorization:
@@ -350,6 +353,17 @@ class RegistryClient:
                 if not location:
                     break
                 url = urljoin(url, location)
+                continue
+            if (
+                response.status in _BUSY
+                and method in ("GET", "HEAD")
+                and busy_retries < _BUSY_RETRIES
+            ):
+                busy_retries += 1
+                _pause(response, busy_retries)
+                if not response.isclosed():
+                    parts = urlsplit(url)
+                    self._drop(parts.scheme, parts.netloc)
                 continue
             break
         if response.status in ok:
@@ -707,6 +721,18 @@ class _ProgressReader:
         if self._f is not None:
             self._f.close()
             self._f = None
+
+
+def _pause(response: http.client.HTTPResponse, attempt: int) -> None:
+    """Wait before asking a busy registry again: its Retry-After (capped), else 0.5 s, 1 s, 2 s."""
+    import time
+
+    response.read(64 * 1024)
+    try:
+        wait = float(response.getheader("Retry-After") or "")
+    except ValueError:
+        wait = 0.5 * 2 ** (attempt - 1)
+    time.sleep(min(max(wait, 0.0), 10.0))
 
 
 def _continues_at(response: http.client.HTTPResponse, offset: int) -> bool:

@@ -301,8 +301,9 @@ class CuttingProxy:
     only `cut_after` bytes before the connection closes. Every Range header is recorded.
     """
 
-    def __init__(self, upstream: str, digest: str, cut_after: int) -> None:
+    def __init__(self, upstream: str, digest: str, cut_after: int, busy: int = 0) -> None:
         self.upstream, self.digest, self.cut_after = upstream, digest, cut_after
+        self.busy = busy  # answer this many blob requests with 503 first
         self.ranges: list[str | None] = []
         self.cut = False
         proxy = self
@@ -321,6 +322,13 @@ class CuttingProxy:
                 is_blob = self.path.endswith(f"/blobs/{proxy.digest}")
                 if is_blob:
                     proxy.ranges.append(self.headers.get("Range"))
+                    if proxy.busy:
+                        proxy.busy -= 1
+                        self.send_response(503)
+                        self.send_header("Retry-After", "0")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                 conn = http.client.HTTPConnection(*proxy.upstream.split(":"), timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 conn.request(self.command, self.path, headers=headers)
@@ -368,6 +376,19 @@ def test_broken_download_resumes_with_range_through_a_mirror(
     assert proxy.ranges == [None, f"bytes={cut_after}-"]
     assert image.layers[0].digest == layer.digest
     assert fresh.read_blob(layer.digest) == source.read_blob(layer.digest)
+
+
+def test_busy_registry_is_asked_again(registry, source, fresh, private_config):
+    name = repo(registry)
+    push("busybox:latest", name, source)
+    layer = source.resolve("busybox:latest").layers[0]
+    with CuttingProxy(registry.host, layer.digest, cut_after=0, busy=2) as proxy:
+        proxy.cut = True
+        write_settings(private_config, {"mirrors": {registry.host: [proxy.url]}})
+        pull(name, fresh)
+    assert proxy.busy == 0
+    assert proxy.ranges == [None, None, None]  # two 503s, then the blob
+    assert fresh.has_blob(layer.digest)
 
 
 def test_partial_download_of_an_earlier_pull_continues(registry, source, fresh, private_config):
