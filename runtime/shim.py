@@ -8,8 +8,13 @@ runtime's `create` and `start`, and then:
   --console-socket) into log.jsonl (runtime.logs);
 - reaps the container's init (it is reparented to us when the runtime exits) and
   records exit code, signal, OOM kill and finish time in state.json;
+- applies the restart policy: after init exits (unless the user stopped or killed it
+  through us), waits a backoff, deletes and re-creates the container from the same
+  bundle, and marks the restart in the log;
+- runs the healthcheck: probes are `<runtime> exec` children of ours, timed by the
+  same poll loop (runtime.health decides what their results mean);
 - answers a JSON-line control socket, shim.sock: status, kill, stop, wait;
-- runs `<runtime> delete` when the container is gone, then exits.
+- runs `<runtime> delete` when the container is gone for good, then exits.
 
 Memory matters (one shim per container), so the process runs under `python -S -E -s`
 and imports only C-level stdlib modules (`_socket`, `_signal`, `select`: the
@@ -26,6 +31,7 @@ import select
 import sys
 import time
 
+from runtime.health import OUTPUT_LIMIT, Health, timeout_output
 from runtime.logs import LogWriter, format_time
 from runtime.state import dumps, loads, update_json
 
@@ -35,6 +41,7 @@ ERROR_NAME = "shim.err"
 STATE_NAME = "state.json"
 CONSOLE_NAME = "console.sock"
 INIT_PID_NAME = "init.pid"
+PROBE_PID_NAME = "probe.pid"
 
 SIGKILL = 9
 SIGTERM = 15
@@ -45,9 +52,59 @@ _SIGNAL_NAMES.update({10: "SIGUSR1", 12: "SIGUSR2", 15: "SIGTERM", 28: "SIGWINCH
 # (no pid namespace); wait this long before `delete --force` ends them.
 DRAIN_GRACE = 1.0
 
+# Restart backoff, as docker's: 100 ms doubling up to a minute, back to 100 ms once a
+# run lasted RESTART_RESET seconds.
+RESTART_FIRST_DELAY = 0.1
+RESTART_MAX_DELAY = 60.0
+RESTART_RESET = 10.0
+# No daemon means nothing runs at boot: "unless-stopped" differs from "always" only in
+# what a daemon does after a host reboot, so here the two behave the same.
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+
 
 def signal_name(number: int) -> str:
     return _SIGNAL_NAMES.get(number, f"signal {number}")
+
+
+# ---------------------------------------------------------------- restart policy
+
+
+def parse_restart_policy(text: str | None) -> tuple[str, int]:
+    """(name, max retries; 0 = no limit) from "no", "always", "on-failure[:N]",
+    "unless-stopped"; ValueError for anything else."""
+    name, _, count = (text or "no").strip().partition(":")
+    if name not in RESTART_POLICIES:
+        raise ValueError(
+            f"unknown restart policy {text!r}: use one of {', '.join(RESTART_POLICIES)}"
+        )
+    if not count:
+        return name, 0
+    if name != "on-failure":
+        raise ValueError(f"restart policy {name!r} takes no retry count")
+    if not count.isdigit():
+        raise ValueError(f"restart policy {text!r}: the retry count must be a whole number")
+    return name, int(count)
+
+
+def should_restart(policy: tuple[str, int], exit_code: int, restarts: int, by_user: bool) -> bool:
+    """Whether a run that ended with `exit_code`, after `restarts` restarts, starts again.
+
+    A stop or kill through the shim ends every policy's loop (there is no daemon that
+    would bring an "always" container back later).
+    """
+    name, max_retries = policy
+    if by_user or name == "no":
+        return False
+    if name == "on-failure":
+        return exit_code != 0 and (max_retries == 0 or restarts < max_retries)
+    return True
+
+
+def next_backoff(previous: float, ran_for: float) -> float:
+    """The wait before the next restart, given the last wait and how long the run lasted."""
+    if ran_for >= RESTART_RESET or previous <= 0:
+        return RESTART_FIRST_DELAY
+    return min(previous * 2, RESTART_MAX_DELAY)
 
 
 # ---------------------------------------------------------------- /proc facts
@@ -172,7 +229,8 @@ def launch(options: dict, timeout: float = 60) -> dict:
     """Start a detached shim for one container; return its ready message.
 
     options: id, dir (the container dir), runtime (argv list), runtime_root, bundle,
-    terminal, stop_signal, cgroups_path. Returns {"pid", "shim_pid", ...} once the
+    terminal, stop_signal, cgroups_path, restart (a policy string), healthcheck
+    (runtime.health.normalize's settings, or None). Returns {"pid", "shim_pid", ...} once the
     container runs, or raises RuntimeError with the runtime's complaint.
     """
     import subprocess
@@ -264,6 +322,20 @@ class Shim:
         self.kill_deadline: float | None = None  # stop: when to escalate to SIGKILL
         self.stop_info: dict = {}
         self.memory_cgroup: str | None = None
+        self.poller = select.poll()
+        self.deleted = False  # the runtime's delete ran for the current run
+
+        self.restart_policy = parse_restart_policy(options.get("restart"))
+        self.restart_count = 0
+        self.backoff = 0.0
+        self.restart_at: float | None = None  # when the next run starts, if one will
+        self.by_user = False  # this run's end was asked for (stop or kill through us)
+        self.run_started = 0.0
+
+        settings = options.get("healthcheck")
+        self.health = Health(settings) if settings else None
+        self.next_probe_at: float | None = None
+        self.probe: dict | None = None  # the probe running now
 
     # -- runtime commands
 
@@ -359,28 +431,35 @@ class Shim:
     # -- the loop
 
     def serve(self, listener: _socket.socket, wake_fd: int) -> None:
-        poller = select.poll()
-        for fd in self.streams:
-            poller.register(fd, select.POLLIN)
+        poller = self.poller
+        self._watch_streams()
         poller.register(listener.fileno(), select.POLLIN)
         poller.register(wake_fd, select.POLLIN)
         self.reap()  # init may have exited before the SIGCHLD handler was in place
         drain_deadline = None
-        deleted = False
         while True:
+            run_over = False
             if self.exit is not None:
+                now = time.monotonic()
                 if drain_deadline is None:
-                    drain_deadline = time.monotonic() + DRAIN_GRACE
-                if not self.streams or (deleted and time.monotonic() >= drain_deadline):
-                    break
-                if time.monotonic() >= drain_deadline and not deleted:
+                    drain_deadline = now + DRAIN_GRACE
+                run_over = not self.streams or (self.deleted and now >= drain_deadline)
+                if not run_over and now >= drain_deadline and not self.deleted:
                     # Leftover processes hold the pipes: delete --force ends them.
                     self._run_captured(["delete", "--force", self.id])
-                    deleted = True
-                    drain_deadline = time.monotonic() + DRAIN_GRACE
-            timeout = self._poll_timeout(drain_deadline)
+                    self.deleted = True
+                    drain_deadline = now + DRAIN_GRACE
+                if run_over:
+                    if self.restart_at is None:
+                        break
+                    if now >= self.restart_at:
+                        if not self._restart():
+                            break
+                        drain_deadline = None
+                        continue
+            self._tend_probe()
             try:
-                events = poller.poll(timeout)
+                events = poller.poll(self._poll_timeout(None if run_over else drain_deadline))
             except InterruptedError:
                 continue
             for fd, _event in events:
@@ -393,11 +472,25 @@ class Shim:
                     self._read_stream(fd, poller)
                 elif fd in self.clients:
                     self._read_client(fd, poller)
+                elif self.probe and fd == self.probe["fd"]:
+                    self._read_probe()
             self._check_kill_deadline()
-        self.finish(listener, deleted)
+            self._check_probe_deadline()
+        self.finish(listener)
+
+    def _watch_streams(self) -> None:
+        for fd in self.streams:
+            self.poller.register(fd, select.POLLIN)
 
     def _poll_timeout(self, drain_deadline: float | None) -> int | None:
-        deadlines = [d for d in (self.kill_deadline, drain_deadline) if d is not None]
+        deadlines = [self.kill_deadline, drain_deadline]
+        if self.exit is None:
+            deadlines.append(self.next_probe_at)
+        elif drain_deadline is None:
+            deadlines.append(self.restart_at)  # the run is over: only the backoff is left
+        if self.probe:
+            deadlines.append(self.probe["deadline"])
+        deadlines = [d for d in deadlines if d is not None]
         if not deadlines:
             return None
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
@@ -413,10 +506,12 @@ class Shim:
         if data:
             self.log.write(stream, data)
             return
-        self.log.flush_partial(stream)
-        poller.unregister(fd)
+        self._close_stream(fd)
+
+    def _close_stream(self, fd: int) -> None:
+        self.log.flush_partial(self.streams.pop(fd))
+        self.poller.unregister(fd)
         os.close(fd)
-        del self.streams[fd]
 
     def reap(self) -> None:
         while True:
@@ -428,13 +523,26 @@ class Shim:
                 return
             if pid == self.init_pid and self.exit is None:
                 self._record_exit(status)
+            elif self.probe and pid == self.probe["pid"]:
+                self._probe_exited(status)
 
     def _record_exit(self, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
         signal = -code if code < 0 else None
+        exit_code = 128 + signal if signal else code
+        if self.probe:
+            self._abandon_probe()
+        self.next_probe_at = None
+        # Decided now and written with the exit, so nobody reads "exited" while a
+        # restart is still coming.
+        restart = should_restart(self.restart_policy, exit_code, self.restart_count, self.by_user)
+        if restart:
+            ran_for = time.monotonic() - self.run_started
+            self.backoff = next_backoff(self.backoff, ran_for)
+            self.restart_at = time.monotonic() + self.backoff
         self.exit = {
-            "status": "exited",
-            "exit_code": 128 + signal if signal else code,
+            "status": "restarting" if restart else "exited",
+            "exit_code": exit_code,
             "signal": signal,
             "finished_at": format_time(time.time_ns()),
             "oom_killed": self._oom_kills() > 0,
@@ -443,6 +551,172 @@ class Shim:
         self.kill_deadline = None
         # Recorded before delete: if the shim dies now, the exit is not lost.
         update_json(self.state_path, self.exit, "record the container's exit")
+
+    # -- restarts
+
+    def _began_run(self) -> dict:
+        """Note a run's start; the restart and health fields for state.json."""
+        self.run_started = time.monotonic()
+        fields: dict = {"restart_count": self.restart_count}
+        if self.health:
+            self.health.restarted(self.run_started)
+            self.next_probe_at = self.run_started  # the first probe runs at once
+            fields["health"] = self.health.as_dict()
+        return fields
+
+    def _restart(self) -> bool:
+        """Delete the ended run and start a new one; False if it cannot start."""
+        for fd in list(self.streams):  # held by leftovers that delete --force just ended
+            self._close_stream(fd)
+        if not self.deleted:
+            self._run_captured(["delete", "--force", self.id])
+            self.deleted = True
+        self.restart_at = None
+        self.restart_count += 1
+        self._log_boundary()
+        previous, self.exit = self.exit, None
+        self.by_user = False
+        self.stop_info = {}
+        try:
+            running = self.start()
+        except StartFailed as e:
+            self.exit = {**previous, "status": "exited"}
+            self.log.note(f"restart {self.restart_count} failed: {e}")
+            update_json(
+                self.state_path,
+                {"status": "exited", "start_error": str(e), "restart_count": self.restart_count},
+                "record a failed restart",
+            )
+            return False
+        self.deleted = False
+        self._watch_streams()
+        update_json(self.state_path, {**running, **self._began_run()}, "record the restart")
+        return True
+
+    def _log_boundary(self) -> None:
+        """A record with no text that marks where a restart begins in the log."""
+        previous = self.exit or {}
+        record = {
+            "log": "",
+            "stream": "stdout",
+            "time": format_time(time.time_ns()),
+            "boundary": "restart",
+            "restart_count": self.restart_count,
+            "previous_exit_code": previous.get("exit_code"),
+        }
+        line = (dumps(record) + "\n").encode()
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self.log.fd, view) :]
+
+    # -- healthcheck probes
+
+    def _tend_probe(self) -> None:
+        if self.health is None or self.exit is not None or self.probe is not None:
+            return
+        if self.next_probe_at is None or time.monotonic() < self.next_probe_at:
+            return
+        settings = self.health.settings
+        began = time.monotonic()
+        start = format_time(time.time_ns())
+        pid_file = os.path.join(self.dir, PROBE_PID_NAME)
+        _unlink(pid_file)
+        r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.set_blocking(w, True)
+            exec_args = ["exec", "--pid-file", pid_file, self.id, *settings["argv"]]
+            pid = self._spawn(exec_args, (null, w, w))
+        except OSError as e:
+            os.close(r)
+            self._record_probe(began, start, -1, f"cannot run the probe: {e}")
+            return
+        finally:
+            os.close(w)
+            os.close(null)
+        self.probe = {
+            "pid": pid,
+            "fd": r,
+            "began": began,
+            "start": start,
+            "deadline": began + settings["timeout"],
+            "output": bytearray(),
+        }
+        self.next_probe_at = None
+        self.poller.register(r, select.POLLIN)
+
+    def _read_probe(self) -> None:
+        probe = self.probe
+        try:
+            data = os.read(probe["fd"], 65536)
+        except BlockingIOError:
+            return
+        if not data:  # the probe's end comes from its exit status, not from EOF
+            self.poller.unregister(probe["fd"])
+            os.close(probe["fd"])
+            probe["fd"] = -1
+            return
+        room = OUTPUT_LIMIT - len(probe["output"])
+        if room > 0:
+            probe["output"] += data[:room]
+
+    def _probe_exited(self, status: int) -> None:
+        probe = self.probe
+        if probe["fd"] >= 0:
+            try:
+                while chunk := os.read(probe["fd"], 65536):  # what it wrote before exiting
+                    probe["output"] += chunk[: max(0, OUTPUT_LIMIT - len(probe["output"]))]
+            except BlockingIOError:
+                pass
+        self._release_probe()
+        output = probe["output"].decode(errors="replace")
+        code = os.waitstatus_to_exitcode(status)
+        self._record_probe(probe["began"], probe["start"], code, output)
+
+    def _check_probe_deadline(self) -> None:
+        probe = self.probe
+        if probe is None or time.monotonic() < probe["deadline"]:
+            return
+        self._abandon_probe()
+        timeout = self.health.settings["timeout"]
+        self._record_probe(probe["began"], probe["start"], -1, timeout_output(timeout))
+
+    def _abandon_probe(self) -> None:
+        """Kill the running probe: the process in the container, then the runtime's exec.
+
+        Both are reaped later (the exec'd process is reparented to us, the subreaper).
+        """
+        try:
+            with open(os.path.join(self.dir, PROBE_PID_NAME)) as f:
+                inner = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            inner = 0  # the runtime had not started it yet
+        for pid in (inner, self.probe["pid"]):
+            if pid > 0:
+                try:
+                    os.kill(pid, SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self._release_probe()
+
+    def _release_probe(self) -> None:
+        probe, self.probe = self.probe, None
+        if probe["fd"] >= 0:
+            self.poller.unregister(probe["fd"])
+            os.close(probe["fd"])
+        _unlink(os.path.join(self.dir, PROBE_PID_NAME))
+
+    def _record_probe(self, began: float, start: str, exit_code: int, output: str) -> None:
+        entry = {
+            "start": start,
+            "end": format_time(time.time_ns()),
+            "exit_code": exit_code,
+            "output": output,
+        }
+        self.health.record(entry, began)
+        if self.exit is None:
+            self.next_probe_at = time.monotonic() + self.health.next_delay(time.monotonic())
+        update_json(self.state_path, {"health": self.health.as_dict()}, "record a health probe")
 
     def _oom_kills(self) -> int:
         from runtime.oci.cgroups import open_cgroup  # only now: most shims never need it
@@ -499,6 +773,11 @@ class Shim:
                 "shim_pid": os.getpid(),
                 **(self.exit or {"status": "running"}),
             }
+        if cmd in ("kill", "stop"):
+            # Asked for from outside: this run's end is the user's, so no restart follows
+            # (like podman; any kill counts, even one the container survives).
+            self.by_user = True
+            self.restart_at = None
         if cmd == "kill":
             if self.exit is None:
                 os.kill(self.init_pid, int(message.get("signal") or SIGKILL))
@@ -543,13 +822,14 @@ class Shim:
 
     # -- end
 
-    def finish(self, listener: _socket.socket, deleted: bool) -> None:
+    def finish(self, listener: _socket.socket) -> None:
         self.log.close()
-        if not deleted:
+        if not self.deleted:
             code, complaint = self._run_captured(["delete", "--force", self.id])
             if code != 0:
                 update_json(self.state_path, {"delete_error": complaint}, "record delete error")
-        state = update_json(self.state_path, {"shim_exited": True, **self.stop_info}, "shim done")
+        final = {"shim_exited": True, "status": "exited", **self.stop_info}
+        state = update_json(self.state_path, final, "shim done")
         reply = {"ok": True, **{k: state.get(k) for k in _EXIT_FIELDS}}
         # Requests that arrived while we were finishing get the final answer too; the
         # socket goes first, so whoever gets an answer no longer finds it.
@@ -731,7 +1011,8 @@ def main(argv: list[str]) -> None:
                 failure = str(e)
                 update_json(STATE_NAME, {"status": "created", "start_error": failure}, "failed")
             else:
-                update_json(STATE_NAME, {**running, "shim_exited": False}, "record the start")
+                fields = {**running, **shim._began_run(), "shim_exited": False}
+                update_json(STATE_NAME, fields, "record the start")
                 report({"ok": True, **running})
                 shim.serve(listener, wake_fd)
         finally:
