@@ -43,8 +43,8 @@ def push(
 ) -> str:
     """Push the stored image `name` as `reference`; the manifest digest.
 
-    `mount_from` names repositories on the same registry that may already hold the blobs;
-    the image's own names on that registry are tried too.
+    `mount_from` names repositories on the same registry that may already hold the blobs
+    (the image's own names there follow); the first is offered as the mount source.
     `on_progress(blob_digest, done_bytes, total_bytes)` is called from the upload threads;
     `on_blob(blob_digest, how)` once a blob is there, how in "exists", "mounted", "uploaded".
     """
