@@ -271,7 +271,40 @@ def _print_logs(args, project, backend, services, *, follow: bool) -> None:
         print(text, flush=follow)
 
 
+# -- build -----------------------------------------------------------------------------------
+
+
+def add_build(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("services", nargs="*", metavar="SERVICE")
+    parser.add_argument("--no-cache", action="store_true", help="do not use the layer cache")
+    parser.add_argument("--pull", action="store_true", help="always fetch base images")
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from composer.ops.project import OperationError, build_image
+    from composer.record import replace
+
+    project = _load(args, args.services)
+    chosen = args.services or [n for n, s in project.services.items() if s.build is not None]
+    backend = _backend()
+    for name in chosen:
+        service = project.services[name]
+        if service.build is None:
+            raise OperationError(f"service {name} has no build section")
+        if args.no_cache or args.pull:
+            spec = replace(
+                service.build,
+                no_cache=args.no_cache or service.build.no_cache,
+                pull=args.pull or service.build.pull,
+            )
+            service = replace(service, build=spec)
+        image = build_image(backend, project, service, Progress(args))
+        print(f"{name}: {image.name or image.digest}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "build": ("Build or rebuild services' images", add_build, run_build),
     "up": ("Create and start containers", add_up, run_up),
     "down": ("Stop and remove containers and networks", add_down, run_down),
     "ps": ("List containers", add_ps, run_ps),

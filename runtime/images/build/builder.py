@@ -655,11 +655,14 @@ class Builder:
                 self.on_output(line)
             code = proc.wait()
         finally:
-            subprocess.run(
-                [*base, "delete", "--force", container_id],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-            )
+            # `run` deletes the container when it ends; one left over (we were interrupted,
+            # or the runtime failed midway) is deleted here.
+            if (state_dir / container_id).exists():
+                subprocess.run(
+                    [*base, "delete", "--force", container_id],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                )
         for name in RUNTIME_MOUNT_POINTS:
             path = rootfs / name
             if name not in existing and os.path.isdir(path) and not os.path.islink(path):
@@ -843,33 +846,18 @@ class Builder:
     def _base_image(self, name: str, stage: Stage | None, inst: Instruction | None = None):
         line = stage.line if stage else inst.line
         text = f"FROM {name}" if stage else inst.original
-        image = None if self.pull else self._resolve_local(name, line, text)
-        if image is None:
-            try:
-                from runtime.images.pull import pull
-            except ImportError:
-                pull = None
-            if pull is not None:
-                try:
-                    image = pull(name, self.store)
-                except Exception as e:
-                    if self.pull:
-                        image = self._resolve_local(name, line, text)
-                    if image is None:
-                        raise BuildError(
-                            f"image {name} is not in the local store and could not be pulled: {e}",
-                            file=self.path,
-                            line=line,
-                            instruction=text,
-                        ) from None
-        if image is None:
-            raise BuildError(
-                f"image {name} is not in the local store",
-                file=self.path,
-                line=line,
-                instruction=text,
+        self._resolve_local(name, line, text)  # a malformed name is this line's error
+        from runtime.images.obtain import ImageUnavailable, obtain
+
+        try:
+            return obtain(
+                name,
+                self.store,
+                policy="always" if self.pull else "missing",
+                on_output=self.on_output,
             )
-        return image
+        except ImageUnavailable as e:
+            raise BuildError(str(e), file=self.path, line=line, instruction=text) from None
 
     def _resolve_local(self, name, line, text):
         from runtime.images.store import ImageError
