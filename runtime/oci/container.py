@@ -1,10 +1,11 @@
 """Container lifecycle of the OCI runtime-spec: create, start, state, kill, delete, exec.
 
-State lives in <root>/<id>/: state.json and, while the container is "created", the exec
-fifo its init process waits on. `create` forks twice: stage 1 joins or unshares the
-namespaces (and gets the user namespace mapped), stage 2 is the container's PID 1, sets
-up the root filesystem and the process, then blocks reading the fifo until `start`
-writes one byte; then it execs the user program.
+State lives in <root>/<id>/: state.json and, while the container is "created", two fifos.
+`create` forks twice. Stage 1 is born in the container's cgroup, joins or unshares the
+namespaces (the parent maps a new user namespace) and forks stage 2, the container's
+PID 1, which sets up the root filesystem and the process, reports ready, then blocks
+reading exec.fifo. `start` writes one byte there and waits on exec.done, which the init
+holds open until its execve succeeds (or writes why it failed).
 """
 
 from __future__ import annotations
@@ -393,6 +394,8 @@ def _stage1(channel, to_join, joins, init) -> None:
     config, _bundle, new_flags = init[:3]
     linux.set_cpu_affinity(config["process"], "initial")
     _join_cgroup(to_join)  # first: later we may have no rights on the host's cgroups
+    # Here too: lowering it needs CAP_SYS_RESOURCE of the host, gone in a user namespace.
+    linux.write_oom_score_adj(config["process"].get("oomScoreAdj"))
     linux.join_namespaces(joins)
     if new_flags & syscalls.CLONE_NEWUSER:
         syscalls.unshare(syscalls.CLONE_NEWUSER)
@@ -430,7 +433,6 @@ def _stage2(
     callers_umask = os.umask(0o022)  # our mount points and nodes get sane modes
     if not process.get("terminal"):
         os.setsid()
-    linux.write_oom_score_adj(process.get("oomScoreAdj"))
     linux.preload_modules(process, config)
     seccomp_filter = _compile_seccomp(linux_cfg.get("seccomp"))
     rootfs = linux.prepare_rootfs(config, bundle, new_flags, in_user_ns, cgroup_dirs=cgroup_dirs)
