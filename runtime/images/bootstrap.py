@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -91,6 +92,10 @@ APT_CONTAINER_CONFIG = (
 )
 # Maintainer scripts must not start services inside an image build (invoke-rc.d asks this).
 POLICY_RC_D = ("usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n")
+
+
+WORK_PREFIX = ".bootstrap-"  # <state root>/.bootstrap-<pid>-<random>: one bootstrap's tree
+MOUNTINFO = Path("/proc/self/mountinfo")
 
 
 class BootstrapError(Exception):
@@ -405,6 +410,52 @@ def clean_tree(root: str | os.PathLike) -> None:
     _write(root, *POLICY_RC_D, mode=0o755)
 
 
+def mount_points_under(path: Path) -> list[str]:
+    """Mount points at or below `path`, deepest first (mountinfo escapes spaces as \\040)."""
+    prefix = os.fspath(path).rstrip("/")
+    points = []
+    for line in MOUNTINFO.read_text().splitlines():
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+        if point == prefix or point.startswith(prefix + "/"):
+            points.append(point)
+    return sorted(points, key=lambda p: -p.count("/"))
+
+
+def remove_work(work: Path) -> None:
+    """Remove a bootstrap's tree, unmounting first what a killed tool left mounted there.
+
+    The tools bind /sys and /dev nodes into the tree; deleting through such a mount
+    would delete the host's files, so a tree still holding mounts is left alone.
+    """
+    for point in mount_points_under(work):
+        subprocess.run(["umount", "--lazy", point], capture_output=True)
+    left = mount_points_under(work)
+    if left:
+        raise BootstrapError(f"cannot remove {work}: still mounted there: {', '.join(left)}")
+    from runtime.images.layers import remove_tree
+
+    remove_tree(work)
+
+
+def sweep_stale_work(state_root: Path) -> None:
+    """Remove the trees of bootstraps whose process is gone (killed midway)."""
+    for path in state_root.glob(f"{WORK_PREFIX}*"):
+        pid = path.name.removeprefix(WORK_PREFIX).split("-")[0]
+        if not path.is_dir() or not pid.isdigit() or _alive(int(pid)):
+            continue
+        remove_work(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -453,7 +504,7 @@ def _tool_command(
             # In place before the first package is installed, so dpkg skips the files.
             cmd.append(
                 f'--setup-hook=mkdir -p "$1/{Path(SLIM_DPKG_CONFIG).parent}" && '
-                f'cp {dpkg_config} "$1/{SLIM_DPKG_CONFIG}"'
+                f'cp {shlex.quote(str(dpkg_config))} "$1/{SLIM_DPKG_CONFIG}"'
             )
         return [*cmd, suite, str(dest), *mirrors]
     uri = mirrors[0].split()[1]
@@ -605,8 +656,9 @@ def bootstrap(
         if found is not None:
             store.tag(name, found.digest)
             return store.resolve(name)
+        sweep_stale_work(store.state_root)
         started = time.monotonic()
-        work = store.state_root / f".bootstrap-{os.getpid()}-{os.urandom(4).hex()}"
+        work = store.state_root / f"{WORK_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
         work.mkdir(parents=True)
         try:
             info = bootstrap_rootfs(
@@ -621,7 +673,7 @@ def bootstrap(
             config = image_config(info, target.slim, created)
             image = _store_rootfs(store, work / "rootfs", target.canonical_name, config)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_work(work)
         if name != target.canonical_name:
             store.tag(name, image.digest)
             image = store.resolve(name)

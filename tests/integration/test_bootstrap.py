@@ -199,3 +199,23 @@ def test_unknown_suite_is_a_clear_error(store):
         bs.bootstrap("debian:nosuchsuite", store)
     assert store.resolve("debian:nosuchsuite") is None
     assert not [p for p in store.state_root.iterdir() if p.name.startswith(".bootstrap-")]
+
+
+def test_leftovers_of_a_killed_bootstrap_are_unmounted_before_removal(tmp_path):
+    """A tool killed midway leaves host directories bound into its tree; the sweep must
+    unmount them and never delete through them."""
+    host_dir = tmp_path / "host"
+    _write(host_dir / "precious", "keep me\n")
+    process = subprocess.Popen(["true"])
+    process.wait()
+    work = tmp_path / f"{bs.WORK_PREFIX}{process.pid}-dead"
+    target = work / "rootfs/sys"
+    target.mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(host_dir), str(target)], check=True)
+    try:
+        bs.sweep_stale_work(tmp_path)
+    finally:
+        if _mounts_under(work):
+            subprocess.run(["umount", "--lazy", str(target)], check=False)
+    assert not work.exists()
+    assert (host_dir / "precious").read_text() == "keep me\n"

@@ -413,3 +413,63 @@ def test_a_stored_image_is_returned_without_bootstrapping(tmp_path):
     assert alias.digest == stored.digest
     assert store.resolve("debian:12-slim").digest == stored.digest
     assert output == []
+
+
+# ---------------------------------------------------------------- leftovers of a killed run
+
+
+def _mountinfo(tmp_path: Path, *points: str) -> Path:
+    lines = [f"{n} 1 0:{n} / {p} rw - tmpfs tmpfs rw" for n, p in enumerate(points, 30)]
+    path = tmp_path / "mountinfo"
+    path.write_text("\n".join(["22 1 8:1 / / rw - ext4 /dev/vda rw", *lines]) + "\n")
+    return path
+
+
+def test_mount_points_under(tmp_path, monkeypatch):
+    work = tmp_path / "w"
+    monkeypatch.setattr(
+        bs,
+        "MOUNTINFO",
+        _mountinfo(
+            tmp_path,
+            f"{work}/root/sys",
+            f"{work}/root/sys/fs/cgroup",
+            f"{work}x/other",
+            f"{work}/with\\040space",
+        ),
+    )
+    assert bs.mount_points_under(work) == [
+        f"{work}/root/sys/fs/cgroup",
+        f"{work}/root/sys",
+        f"{work}/with space",
+    ]
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_sweep_removes_only_trees_of_dead_bootstraps(tmp_path, monkeypatch):
+    monkeypatch.setattr(bs, "MOUNTINFO", _mountinfo(tmp_path))
+    dead = tmp_path / f".bootstrap-{_dead_pid()}-abcd"
+    live = tmp_path / f".bootstrap-{os.getpid()}-abcd"
+    for tree in (dead, live):
+        _touch(tree, "rootfs/usr/bin/bash")
+    os.chmod(dead / "rootfs/usr", 0o555)  # image modes must not stop the removal
+    bs.sweep_stale_work(tmp_path)
+    assert not dead.exists()
+    assert (live / "rootfs/usr/bin/bash").is_file()
+
+
+def test_a_tree_still_mounted_is_left_alone(tmp_path, monkeypatch):
+    work = tmp_path / f".bootstrap-{_dead_pid()}-abcd"
+    _touch(work, "rootfs/sys/kernel/x")
+    # umount of a path that is not really mounted fails, so the mount "stays".
+    monkeypatch.setattr(bs, "MOUNTINFO", _mountinfo(tmp_path, f"{work}/rootfs/sys"))
+    with pytest.raises(BootstrapError, match="still mounted"):
+        bs.sweep_stale_work(tmp_path)
+    assert (work / "rootfs/sys/kernel/x").is_file()
