@@ -476,7 +476,9 @@ class Server:
             if all(self.networks[n].internal for n in scope):
                 response = failure(query, "REFUSED")  # internal networks have no way out
         own = [parse_upstream(s) for s in resolver.upstreams_for(source)]
-        return query, response, own or self.upstreams
+        # Never forward to ourselves: a loop would end only in timeouts.
+        upstreams = [u for u in own or self.upstreams if u[0] not in self.listeners]
+        return query, response, upstreams
 
     @staticmethod
     def _encode(response, query, udp: bool) -> bytes:
@@ -639,24 +641,31 @@ def _server_lock(project: str, root) -> Lock:
 
 
 def server_pid(project: str, root: str | os.PathLike | None = None) -> int | None:
-    """The pid of the project's running server, None if there is none."""
-    info = read_json(server_file(project, root), None)
-    if not info:
-        return None
+    """The pid of the project's running server, None if there is none.
+
+    The server holds an flock on <project>.server.lock for its whole life and wrote its
+    pid into it (runtime.state.Lock does), so a server killed with SIGKILL is never
+    mistaken for a live one, and a new one is known before it writes server.json.
+    """
     path = records_dir(root) / f"{project}.server.lock"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return info["pid"]  # held: the server is alive
-        raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # nobody holds it (closing the fd drops our probe)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+        text = os.pread(fd, 4096, 0).decode(errors="replace")
     finally:
-        os.close(fd)  # also drops our probe lock if we got it
-    return None
+        os.close(fd)
+    for line in text.splitlines():
+        if line.startswith("pid="):
+            return int(line[4:])
+    return None  # held, but the holder has not written its pid yet
 
 
 def ensure_running(
@@ -680,9 +689,9 @@ def ensure_running(
         _spawn(project, root, extra_args)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        info = read_json(server_file(project, root), None) or {}
         pid = server_pid(project, root)
-        if pid is not None and gateways <= set(info.get("listening", ())):
+        info = read_json(server_file(project, root), None) or {}
+        if pid is not None and info.get("pid") == pid and gateways <= set(info["listening"]):
             return pid
         time.sleep(0.01)
     log = records_dir(root) / f"{project}.log"
@@ -729,6 +738,26 @@ def _running(pid: int) -> bool:
             return f.read().rpartition(b")")[2].split()[0] != b"Z"
     except FileNotFoundError:
         return False
+
+
+def forget_project(project: str, root: str | os.PathLike | None = None) -> bool:
+    """Delete the project's DNS files (records, locks, log); False while its server runs.
+
+    For `down` after the last container and network are gone: a record added meanwhile
+    would be lost with the file, so nothing may still be attaching.
+    """
+    if server_pid(project, root) is not None:
+        return False
+    path = records_path(project, root)
+    for leftover in (
+        path,
+        path.with_name(f"{path.name}.lock"),
+        server_file(project, root),
+        records_dir(root) / f"{project}.server.lock",
+        records_dir(root) / f"{project}.log",
+    ):
+        leftover.unlink(missing_ok=True)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -778,4 +807,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stderr.flush()
+    # Workers may sit in an idle TCP connection or a slow upstream: do not wait for them.
+    os._exit(status)

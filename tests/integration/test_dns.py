@@ -238,12 +238,14 @@ def project(in_netns, tmp_path):
         }
     finally:
         dnsserver.stop_server(name, root)
+        assert dnsserver.forget_project(name, root)
         for container in containers:
             container.stop()
         for net in nets:
             net.remove()
         upstream.close()
     assert not _alive(pid), "DNS server left running"
+    assert list((root / "networks" / "dns").iterdir()) == []
     leftover = run("ip", "-o", "link").splitlines()
     assert all("cdns" not in line for line in leftover), leftover
 
@@ -428,3 +430,25 @@ def test_with_the_network_manager_ipv4_and_ipv6(in_netns, tmp_path):
         if pid is not None:
             _wait(lambda: not _alive(pid), "leave when its networks are removed")
     assert dnsserver.server_pid(name, root) is None
+    assert dnsserver.forget_project(name, root)
+    assert list((root / "networks").glob("*.json")) == []
+    assert list((root / "networks" / "dns").iterdir()) == []
+
+
+def test_a_killed_server_is_replaced_and_an_idle_tcp_client_does_not_hold_up_stop(project):
+    name, root, pid = project["name"], project["root"], project["pid"]
+    os.kill(pid, 9)
+    _wait(lambda: not _alive(pid), "die")
+    assert dnsserver.server_pid(name, root) is None  # its lock died with it
+    upstream = f"127.0.0.1:{project['upstream'].port}"
+    new_pid = dnsserver.ensure_running(name, root, extra_args=["--upstream", upstream])
+    assert new_pid not in (None, pid)
+    project["pid"] = new_pid
+    assert addresses(query(project["web"], "www")) == ["10.89.50.2"]
+    with inside(project["web"].path):
+        idle = socket.create_connection((FRONT_GW, 53), timeout=5)
+    try:
+        assert dnsserver.stop_server(name, root)  # returns only once the process is gone
+        assert not _alive(new_pid)
+    finally:
+        idle.close()
