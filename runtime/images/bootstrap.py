@@ -570,12 +570,19 @@ def _run(command: list[str], on_output: Callable[[str], None] | None) -> None:
         env=env,
     )
     assert process.stdout is not None
-    with process.stdout:
-        for line in process.stdout:
-            line = line.rstrip("\n")
-            tail = [*tail[-19:], line]
-            if on_output is not None:
-                on_output(line)
+    try:
+        with process.stdout:
+            for line in process.stdout:
+                line = line.rstrip("\n")
+                tail = [*tail[-19:], line]
+                if on_output is not None:
+                    on_output(line)
+    except BaseException:
+        # Interrupted (or the callback failed): let the tool undo its mounts before the
+        # caller removes the tree.
+        process.terminate()
+        process.wait()
+        raise
     if process.wait() != 0:
         output = "\n".join(tail)
         raise BootstrapError(f"{command[0]} failed (exit {process.returncode}):\n{output}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import sys
 import tarfile
 from pathlib import Path
 
@@ -473,3 +474,22 @@ def test_a_tree_still_mounted_is_left_alone(tmp_path, monkeypatch):
     with pytest.raises(BootstrapError, match="still mounted"):
         bs.sweep_stale_work(tmp_path)
     assert (work / "rootfs/sys/kernel/x").is_file()
+
+
+def test_a_failing_tool_reports_its_last_lines():
+    with pytest.raises(BootstrapError, match=r"sh failed \(exit 3\):\nline 1\nline 2"):
+        bs._run(["sh", "-c", "echo line 1; echo line 2 >&2; exit 3"], None)
+
+
+def test_a_failing_callback_stops_the_tool(tmp_path):
+    marker = tmp_path / "finished"
+
+    def refuse(line):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        program = (
+            f"print('start', flush=True); import time; time.sleep(30); open({str(marker)!r}, 'w')"
+        )
+        bs._run([sys.executable, "-c", program], refuse)  # one process: nothing outlives it
+    assert not marker.exists()
