@@ -359,6 +359,90 @@ def test_internal_network_cannot_publish(manager, containers):
         manager.publish("ca", "p1_back", ["18095:80"])
 
 
+# ---------------------------------------------------------------- the world outside
+
+PEER_ECHO = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen()
+while True:
+    conn, peer = s.accept()
+    conn.sendall(peer[0].encode() + b"\\n")
+    conn.close()
+"""
+
+
+@pytest.fixture
+def world(in_netns):
+    """A namespace of ours playing the outside world, behind a veth that is the sandbox's
+    uplink (198.18.0.1 here, 198.18.0.2 there): packets that leave through it stay ours."""
+    outside = ProcessNetns()
+    run = lambda *argv: subprocess.run(argv, check=True, capture_output=True)  # noqa: E731
+    run(
+        "ip",
+        "link",
+        "add",
+        "n1up0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "n1world0",
+        "netns",
+        str(outside.pid),
+    )
+    try:
+        run("ip", "addr", "add", "198.18.0.1/24", "dev", "n1up0")
+        run("ip", "link", "set", "n1up0", "up")
+        outside.run("ip", "addr", "add", "198.18.0.2/24", "dev", "n1world0")
+        outside.run("ip", "link", "set", "n1world0", "up")
+        outside.run("ip", "link", "set", "lo", "up")
+        outside.run("ip", "route", "add", "default", "via", "198.18.0.1")
+        yield outside
+    finally:
+        subprocess.run(["ip", "link", "del", "n1up0"], capture_output=True)
+        outside.stop()
+
+
+def test_containers_reach_out_masqueraded_and_internal_ones_do_not(
+    manager, containers, servers, world
+):
+    manager.create("p1_front", project="p1")
+    internal = manager.create("p1_back", project="p1", internal=True)
+    a, b = containers(), containers()
+    manager.attach("ca", a.path, "p1_front")
+    manager.attach("cb", b.path, "p1_back")
+    servers(world, sys.executable, "-c", PEER_ECHO, "9000")
+    assert_local_route("198.18.0.2", {"n1up0"})
+    # The world sees the sandbox's uplink address, not the container's.
+    for _ in range(50):  # bounded: until the server listens
+        out = a.run("busybox", "nc", "-w", "5", "198.18.0.2", "9000", check=False).stdout
+        if out:
+            break
+        time.sleep(0.1)
+    assert out == "198.18.0.1\n"
+    assert b.run("ip", "route", "get", "198.18.0.2", check=False).returncode != 0
+    b.run("ip", "route", "add", "default", "via", internal.gateway)
+    assert b.run("busybox", "nc", "-w", "2", "198.18.0.2", "9000", check=False).stdout == ""
+
+
+def test_published_port_from_the_world_outside(manager, containers, servers, world):
+    manager.create("p1_default", project="p1")
+    a = containers()
+    manager.attach("ca", a.path, "p1_default")
+    servers(a, "busybox", "nc", "-ll", "-p", "80", "-e", "busybox", "echo", "hello world")
+    manager.publish("ca", "p1_default", ["18400:80"])
+    assert_local_route("198.18.0.1", {"n1world0"}, netns=world)
+    for _ in range(50):
+        out = world.run("busybox", "nc", "-w", "5", "198.18.0.1", "18400", check=False).stdout
+        if out:
+            break
+        time.sleep(0.1)
+    assert out == "hello world\n"
+
+
 # ---------------------------------------------------------------- removal and recovery
 
 
