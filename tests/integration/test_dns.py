@@ -452,3 +452,28 @@ def test_a_killed_server_is_replaced_and_an_idle_tcp_client_does_not_hold_up_sto
         assert not _alive(new_pid)
     finally:
         idle.close()
+
+
+def test_internal_network_resolves_names_but_refuses_the_outside(in_netns, tmp_path):
+    from runtime.network.manager import NetworkManager
+
+    root = tmp_path / "manager-root"
+    manager = NetworkManager(root)
+    name = f"dnsi{uuid.uuid4().hex[:8]}"
+    network = f"{name}_back"
+    pid = None
+    with ProcessNetns() as db:
+        try:
+            net = manager.create(network, project=name, internal=True)
+            att = manager.attach("c-db", db.path, network)
+            add_container(name, network, "c-db", f"{name}-db-1", "db", [att.ipv4], root=root)
+            pid = dnsserver.ensure_running(name, root)
+            assert_local_route(net.gateway, {att.ifname}, netns=db)
+            assert addresses(query(db, "db", server=net.gateway)) == [att.ipv4]
+            assert query(db, "example.test", server=net.gateway).rcode() == dns.rcode.REFUSED
+        finally:
+            for existing in manager.list():
+                manager.remove(existing.name)
+    if pid is not None:
+        _wait(lambda: not _alive(pid), "leave when its network is removed")
+    assert dnsserver.forget_project(name, root)
