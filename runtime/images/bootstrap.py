@@ -327,27 +327,25 @@ def check_suite(mirror: str, suite: str, timeout: float = 20.0) -> None:
     import urllib.error
     import urllib.request
 
-    if mirror.startswith("file:"):
-        if not any(
-            Path(mirror.removeprefix("file:"), "dists", suite, name).exists()
-            for name in ("InRelease", "Release")
-        ):
-            raise BootstrapError(f"unknown Debian suite {suite!r}: {mirror} has no dists/{suite}")
-        return
-    if not mirror.startswith(("http:", "https:")):
+    if not mirror.startswith(("http:", "https:", "file:")):
         return  # other apt methods (mirror+file:, cdrom:) are left to the tool
-    url = f"{mirror.rstrip('/')}/dists/{suite}/InRelease"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
-            return
-    except urllib.error.HTTPError as e:
-        if e.code == 404:
-            raise BootstrapError(
-                f"unknown Debian suite {suite!r}: {mirror} has no dists/{suite}"
-            ) from e
-        raise BootstrapError(f"cannot check suite {suite!r} on {mirror}: {e}") from e
-    except (urllib.error.URLError, OSError) as e:
-        raise BootstrapError(f"cannot reach the Debian mirror {mirror}: {e}") from e
+    for index in ("InRelease", "Release"):  # older suites may carry only the latter
+        if mirror.startswith("file:"):
+            if Path(mirror.removeprefix("file:"), "dists", suite, index).exists():
+                return
+            continue
+        url = f"{mirror.rstrip('/')}/dists/{suite}/{index}"
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, method="HEAD"), timeout=timeout
+            ):
+                return
+        except urllib.error.HTTPError as e:
+            if e.code != 404:
+                raise BootstrapError(f"cannot check suite {suite!r} on {mirror}: {e}") from e
+        except (urllib.error.URLError, OSError) as e:
+            raise BootstrapError(f"cannot reach the Debian mirror {mirror}: {e}") from e
+    raise BootstrapError(f"unknown Debian suite {suite!r}: {mirror} has no dists/{suite}")
 
 
 # ---------------------------------------------------------------- the tree

@@ -493,3 +493,38 @@ def test_a_failing_callback_stops_the_tool(tmp_path):
         )
         bs._run([sys.executable, "-c", program], refuse)  # one process: nothing outlives it
     assert not marker.exists()
+
+
+@pytest.fixture
+def loopback_mirror(tmp_path):
+    """A directory served over HTTP on 127.0.0.1, as an apt mirror would be."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}/debian"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_check_suite_over_http(loopback_mirror):
+    root, mirror = loopback_mirror
+    _touch(root, "debian/dists/bookworm/InRelease", "debian/dists/stretch/Release")
+    bs.check_suite(mirror, "bookworm")
+    bs.check_suite(mirror, "stretch")  # only the unsigned index: still a suite
+    with pytest.raises(BootstrapError, match=f"unknown Debian suite 'nosuch': {mirror} has no"):
+        bs.check_suite(mirror, "nosuch")
+
+
+def test_check_suite_with_the_mirror_unreachable(loopback_mirror):
+    _root, mirror = loopback_mirror
+    port = int(mirror.split(":")[2].split("/")[0])
+    closed = mirror.replace(f":{port}/", ":1/")  # nothing listens on port 1
+    with pytest.raises(BootstrapError, match="cannot reach the Debian mirror"):
+        bs.check_suite(closed, "bookworm", timeout=5)
