@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import sys
@@ -223,6 +224,20 @@ def test_add_url_from_a_local_server(store, tmp_path, loopback_server):
     )
     image = build(context, store=store)
     assert files_of(store, image)["srv/f.txt"][1] == b"served\n"
+    good = "sha256:" + hashlib.sha256(b"served\n").hexdigest()
+    for checksum, fails in ((good, False), ("sha256:" + "0" * 64, True)):
+        write(
+            context,
+            {
+                "Dockerfile": f"FROM busybox\nADD --checksum={checksum} "
+                f"http://127.0.0.1:{loopback_server}/f /f\n"
+            },
+        )
+        if fails:
+            with pytest.raises(DockerfileError, match="expected sha256:0000"):
+                build(context, store=store)
+        else:
+            assert files_of(store, build(context, store=store))["f"][1] == b"served\n"
 
 
 def test_run_uses_the_host_network_unless_told_none(store, tmp_path, loopback_server):

@@ -361,3 +361,9 @@ def test_error_render_shows_the_line(tmp_path):
     inline = DockerfileError("dockerfile_inline", 1, "bad")
     assert inline.render("FROM x\n") == "dockerfile_inline:1: bad\n  1 | FROM x"
     assert inline.render() == "dockerfile_inline:1: bad"  # no file to read back
+
+
+def test_unsupported_copy_flags_are_refused(tmp_path):
+    with pytest.raises(DockerfileError, match="--exclude") as err:
+        config_of(tmp_path, "FROM scratch\nCOPY --exclude=*.md . /app\n")
+    assert err.value.line == 2

@@ -722,9 +722,19 @@ class Builder:
             )
             for h in inst.heredocs
         ]
+        unsupported = [f for f in ("parents", "exclude", "keep-git-dir") if f in inst.flags]
+        if unsupported:
+            raise where(f"{inst.keyword} --{unsupported[0]} is not supported")
         source_from = inst.flags.get("from")
         urls = [s for s in sources if add and s.startswith(("http://", "https://"))]
         fetched: dict[str, bytes] = {url: self._fetch(url, inst) for url in urls}
+        if "checksum" in inst.flags:
+            wanted = expand(inst.flags["checksum"], lookup, escape, where=where)
+            if len(fetched) != 1 or len(sources) != 1:
+                raise where("ADD --checksum needs exactly one URL source")
+            actual = "sha256:" + _sha256(next(iter(fetched.values())))
+            if wanted != actual:
+                raise where(f"ADD --checksum: {urls[0]} has {actual}, expected {wanted}")
         local = [s for s in sources if s not in fetched]
         key_parts = [inst.keyword, dest, str(dest_is_dir), chown or "", inst.flags.get("chmod", "")]
         key_parts += [f"{name}\0{content}" for name, content in heredocs]
