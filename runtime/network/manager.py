@@ -271,6 +271,8 @@ class NetworkManager:
             record = self._read(network)
             if record.get("state") != "ready":
                 raise NetworkError(f"network {network} is {record.get('state')}")
+            if not os.path.exists(netns_path):
+                raise NetworkError(f"cannot attach {container_id[:12]}: no netns at {netns_path}")
             endpoint = record["endpoints"].get(container_id)
             if (
                 endpoint
@@ -319,19 +321,23 @@ class NetworkManager:
                 addresses.append(
                     f"{address6}/{ipaddress.ip_network(record['ipv6']['subnet']).prefixlen}"
                 )
-            endpoint["mac"] = bridge.attach_veth(
-                record["bridge"],
-                netns_path,
-                bridge.Endpoint(
-                    host_ifname=endpoint["host_ifname"],
-                    ifname=endpoint["ifname"],
-                    addresses=tuple(addresses),
-                    gateways=gateways,
-                    mac=endpoint["mac"],
-                    mtu=record.get("mtu"),
-                    metric=endpoint["metric"],
-                ),
-            )
+            try:
+                endpoint["mac"] = bridge.attach_veth(
+                    record["bridge"],
+                    netns_path,
+                    bridge.Endpoint(
+                        host_ifname=endpoint["host_ifname"],
+                        ifname=endpoint["ifname"],
+                        addresses=tuple(addresses),
+                        gateways=gateways,
+                        mac=endpoint["mac"],
+                        mtu=record.get("mtu"),
+                        metric=endpoint["metric"],
+                    ),
+                )
+            except BaseException:
+                self._drop_endpoint(record, container_id)
+                raise
             endpoint["state"] = "attached"
             self._write(record)
             return _attachment(endpoint)

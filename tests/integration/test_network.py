@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from runtime.network import bridge, nft, ports
+from runtime.network import bridge, ipam, nft, ports
 from runtime.network.manager import NetworkError, NetworkManager
 from tests import netns
 from tests.netns import (
@@ -219,7 +219,7 @@ def test_ipam_config_fixed_address_mac_mtu_and_interface_name(manager, container
     assert att_b.ipv4 == "10.99.0.129"  # first of the ip_range
     link = addresses(a, "net7")
     assert link["mtu"] == 1400 and link["address"] == "02:00:00:00:00:07"
-    with pytest.raises(Exception, match="in use"):
+    with pytest.raises(ipam.AddressInUse, match="in use"):
         manager.attach("cc", containers().path, "p1_custom", ipv4="10.99.0.7")
     # attach is idempotent: the same answer, no second interface
     assert manager.attach("ca", a.path, "p1_custom", ipv4="10.99.0.7") == att_a
@@ -466,6 +466,20 @@ def test_create_is_idempotent_and_guards_other_projects(manager):
         manager.create("shared", project="p2")
 
 
+def test_failed_attach_leaves_no_endpoint_behind(manager, containers):
+    manager.create("p1_default", project="p1")
+    with pytest.raises(NetworkError, match="no netns"):
+        manager.attach("ca", "/proc/999999999/ns/net", "p1_default")
+    a = containers()
+    a.run("ip", "link", "add", "eth0", "type", "bridge")  # the name the veth would take
+    with pytest.raises(bridge.BridgeError, match="already has an interface eth0"):
+        manager.attach("ca", a.path, "p1_default", ifname="eth0")
+    assert manager.inspect("p1_default").containers == {}
+    assert bridge.links_with_prefix(bridge.VETH_PREFIX) == []
+    # the address went back to the pool
+    assert manager.attach("ca", a.path, "p1_default").ipv4.endswith(".2")
+
+
 def test_detach_removes_the_interface_and_its_ports(manager, containers):
     manager.create("p1_default", project="p1")
     a = containers()
@@ -505,8 +519,6 @@ def test_cleanup_stale_after_crashes(manager, containers):
 
 
 def test_pool_exhaustion_names_the_projects(manager, monkeypatch):
-    from runtime.network import ipam
-
     monkeypatch.setenv(ipam.POOL_ENV, "10.97.0.0/25:26")
     manager.create("a_default", project="a")
     manager.create("b_default", project="b")
