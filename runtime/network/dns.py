@@ -376,6 +376,7 @@ class Server:
         self.listeners: dict[str, tuple] = {}  # address → (udp socket, tcp socket, network)
         self.networks: dict = {}
         self._records_key = None
+        self._records_path = str(records_path(project, root))  # stat()ed every query
         self.resolver = Resolver({}, {})
         self.running = True
 
@@ -384,7 +385,7 @@ class Server:
     def current_resolver(self) -> Resolver:
         """The resolver for the records on disk now: a stat a query, rebuilt when they change."""
         try:
-            st = os.stat(records_path(self.project, self.root))
+            st = os.stat(self._records_path)
             key = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             key = None
