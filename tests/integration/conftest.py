@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,27 +11,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rootfs import make_busybox_rootfs, read_config, unique_id, write_config
+from rootfs import make_busybox_rootfs, unique_id, write_config
 
-__all__ = ["read_config", "write_config"]
+from runtime.oci.spec import default_spec
 
 RUNTIME = [sys.executable, "-m", "runtime.cli"]
-
-
-def _default_config() -> dict:
-    try:
-        from runtime.oci.spec import default_spec
-    except ImportError:  # R3's spec module not landed yet: runc writes the same defaults
-        return _runc_spec()
-    return default_spec()
-
-
-def _runc_spec() -> dict:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as scratch:
-        subprocess.run(["runc", "spec", "--bundle", scratch], check=True)
-        return json.loads(Path(scratch, "config.json").read_text())
 
 
 @pytest.fixture
@@ -40,7 +23,7 @@ def busybox_bundle(tmp_path: Path) -> Path:
     """An OCI bundle (config.json + busybox rootfs) running `true`, no terminal."""
     bundle = tmp_path / "bundle"
     make_busybox_rootfs(bundle / "rootfs")
-    config = _default_config()
+    config = default_spec()
     config["ociVersion"] = "1.0.2"  # crun 1.8 and runc 1.1 refuse newer versions
     config["process"]["terminal"] = False
     config["process"]["args"] = ["true"]
