@@ -82,39 +82,46 @@ def _peek(stream: BinaryIO, n: int = 4) -> tuple[bytes, BinaryIO]:
     return head, _Prefixed(head, stream)
 
 
-class _Decompressor:
-    """Incremental decompression of gzip (multi-member), zstd (multi-frame) or nothing."""
+def _decompressed(stream: BinaryIO, kind: str | None) -> BinaryIO:
+    """A reader of `stream`'s uncompressed bytes; reads stay bounded whatever the ratio."""
+    if kind is None:
+        return stream
+    if kind == "gzip":
+        import gzip
 
-    def __init__(self, kind: str | None) -> None:
-        if kind not in (None, "gzip", "zstd"):
-            raise LayerError(f"unsupported layer compression {kind!r}")
-        self.kind = kind
-        self._obj = self._new() if kind else None
-
-    def _new(self):
-        if self.kind == "gzip":
-            import zlib
-
-            return zlib.decompressobj(wbits=31)
+        return gzip.GzipFile(fileobj=stream, mode="rb")  # multi-member, zero padding
+    if kind == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().decompressobj()
+        return zstandard.ZstdDecompressor().stream_reader(
+            stream, read_size=CHUNK, read_across_frames=True, closefd=False
+        )
+    raise LayerError(f"unsupported layer compression {kind!r}")
 
-    def feed(self, data: bytes) -> bytes:
-        if self._obj is None:
-            return data
-        out = []
-        while data:
-            if self._obj.eof:  # the previous member or frame ended: another follows
-                self._obj = self._new()
-            out.append(self._obj.decompress(data))
-            data = self._obj.unused_data if self._obj.eof else b""
-        return b"".join(out)
 
-    def finish(self) -> bytes:
-        if self._obj is None or self.kind == "zstd":
-            return b""
-        return self._obj.flush()
+def _decompression_errors() -> tuple[type[Exception], ...]:
+    import gzip
+    import zlib
+
+    import zstandard
+
+    return (gzip.BadGzipFile, zlib.error, zstandard.ZstdError)
+
+
+class _Tee:
+    """Passes reads through and hands every chunk read to `sink`."""
+
+    def __init__(self, stream: BinaryIO, sink) -> None:
+        self._stream = stream
+        self._sink = sink
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self._sink(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
 
 
 class _Compressor:
@@ -151,32 +158,31 @@ def recompress(
 
     head, stream = _peek(source)
     found = detect_compression(head)
-    decompressor = _Decompressor(found)
-    verbatim = compression == found
-    compressor = None if verbatim or compression == "discard" else _Compressor(compression)
+    discard = compression == "discard"
+    verbatim = not discard and compression == found
+    compressor = None if verbatim or discard else _Compressor(compression)
     blob_hash, diff_hash = hashlib.sha256(), hashlib.sha256()
     size = 0
 
     def emit(data: bytes) -> None:
         nonlocal size
-        if data and out is not None and compression != "discard":
+        if data and out is not None:
             blob_hash.update(data)
             out.write(data)
             size += len(data)
 
-    while chunk := stream.read(CHUNK):
-        plain = decompressor.feed(chunk)
-        diff_hash.update(plain)
-        if verbatim:
-            emit(chunk)
-        elif compressor is not None:
-            emit(compressor.feed(plain))
-    tail = decompressor.finish()
-    diff_hash.update(tail)
+    if verbatim:
+        stream = _Tee(stream, emit)
+    plain = _decompressed(stream, found)
+    while chunk := plain.read(CHUNK):
+        diff_hash.update(chunk)
+        if compressor is not None:
+            emit(compressor.feed(chunk))
     if compressor is not None:
-        emit(compressor.feed(tail))
         emit(compressor.finish())
-    digest = None if compression == "discard" else "sha256:" + blob_hash.hexdigest()
+    while stream.read(CHUNK):  # bytes after the compressed end still belong to the blob
+        pass
+    digest = None if discard else "sha256:" + blob_hash.hexdigest()
     return digest, size, "sha256:" + diff_hash.hexdigest()
 
 
@@ -186,32 +192,15 @@ class _DecompressingReader:
     def __init__(self, source: BinaryIO, compression: str | None) -> None:
         import hashlib
 
-        head, self._stream = _peek(source)
+        head, stream = _peek(source)
         found = detect_compression(head)
         if compression not in ("auto", None) and found not in (None, compression):
             raise LayerError(f"layer is {found}-compressed, not {compression}")
-        self._decompressor = _Decompressor(found)
-        self._buffer = bytearray()
-        self._eof = False
+        self._plain = _decompressed(stream, found)
         self.hash = hashlib.sha256()
 
-    def _fill(self, n: int) -> None:
-        while not self._eof and (n < 0 or len(self._buffer) < n):
-            chunk = self._stream.read(CHUNK)
-            if not chunk:
-                self._buffer += self._decompressor.finish()
-                self._eof = True
-                break
-            self._buffer += self._decompressor.feed(chunk)
-
     def read(self, n: int = -1) -> bytes:
-        self._fill(n)
-        if n < 0 or n >= len(self._buffer):
-            data = bytes(self._buffer)
-            self._buffer.clear()
-        else:
-            data = bytes(self._buffer[:n])
-            del self._buffer[:n]
+        data = self._plain.read(n)
         self.hash.update(data)
         return data
 
@@ -430,10 +419,11 @@ def unpack_layer(
             with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tar:
                 for member in tar:
                     unpacker.member(tar, member)
-        except tarfile.TarError as e:
+            reader.drain()  # trailing padding counts for the diff_id
+        except (tarfile.TarError, EOFError, *_decompression_errors()) as e:
             raise LayerError(f"broken layer tar: {e}") from e
-        reader.drain()  # trailing padding counts for the diff_id
-        source.read()  # a verifying blob reader checks its digest at its end
+        while source.read(CHUNK):  # a verifying blob reader checks its digest at its end
+            pass
         diff_id = "sha256:" + reader.hash.hexdigest()
         if expected_diff_id is not None and diff_id != expected_diff_id:
             raise LayerError(f"layer content is {diff_id}, expected diff_id {expected_diff_id}")

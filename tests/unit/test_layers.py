@@ -308,6 +308,14 @@ def test_truncated_tar_is_an_error(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("compress", [gzip.compress, zstandard.ZstdCompressor().compress])
+def test_truncated_compressed_layer_is_an_error(compress, tmp_path):
+    blob = compress(make_tar(entry("big", data=os.urandom(100_000))))
+    with pytest.raises(LayerError, match="broken"):
+        unpack_layer(io.BytesIO(blob[: len(blob) // 2]), tmp_path / "x")
+    assert leftovers(tmp_path) == []
+
+
 # ---------------------------------------------------------------- the layer cache
 
 
