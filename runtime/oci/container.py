@@ -814,7 +814,7 @@ def _exec_stage2(channel, process, masks, seccomp_filter, console_fd, keep_fds) 
 def pause(root: str, container_id: str) -> None:
     record = _load(root, container_id)
     current = status_of(root, record)
-    if current not in ("running", "created"):
+    if current != "running":  # a created init frozen would hang `start`
         raise ContainerError(f"container {container_id!r} is {current}: cannot pause")
     _cgroup(record["config"], container_id).freeze()
     record["paused"] = True
