@@ -46,7 +46,10 @@ DNS_PORT = 53
 TTL = 0  # answers must not outlive the container; resolvers may not cache them
 FORWARD_TIMEOUT = 2.0  # per upstream server
 TCP_IDLE_TIMEOUT = 10.0
-WORKERS = 16  # forwarded queries and TCP connections in flight at once
+FORWARD_WORKERS = 16  # forwarded UDP queries in flight at once
+MAX_WAITING = 256  # forwarded queries queued behind them; more get SERVFAIL at once
+TCP_WORKERS = 8  # TCP clients served at once (a pool of their own: idle ones cannot
+#                  hold up forwarding)
 RESCAN_INTERVAL = 2.0  # networks are also watched with inotify; this is the safety net
 
 
@@ -365,6 +368,7 @@ class Server:
         port: int = DNS_PORT,
     ) -> None:
         import selectors
+        import threading
         from concurrent.futures import ThreadPoolExecutor
 
         self.project = project
@@ -372,7 +376,10 @@ class Server:
         self.upstreams = upstreams
         self.port = port
         self.selector = selectors.DefaultSelector()
-        self.workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="dns")
+        self.workers = ThreadPoolExecutor(FORWARD_WORKERS, thread_name_prefix="dns-forward")
+        self.tcp_workers = ThreadPoolExecutor(TCP_WORKERS, thread_name_prefix="dns-tcp")
+        # A slot for each forwarded query submitted and not finished.
+        self.forward_slots = threading.BoundedSemaphore(FORWARD_WORKERS + MAX_WAITING)
         self.listeners: dict[str, tuple] = {}  # address → (udp socket, tcp socket, network)
         self.networks: dict = {}
         self._records_key = None
@@ -509,13 +516,18 @@ class Server:
             if prepared is None:
                 continue
             query, response, upstreams = prepared
+            if response is None and not self.forward_slots.acquire(blocking=False):
+                response = failure(query)  # upstreams this slow: fail now, not in a minute
             if response is not None:
                 self._send(sock, self._encode(response, query, udp=True), client)
             else:
                 self.workers.submit(self._forward_udp, sock, client, query, upstreams)
 
     def _forward_udp(self, sock, client, query, upstreams) -> None:
-        self._send(sock, self._encode(forward(query, upstreams), query, udp=True), client)
+        try:
+            self._send(sock, self._encode(forward(query, upstreams), query, udp=True), client)
+        finally:
+            self.forward_slots.release()
 
     @staticmethod
     def _send(sock, data: bytes, client) -> None:
@@ -529,7 +541,7 @@ class Server:
             conn, client = sock.accept()
         except OSError:
             return
-        self.workers.submit(self.serve_tcp, conn, client[0], address)
+        self.tcp_workers.submit(self.serve_tcp, conn, client[0], address)
 
     def serve_tcp(self, conn, source: str, address: str) -> None:
         """One TCP client, on a worker: length-prefixed queries until it hangs up or idles."""
@@ -589,6 +601,7 @@ class Server:
             for address in list(self.listeners):
                 self._close(address)
             self.workers.shutdown(wait=False, cancel_futures=True)
+            self.tcp_workers.shutdown(wait=False, cancel_futures=True)
             if watch is not None:
                 os.close(watch)
             signal.set_wakeup_fd(-1)

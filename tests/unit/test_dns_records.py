@@ -437,6 +437,7 @@ def test_internal_networks_are_refused_outside_names_and_others_forwarded(root):
         assert server.prepare(answer, "10.89.0.3", "10.89.0.1") is None  # never loop
     finally:
         server.workers.shutdown()
+        server.tcp_workers.shutdown()
         server.selector.close()
 
 
@@ -453,6 +454,7 @@ def test_records_reload_when_the_file_changes(root):
         assert server.current_resolver().lookup("api", 4, scope).kind == "forward"
     finally:
         server.workers.shutdown()
+        server.tcp_workers.shutdown()
         server.selector.close()
 
 
