@@ -474,9 +474,9 @@ def cmd_features(_args) -> int:
     _print_json(
         {
             "ociVersionMin": "1.0.0",
-            "ociVersionMax": container.OCI_VERSION,
+            "ociVersionMax": "1.3.0",  # newer fields we cannot honour are refused
             "hooks": sorted(hooks.WARN_ONLY | hooks.FATAL),
-            "mountOptions": sorted([*linux.PROPAGATION, "bind", "rbind", "ro", "rw"]),
+            "mountOptions": sorted([*linux.PROPAGATION, *linux.MOUNT_FLAGS]),
             "linux": {
                 "namespaces": sorted(linux.NAMESPACES),
                 "cgroup": {"v1": True, "v2": True},

@@ -26,7 +26,7 @@ NAMESPACES = {
 }
 
 # option -> (clear?, flag); "clear" options switch a flag off.
-_MOUNT_FLAGS = {
+MOUNT_FLAGS = {
     "ro": (False, syscalls.MS_RDONLY),
     "rw": (True, syscalls.MS_RDONLY),
     "nosuid": (False, syscalls.MS_NOSUID),
@@ -199,8 +199,8 @@ def parse_mount_options(options: list[str]) -> tuple[int, list[int], str]:
     propagation: list[int] = []
     data: list[str] = []
     for option in options:
-        if option in _MOUNT_FLAGS:
-            clear, flag = _MOUNT_FLAGS[option]
+        if option in MOUNT_FLAGS:
+            clear, flag = MOUNT_FLAGS[option]
             flags = flags & ~flag if clear else flags | flag
         elif option in PROPAGATION:
             propagation.append(PROPAGATION[option])
