@@ -45,6 +45,44 @@ def _volume_name(project: Project, mount: Mount) -> str:
     return os.urandom(16).hex()  # anonymous: found again by its label, not its name
 
 
+def restart_policy(service: Service) -> str | None:
+    """`restart:`, else deploy.restart_policy in the same words."""
+    if service.restart:
+        return service.restart
+    policy = service.restart_policy
+    if policy is None or not policy.condition:
+        return None
+    if policy.condition == "any":
+        return "always"
+    if policy.condition == "on-failure":
+        return f"on-failure:{policy.max_attempts}" if policy.max_attempts else "on-failure"
+    return "no"
+
+
+def healthcheck(service: Service, image_config: dict):
+    """The service's healthcheck, else the image's HEALTHCHECK (NONE and `disable`
+    are the shim's to read)."""
+    if service.healthcheck is not None:
+        return service.healthcheck
+    image_check = image_config.get("Healthcheck") or {}
+    test = image_check.get("Test") or []
+    if not test:
+        return None
+
+    def seconds(key: str) -> float | None:
+        value = image_check.get(key)
+        return value / 1e9 if value else None  # image configs count nanoseconds
+
+    return {
+        "test": list(test),
+        "interval": seconds("Interval"),
+        "timeout": seconds("Timeout"),
+        "start_period": seconds("StartPeriod"),
+        "start_interval": seconds("StartInterval"),
+        "retries": image_check.get("Retries") or None,
+    }
+
+
 def _network_mode(project: Project, service: Service, backend: Backend) -> tuple[str, str | None]:
     """("bridge"|"none"|"host"|"join", netns path to join)."""
     mode = service.network_mode
@@ -126,6 +164,8 @@ def create(
             name=name,
             labels=container_labels(project, service, number, image.digest, oneoff),
             stop_signal=service.stop_signal or image_config.get("StopSignal"),
+            restart=None if oneoff else restart_policy(service),
+            healthcheck=healthcheck(service, image_config),
             container_id=container_id,
         )
     except BaseException:
