@@ -58,17 +58,27 @@ def images_in_use(root: str | os.PathLike | None = None) -> set[str]:
 
 
 def is_mounted(path: str | os.PathLike) -> bool:
-    target = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
+    """Whether something is mounted exactly on `path` (in this mount namespace)."""
+    import re
+
+    target = os.fsencode(os.path.realpath(path))
+    unescape = re.compile(rb"\\([0-7]{3})")  # mountinfo writes space, tab, \ and \n as \ooo
+    with open("/proc/self/mountinfo", "rb") as f:
         for line in f:
-            mount_point = line.split()[4].encode().decode("unicode_escape")
+            mount_point = unescape.sub(lambda m: bytes([int(m[1], 8)]), line.split()[4])
             if mount_point == target:
                 return True
     return False
 
 
+def _escape(path: str) -> str:
+    # overlayfs splits its options on "," and lowerdir on ":"; a backslash escapes both.
+    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
+
+
 def _mount_data(lowers: list[str], upper: str, work: str) -> str:
-    return f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+    lowerdir = ":".join(_escape(lower) for lower in lowers)
+    return f"lowerdir={lowerdir},upperdir={_escape(upper)},workdir={_escape(work)}"
 
 
 def _mount_from(directory: str, target: str, data: str) -> None:

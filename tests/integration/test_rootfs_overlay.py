@@ -176,3 +176,36 @@ def test_committed_upper_dir_replays_deletions(store, containers):
     assert not (child / "home").exists()
     assert (child / "app" / "f").read_text() == "x\n"
     assert (child / "etc" / "passwd").exists()
+
+
+def test_rm_refuses_an_image_under_a_container(store, containers):
+    from runtime.images import store as images
+
+    image = busybox_image(store)
+    container = containers("in-use")
+    prepare_rootfs(image, container, store)
+    with pytest.raises(images.ImageError, match="used by a container"):
+        images.rm(["busybox"], store=store)
+    assert store.resolve("busybox") is not None
+    store.tag("second:1", image.digest)
+    assert images.rm(["busybox"], store=store) == ["busybox:latest"]  # another name remains
+    assert images.rm(["second:1"], force=True, store=store) == ["second:1", image.digest]
+    assert images.prune(store=store, min_age=0)["layers"] == []  # the container still needs it
+    release_rootfs(container)
+    assert images.prune(store=store, min_age=0)["layers"] == image.diff_ids
+
+
+def test_paths_with_spaces_commas_and_colons(tmp_path, monkeypatch):
+    root = tmp_path / "odd root, with: marks"
+    monkeypatch.setenv("COMPOSER_ROOT", str(root))
+    store = ImageStore()
+    image = busybox_image(store)
+    container = root / "containers" / "c, d: e"
+    try:
+        rootfs = prepare_rootfs(image, container, store)
+        assert is_mounted(rootfs)
+        assert run_in(rootfs, "echo ok > /f; cat /f") == "ok\n"
+        assert (container / "upper" / "f").exists()
+    finally:
+        release_rootfs(container, root)
+    assert not is_mounted(container / "rootfs")

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from images import busybox_image, busybox_tar
 
+from runtime.images import store as store_module
 from runtime.images.store import (
     MEDIA_OCI_INDEX,
     BlobCorrupted,
@@ -229,3 +230,60 @@ def test_prune_drops_dangling_images(store):
     assert removed["images"] == [image.digest]
     assert store.list_images() == []
     assert list(store.blob_path(image.digest).parent.iterdir()) == []
+
+
+# ---------------------------------------------------------------- image commands
+
+
+def test_inspect_uses_docker_field_names(store):
+    image = busybox_image(store)
+    store.tag("localhost:5000/team/bb:1", image.digest)
+    info = store_module.inspect("busybox", store=store)
+    assert info["Id"] == image.id and info["Digest"] == image.digest
+    assert info["RepoTags"] == ["busybox:latest", "localhost:5000/team/bb:1"]
+    assert info["RepoDigests"] == [
+        f"busybox@{image.digest}",
+        f"localhost:5000/team/bb@{image.digest}",
+    ]
+    assert info["Config"]["Cmd"] == ["sh"]
+    assert info["RootFS"] == {"Type": "layers", "Layers": image.diff_ids}
+    assert info["Size"] == image.layers[0].size > 0
+    assert info["Os"] == "linux"
+    json.dumps(info)  # the machine form is plain JSON
+    with pytest.raises(ImageNotFound):
+        store_module.inspect("nope", store=store)
+
+
+def test_history_pairs_steps_with_layers_newest_first(store):
+    one, d1 = store.add_layer_from_tar(io.BytesIO(small_tar({"a": b"1"})))
+    two, d2 = store.add_layer_from_tar(io.BytesIO(small_tar({"b": b"2"})))
+    config = {
+        "config": {},
+        "history": [
+            {"created": "2024-01-01T00:00:00Z", "created_by": "ADD a /"},
+            {"created_by": "ENV X=1", "empty_layer": True},
+            {"created_by": "RUN make b", "comment": "built"},
+        ],
+    }
+    store.put_image(None, config, [one, two], name="hist:1")
+    steps = store_module.history("hist:1", store=store)
+    assert [s["CreatedBy"] for s in steps] == ["RUN make b", "ENV X=1", "ADD a /"]
+    assert [s["Layer"] for s in steps] == [d2, None, d1]
+    assert [s["EmptyLayer"] for s in steps] == [False, True, False]
+    assert steps[0]["Comment"] == "built" and steps[2]["Created"] == "2024-01-01T00:00:00Z"
+    assert steps[0]["Size"] == two.size and steps[1]["Size"] == 0
+
+
+def test_tag_rm_and_prune_commands(store):
+    image = busybox_image(store)
+    assert store_module.tag("busybox", "mine:2", store=store) == "mine:2"
+    assert store.resolve("mine:2").digest == image.digest
+    assert store_module.rm(["busybox"], store=store) == ["busybox:latest"]
+    assert store.resolve("mine:2") is not None
+    other = busybox_image(store, "other:1")
+    result = store_module.prune(all_unused=True, store=store, min_age=0)
+    assert sorted(result["images"]) == sorted(["mine:2", image.digest, "other:1", other.digest])
+    assert store.list_images() == []
+    assert image.id in result["blobs"] and other.id in result["blobs"]
+    with pytest.raises(ImageNotFound):
+        store_module.rm(["mine:2"], store=store)
