@@ -92,6 +92,7 @@ def _metric(priority: int, ordinal: int) -> int:
 class NetworkManager:
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.dir = state.networks_dir(root)
+        self.table = nft.table_for_root(str(state.state_root(root)), state.DEFAULT_ROOT)
 
     # ------------------------------------------------------------------ records
 
@@ -136,7 +137,7 @@ class NetworkManager:
             for entries in record.get("ports", {}).values():
                 for p in entries:
                     rules.extend(_port_rules(record, ports.PublishedPort.from_json(p)))
-        nft.apply(networks, rules)
+        nft.apply(networks, rules, self.table)
 
     # ------------------------------------------------------------------ networks
 
@@ -409,7 +410,8 @@ class NetworkManager:
 
             # Publishing again what is already published changes nothing.
             fresh = [r for r in wanted if not any(ports.satisfies(p, r) for p in mine)]
-            published = ports.assign(fresh, taken, make=make)
+            elsewhere = nft.published_elsewhere(self.table) if fresh else ()
+            published = ports.assign(fresh, taken, make=make, elsewhere=elsewhere)
             entries = record["ports"].setdefault(container_id, [])
             entries.extend(p.to_json() for p in published)
             self._write(record)
@@ -458,7 +460,7 @@ class NetworkManager:
                         self._write(record)
                 self._realize(record)
             if not self._records():
-                nft.remove_table()
+                nft.remove_table(self.table)
         return removed
 
 

@@ -1,5 +1,8 @@
 """Our nftables rules: one table (`inet composer`) rebuilt whole from the network records.
 
+A state root other than the default gets a table of its own (`composer_<hash>`), so runs
+with different roots in one network namespace never replace each other's rules.
+
 The table is replaced in one `nft -f -` transaction (declare, delete, define), so the kernel
 never holds half a ruleset, and removing everything of ours is one `delete table`; the host's
 other tables are never read or changed. `ruleset()` is pure, so the rules are unit-tested as
@@ -25,6 +28,17 @@ from dataclasses import dataclass
 
 TABLE = "composer"
 FAMILY = "inet"
+
+
+def table_for_root(root: str, default_root: str = "/var/lib/composer") -> str:
+    """`composer` for the default state root; a table of its own for any other root, so
+    runs with different roots (tests) never replace each other's rules."""
+    import hashlib
+    import os
+
+    if os.path.realpath(root) == os.path.realpath(default_root):
+        return TABLE
+    return f"{TABLE}_{hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:10]}"
 
 
 class NftError(Exception):
@@ -80,7 +94,9 @@ def _port_rule(port: PortRule) -> str:
     return f"{' '.join(match)} {port.protocol} dport {port.host_port} dnat {family} to {target}"
 
 
-def ruleset(networks: Iterable[NetworkRules], ports: Iterable[PortRule] = ()) -> str:
+def ruleset(
+    networks: Iterable[NetworkRules], ports: Iterable[PortRule] = (), table: str = TABLE
+) -> str:
     """The whole table as nft script text (no delete: `apply` wraps it)."""
     networks = sorted(networks, key=lambda n: n.bridge)
     ports = list(ports)
@@ -124,7 +140,7 @@ def ruleset(networks: Iterable[NetworkRules], ports: Iterable[PortRule] = ()) ->
         "published": published,
         "postrouting": postrouting,
     }
-    lines = [f"table {FAMILY} {TABLE} {{"]
+    lines = [f"table {FAMILY} {table} {{"]
     # `published` first: a jump needs its target chain declared.
     for name in ("published", "forward", "prerouting", "output", "postrouting"):
         lines.append(f"\tchain {name} {{")
@@ -151,31 +167,69 @@ def _nft(script: str | None, *args: str) -> str:
     return result.stdout
 
 
-def apply(networks: Iterable[NetworkRules], ports: Iterable[PortRule] = ()) -> None:
+def apply(
+    networks: Iterable[NetworkRules], ports: Iterable[PortRule] = (), table: str = TABLE
+) -> None:
     """Replace our table atomically; with no networks, remove it."""
     networks = list(networks)
     if not networks:
-        remove_table()
+        remove_table(table)
         return
-    header = f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n"
-    _nft(header + ruleset(networks, ports))
+    header = f"table {FAMILY} {table}\ndelete table {FAMILY} {table}\n"
+    _nft(header + ruleset(networks, ports, table))
 
 
-def remove_table() -> None:
+def remove_table(table: str = TABLE) -> None:
     """Delete our table if it exists (one delete removes every rule of ours)."""
-    _nft(f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
+    _nft(f"table {FAMILY} {table}\ndelete table {FAMILY} {table}\n")
 
 
-def list_table() -> dict | None:
+def list_table(table: str = TABLE) -> dict | None:
     """Our table as `nft -j` JSON, or None when it does not exist."""
     result = subprocess.run(
-        ["nft", "-j", "list", "table", FAMILY, TABLE], capture_output=True, text=True, timeout=30
+        ["nft", "-j", "list", "table", FAMILY, table], capture_output=True, text=True, timeout=30
     )
     if result.returncode != 0:
         if "No such file" in result.stderr:
             return None
         raise NftError(f"nft list table failed: {result.stderr.strip()}")
     return json.loads(result.stdout)
+
+
+def parse_published(document: dict) -> set[tuple[str, str, int]]:
+    """(protocol, host IP or "", host port) of each DNAT rule in an `nft -j list chain`."""
+    found = set()
+    for item in document.get("nftables", []):
+        rule = item.get("rule")
+        if not rule:
+            continue
+        protocol, host_ip, port = None, "", None
+        for expr in rule.get("expr", []):
+            match = expr.get("match", {})
+            payload = match.get("left", {}).get("payload", {})
+            if payload.get("field") == "dport":
+                protocol, port = payload.get("protocol"), match.get("right")
+            elif payload.get("field") == "daddr":
+                host_ip = str(match.get("right"))
+        if protocol and isinstance(port, int):
+            found.add((protocol, host_ip, port))
+    return found
+
+
+def published_elsewhere(own_table: str) -> set[tuple[str, str, int]]:
+    """Host ports DNAT'ed by our tables of other state roots in this network namespace:
+    nothing listens on them, so only the rules tell they are taken."""
+    tables = json.loads(_nft(None, "-j", "list", "tables", FAMILY))
+    found: set[tuple[str, str, int]] = set()
+    for item in tables.get("nftables", []):
+        name = item.get("table", {}).get("name", "")
+        if name != own_table and (name == TABLE or name.startswith(f"{TABLE}_")):
+            try:
+                chain = _nft(None, "-j", "list", "chain", FAMILY, name, "published")
+            except NftError:  # removed meanwhile
+                continue
+            found |= parse_published(json.loads(chain))
+    return found
 
 
 def check(script: str) -> None:

@@ -173,12 +173,19 @@ def assign(
     is_free: Callable[[str, str, int], bool] = bindable,
     random_ports: tuple[int, int] | None = None,
     rng: random.Random | None = None,
+    elsewhere: Iterable[tuple[str, str, int]] = (),
 ) -> list[PublishedPort]:
     """A host port for each request; PortInUse names who holds a port asked for by number.
 
-    `make(request, host_ip, host_port)` builds the record; `taken` are ours already.
+    `make(request, host_ip, host_port)` builds the record; `taken` are ours already;
+    `elsewhere` are (protocol, host_ip, port) published by other state roots' rules.
     """
     taken = list(taken)
+    elsewhere = list(elsewhere)
+
+    def foreign(protocol: str, host_ip: str, port: int) -> bool:
+        return any(p == protocol and n == port and _clash(ip, host_ip) for p, ip, n in elsewhere)
+
     result: list[PublishedPort] = []
     rng = rng or random.Random()
 
@@ -202,16 +209,20 @@ def assign(
             candidates = [*range(start, high + 1), *range(low, start)]
         chosen = None
         for port in candidates:
-            if holder(protocol, host_ip, port) is None and is_free(protocol, host_ip, port):
+            if (
+                holder(protocol, host_ip, port) is None
+                and not foreign(protocol, host_ip, port)
+                and is_free(protocol, host_ip, port)
+            ):
                 chosen = port
                 break
         if chosen is None:
-            raise _in_use(protocol, host_ip, candidates, holder)
+            raise _in_use(protocol, host_ip, candidates, holder, foreign)
         result.append(make(request, host_ip, chosen))
     return result
 
 
-def _in_use(protocol, host_ip, candidates, holder) -> PortInUse:
+def _in_use(protocol, host_ip, candidates, holder, foreign) -> PortInUse:
     where = f"{host_ip or '0.0.0.0'}:"
     if len(candidates) > 1:
         return PortInUse(f"no free host port in {where}{candidates[0]}-{candidates[-1]}/{protocol}")
@@ -222,5 +233,10 @@ def _in_use(protocol, host_ip, candidates, holder) -> PortInUse:
         return PortInUse(
             f"host port {where}{port}/{protocol} is already published by project "
             f"{ours.project or '?'}{service} (container {ours.container_id[:12]})"
+        )
+    if foreign(protocol, host_ip, port):
+        return PortInUse(
+            f"host port {where}{port}/{protocol} is already published by another composer"
+            " state root in this network namespace"
         )
     return PortInUse(f"host port {where}{port}/{protocol} is in use by another process")

@@ -54,7 +54,7 @@ def manager(in_netns, tmp_path):
         manager.remove(network.name)
     # Nothing of ours may be left: no bridge or veth, no nftables table, no record.
     assert bridge.links_with_prefix(bridge.BRIDGE_PREFIX, bridge.VETH_PREFIX) == []
-    assert nft.list_table() is None
+    assert nft.list_table(manager.table) is None
     assert list((root / "networks").glob("*.json")) == []
 
 
@@ -199,7 +199,7 @@ def test_internal_network_has_no_route_out(manager, containers):
     a.run("ip", "route", "add", "default", "via", internal.gateway)
     assert_local_route(att_b.ipv4, {manager.inspect("p1_front").bridge})
     assert not can_ping(a, att_b.ipv4)
-    text = json.dumps(nft.list_table())
+    text = json.dumps(nft.list_table(manager.table))
     assert internal.subnet.split("/")[0] in text
 
 
@@ -451,11 +451,11 @@ def test_remove_takes_everything_with_it(manager, containers):
     a = containers()
     manager.attach("ca", a.path, "p1_default")
     manager.publish("ca", "p1_default", ["18110:80"])
-    assert bridge.link_exists(network.bridge) and nft.list_table() is not None
+    assert bridge.link_exists(network.bridge) and nft.list_table(manager.table) is not None
     manager.remove("p1_default")
     manager.remove("p1_default")  # idempotent
     assert bridge.links_with_prefix(bridge.BRIDGE_PREFIX, bridge.VETH_PREFIX) == []
-    assert nft.list_table() is None
+    assert nft.list_table(manager.table) is None
     assert a.run("ip", "-o", "link", "show", "eth0", check=False).returncode != 0
 
 
@@ -490,7 +490,7 @@ def test_detach_removes_the_interface_and_its_ports(manager, containers):
     assert manager.inspect("p1_default").containers == {}
     assert manager.inspect("p1_default").ports == ()
     assert bridge.links_with_prefix(bridge.VETH_PREFIX) == []
-    assert "18120" not in json.dumps(nft.list_table())
+    assert "18120" not in json.dumps(nft.list_table(manager.table))
 
 
 def test_cleanup_stale_after_crashes(manager, containers):
@@ -515,7 +515,7 @@ def test_cleanup_stale_after_crashes(manager, containers):
     assert not bridge.link_exists(half.bridge)
     network = manager.inspect("p1_default")
     assert set(network.containers) == {"alive"} and network.ports == ()
-    assert "18130" not in json.dumps(nft.list_table())
+    assert "18130" not in json.dumps(nft.list_table(manager.table))
 
 
 def test_pool_exhaustion_names_the_projects(manager, monkeypatch):
@@ -597,3 +597,23 @@ def test_container_of_our_runtime_serves_on_a_published_port(
     assert tcp_read("127.0.0.1", port.host_port) == b"from a container\n"
     runtime("delete", "--force", container_id)
     assert manager.cleanup_stale() == [f"endpoint {container_id[:12]} on p1_default"]
+
+
+def test_two_state_roots_keep_their_own_rules_and_ports(manager, containers, tmp_path):
+    other = NetworkManager(tmp_path / "other-root")
+    assert other.table != manager.table
+    try:
+        manager.create("p1_default", project="p1")
+        other.create("p1_default", project="p1")  # same name, another root
+        a, b = containers(), containers()
+        manager.attach("ca", a.path, "p1_default")
+        other.attach("cb", b.path, "p1_default")
+        manager.publish("ca", "p1_default", ["18500:80"])
+        with pytest.raises(ports.PortInUse, match="another composer state root"):
+            other.publish("cb", "p1_default", ["18500:80"])
+        other.publish("cb", "p1_default", ["18501:80"])
+        assert "18500" in json.dumps(nft.list_table(manager.table))
+        assert manager.inspect("p1_default").subnet != other.inspect("p1_default").subnet
+    finally:
+        other.remove("p1_default")
+    assert nft.list_table(other.table) is None

@@ -197,3 +197,77 @@ def test_an_existing_publication_satisfies_the_same_request_only():
     assert not ports.satisfies(port, ports.PortRequest(80, "8080", protocol="udp"))
     assert not ports.satisfies(port, ports.PortRequest(80, "8080", host_ip="127.0.0.1"))
     assert not ports.satisfies(port, ports.PortRequest(81, "8080"))
+
+
+def test_each_state_root_other_than_the_default_has_a_table_of_its_own(tmp_path):
+    assert nft.table_for_root("/var/lib/composer") == "composer"
+    one, two = nft.table_for_root(str(tmp_path / "a")), nft.table_for_root(str(tmp_path / "b"))
+    assert one != two and one.startswith("composer_") and len(one) <= 32
+    assert nft.ruleset([A], table=one).startswith(f"table inet {one} {{")
+
+
+LISTED_CHAIN = {
+    "nftables": [
+        {"metainfo": {"version": "1.0.6"}},
+        {"chain": {"family": "inet", "table": "composer_x", "name": "published"}},
+        {
+            "rule": {
+                "expr": [
+                    {"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}},
+                    {
+                        "match": {
+                            "op": "==",
+                            "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                            "right": 8080,
+                        }
+                    },
+                    {"dnat": {"family": "ip", "addr": "10.89.0.2", "port": 80}},
+                ]
+            }
+        },
+        {
+            "rule": {
+                "expr": [
+                    {
+                        "match": {
+                            "op": "==",
+                            "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                            "right": "127.0.0.1",
+                        }
+                    },
+                    {
+                        "match": {
+                            "op": "==",
+                            "left": {"payload": {"protocol": "udp", "field": "dport"}},
+                            "right": 5353,
+                        }
+                    },
+                    {"dnat": {"family": "ip", "addr": "10.89.0.66", "port": 53}},
+                ]
+            }
+        },
+    ]
+}
+
+
+def test_ports_published_by_other_roots_are_read_from_their_rules():
+    found = nft.parse_published(LISTED_CHAIN)
+    assert found == {("tcp", "", 8080), ("udp", "127.0.0.1", 5353)}
+    with pytest.raises(ports.PortInUse, match="another composer state root"):
+        ports.assign(
+            [ports.PortRequest(80, "8080")],
+            [],
+            make=_make,
+            is_free=lambda *a: True,
+            elsewhere=found,
+        )
+    random = ports.assign(
+        [ports.PortRequest(80)],
+        [],
+        make=_make,
+        is_free=lambda *a: True,
+        elsewhere=found,
+        random_ports=(8080, 8081),
+        rng=type("First", (), {"randrange": lambda self, a, b: a})(),
+    )
+    assert random[0].host_port == 8081
