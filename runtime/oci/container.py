@@ -216,8 +216,9 @@ def create(
         masks = linux.capability_masks(caps) if caps is not None else None
     except ValueError as err:
         raise ContainerError(f"config.json: {err}") from None
-    if not new_flags & syscalls.CLONE_NEWNS:
-        raise ContainerError("config.json: a new mount namespace is required")
+    if not new_flags & syscalls.CLONE_NEWNS and "mount" not in dict(joins):
+        # pivot_root in the runtime's own mount namespace would move the host's root
+        raise ContainerError("config.json: linux.namespaces needs a mount namespace")
     if config["process"].get("terminal") and not console_socket:
         raise ContainerError("process.terminal needs --console-socket")
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,37 @@ def test_init_is_in_every_hierarchy_of_its_cgroup(busybox_bundle, tmp_path, monk
     finally:
         container.delete(root, container_id, force=True)
     assert not Path(root, container_id).exists()
+
+
+def test_join_a_mount_namespace_by_path(runtime, busybox_bundle, tmp_path):
+    # a mount namespace of our own making, kept alive by a sleeping process in it
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "60"])
+    try:
+        path = f"/proc/{holder.pid}/ns/mnt"
+        for _ in range(500):  # until unshare has exec'd sleep in the new namespace
+            if os.readlink(path) != os.readlink("/proc/self/ns/mnt"):
+                break
+            time.sleep(0.01)
+
+        def join(config: dict) -> None:
+            for entry in config["linux"]["namespaces"]:
+                if entry["type"] == "mount":
+                    entry["path"] = path
+
+        _configure(busybox_bundle, ["sh", "-c", "readlink /proc/self/ns/mnt"], join)
+        out = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id()).stdout.strip()
+        assert out == os.readlink(path)
+        assert str(busybox_bundle) not in Path("/proc/self/mountinfo").read_text()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_no_mount_namespace_is_refused(runtime, busybox_bundle):
+    def without_mount(config: dict) -> None:
+        namespaces = config["linux"]["namespaces"]
+        config["linux"]["namespaces"] = [ns for ns in namespaces if ns["type"] != "mount"]
+
+    _configure(busybox_bundle, ["true"], without_mount)
+    result = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id(), check=False)
+    assert result.returncode != 0 and "mount namespace" in result.stderr
