@@ -275,7 +275,9 @@ def _remove_existing(path: str, keep_dir: bool) -> None:
 def _xattrs(member) -> dict[str, bytes]:
     out = {}
     for key, value in (member.pax_headers or {}).items():
-        if key.startswith("SCHILY.xattr."):
+        # overlayfs's own xattrs (redirect, metacopy, origin...) would steer the mount
+        # that stacks this layer; only whiteout markers may set them.
+        if key.startswith("SCHILY.xattr.") and not key.startswith("SCHILY.xattr.trusted.overlay."):
             data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
             out[key[len("SCHILY.xattr.") :]] = data
     return out

@@ -216,6 +216,17 @@ def test_layer_tar_is_reproducible_with_clamped_mtime(sample_tree):
     assert layer_bytes(sample_tree, mtime=1_000_000) == first
 
 
+def test_overlay_xattrs_in_a_tar_are_dropped(tmp_path):
+    headers = {
+        "SCHILY.xattr.trusted.overlay.redirect": "/elsewhere",
+        "SCHILY.xattr.trusted.overlay.opaque": "y",
+        "SCHILY.xattr.user.kept": "yes",
+    }
+    data = make_tar(entry("d", tarfile.DIRTYPE, pax_headers=headers))
+    unpack_layer(io.BytesIO(data), tmp_path / "layer")
+    assert os.listxattr(tmp_path / "layer" / "d") == ["user.kept"]
+
+
 # ---------------------------------------------------------------- refused tars
 
 
@@ -341,6 +352,26 @@ def test_layer_store_unpacks_once(store, sample_tree):
     assert layers.prune(keep={diff_id}) == []
     assert layers.prune(keep=set()) == [diff_id]
     assert not path.exists() and not (layers.dir / "l" / short).is_symlink()
+
+
+def test_concurrent_unpacks_of_one_layer_unpack_it_once(store, sample_tree):
+    import multiprocessing
+
+    descriptor, diff_id = store.add_layer_from_tar(io.BytesIO(layer_bytes(sample_tree)))
+    context = multiprocessing.get_context("fork")
+    with context.Pool(4) as pool:
+        paths = pool.starmap(
+            _unpack_in_child, [(str(store.state_root), descriptor.digest, diff_id)] * 8
+        )
+    assert set(paths) == {str(store.layers.path(diff_id))}
+    assert store.layers.list() == [diff_id]
+    assert [p.name for p in store.layers.dir.iterdir() if p.name.startswith(".unpack")] == []
+
+
+def _unpack_in_child(root: str, digest: str, diff_id: str) -> str:
+    child_store = ImageStore(root)
+    with child_store.open_blob(digest) as blob:
+        return str(child_store.layers.ensure_unpacked(diff_id, blob))
 
 
 def test_layer_store_refuses_a_corrupted_blob(store):

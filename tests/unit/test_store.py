@@ -232,6 +232,21 @@ def test_prune_drops_dangling_images(store):
     assert list(store.blob_path(image.digest).parent.iterdir()) == []
 
 
+def test_concurrent_tags_lose_no_update(store):
+    import multiprocessing
+
+    image = busybox_image(store)
+    context = multiprocessing.get_context("fork")
+    names = [f"n{i}:t" for i in range(16)]
+    with context.Pool(4) as pool:
+        pool.starmap(_tag_in_child, [(str(store.state_root), n, image.digest) for n in names])
+    assert sorted(store.resolve(image.digest).names) == sorted([*names, "busybox:latest"])
+
+
+def _tag_in_child(root: str, name: str, digest: str) -> None:
+    ImageStore(root).tag(name, digest)
+
+
 # ---------------------------------------------------------------- image commands
 
 
