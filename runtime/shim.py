@@ -174,6 +174,21 @@ def is_alive(pid: int | None, start_time: int | None) -> bool:
     return start_time is None or int(fields[19]) == start_time
 
 
+PF_EXITING = 0x4  # the kernel's task flag, set as soon as a process starts to exit
+
+
+def is_ending(pid: int) -> bool:
+    """Whether `pid` is gone, a zombie, or on its way out (a namespace's init stays in
+    its exit while the kernel ends the rest of the namespace)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & PF_EXITING)
+
+
 # ---------------------------------------------------------------- client side
 
 
@@ -671,6 +686,11 @@ class Shim:
         self._release_probe()
         output = probe["output"].decode(errors="replace")
         code = os.waitstatus_to_exitcode(status)
+        if code != 0 and is_ending(self.init_pid):
+            # It failed because the run is ending: no verdict on health, and the exit
+            # being reaped next stops the probes (until then, the usual pace).
+            self.next_probe_at = time.monotonic() + self.health.settings["interval"]
+            return
         self._record_probe(probe["began"], probe["start"], code, output)
 
     def _check_probe_deadline(self) -> None:
