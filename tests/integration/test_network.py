@@ -617,3 +617,31 @@ def test_two_state_roots_keep_their_own_rules_and_ports(manager, containers, tmp
     finally:
         other.remove("p1_default")
     assert nft.list_table(other.table) is None
+
+
+def test_a_command_killed_mid_attach_leaves_what_remove_cleans(manager, containers):
+    import os
+
+    network = manager.create("p1_default", project="p1")
+    a = containers()
+    pid = os.fork()
+    if pid == 0:  # dies right after the veth exists, before "attached" is written
+        real = bridge.attach_veth
+
+        def attach_then_die(*args, **kwargs):
+            real(*args, **kwargs)
+            os._exit(9)
+
+        bridge.attach_veth = attach_then_die
+        try:
+            manager.attach("ca", a.path, "p1_default")
+        finally:
+            os._exit(1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 9
+    endpoint = manager.inspect("p1_default").containers["ca"]
+    assert endpoint["state"] == "attaching" and bridge.link_exists(endpoint["host_ifname"])
+    assert a.run("ip", "-o", "link", "show", "eth0").returncode == 0
+    manager.remove("p1_default")
+    assert not bridge.link_exists(endpoint["host_ifname"])
+    assert not bridge.link_exists(network.bridge)
+    assert a.run("ip", "-o", "link", "show", "eth0", check=False).returncode != 0
