@@ -667,7 +667,8 @@ class ImageStore:
                 self._mark(entry["digest"], keep_blobs, keep_layers)
             now = time.time()
             for path in self._blobs.iterdir():
-                if path.name.startswith(".tmp-"):
+                if len(path.name) != 64 or path.name.strip("0123456789abcdef"):
+                    _remove_abandoned_tmp(path, now)
                     continue
                 digest = "sha256:" + path.name
                 if digest in keep_blobs:
@@ -704,6 +705,15 @@ class ImageStore:
         from runtime.images.rootfs import images_in_use
 
         return images_in_use(self.state_root)
+
+
+def _remove_abandoned_tmp(path: Path, now: float) -> None:
+    """A blob write killed midway leaves .tmp-*; one an hour old has no writer left."""
+    try:
+        if path.name.startswith(".tmp-") and now - path.stat().st_mtime > 3600:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _ref_name(entry: dict) -> str | None:

@@ -216,6 +216,18 @@ def test_remove_and_prune_free_blobs(store):
     assert store.resolve("other:1").digest == keep.digest
 
 
+def test_prune_keeps_foreign_files_and_fresh_temporaries(store):
+    busybox_image(store)
+    blobs = store.blob_path("sha256:" + "0" * 64).parent
+    (blobs / "notes.txt").write_text("not a blob")
+    fresh, stale = blobs / ".tmp-1-fresh", blobs / ".tmp-2-stale"
+    fresh.write_bytes(b"being written")
+    stale.write_bytes(b"abandoned")
+    os.utime(stale, (0, 0))
+    store.prune(min_age=0)
+    assert (blobs / "notes.txt").exists() and fresh.exists() and not stale.exists()
+
+
 def test_remove_by_id_removes_every_name(store):
     image = busybox_image(store)
     store.tag("copy:1", image.digest)
