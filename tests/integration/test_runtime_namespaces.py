@@ -229,3 +229,26 @@ def test_no_mount_namespace_is_refused(runtime, busybox_bundle):
     _configure(busybox_bundle, ["true"], without_mount)
     result = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id(), check=False)
     assert result.returncode != 0 and "mount namespace" in result.stderr
+
+
+def test_join_pid_and_uts_namespaces_by_path(runtime, busybox_bundle, tmp_path):
+    _configure(busybox_bundle, ["sleep", "60"])
+    _sleeper, pid = _start_sleeper(runtime, busybox_bundle, tmp_path)
+    hostname = read_config(busybox_bundle)["hostname"]
+
+    def join(config: dict) -> None:
+        del config["hostname"]  # the joined uts namespace has its name already
+        for entry in config["linux"]["namespaces"]:
+            if entry["type"] in ("pid", "uts"):
+                entry["path"] = f"/proc/{pid}/ns/{entry['type']}"
+
+    second = tmp_path / "second"
+    second.mkdir()
+    os.symlink(busybox_bundle / "rootfs", second / "rootfs")
+    write_config(second, read_config(busybox_bundle))
+    probe = "tr '\\0' ' ' < /proc/1/cmdline; echo; hostname; echo $$"
+    _configure(second, ["sh", "-c", probe], join)
+    lines = runtime("run", "--bundle", str(second), runtime.new_id()).stdout.splitlines()
+    assert lines[0].strip() == "sleep 60"
+    assert lines[1] == hostname
+    assert lines[2] != "1"
