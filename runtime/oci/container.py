@@ -265,7 +265,11 @@ def create(
     record.pop("creator")
     _save(root, record)
     if pid_file:
-        _write_pid_file(pid_file, pid)
+        try:
+            _write_pid_file(pid_file, pid)
+        except OSError:
+            delete(root, container_id, force=True)  # a caller without the pid cannot manage it
+            raise
     return pid
 
 

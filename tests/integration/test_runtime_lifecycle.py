@@ -444,3 +444,15 @@ def test_a_missing_program_fails_create_and_leaves_nothing(runtime, busybox_bund
     assert result.returncode != 0 and "no-such-program" in result.stderr
     assert not (runtime.root / container_id).exists()
     assert not _cgroup_dirs(container_id)
+
+
+def test_unwritable_pid_file_fails_create_without_trace(runtime, busybox_bundle, tmp_path):
+    container_id = runtime.new_id()
+    pid_file = str(tmp_path / "missing-dir" / "pid")
+    result = runtime(
+        "create", "--bundle", str(busybox_bundle), "--pid-file", pid_file, container_id,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and "missing-dir" in result.stderr
+    assert not (runtime.root / container_id).exists()
+    assert not _cgroup_dirs(container_id)
