@@ -129,7 +129,7 @@ class _Loader:
                 names.append(name)
         return self.finish(loaded)
 
-    def import_manifest(self, descriptor: dict) -> list[str]:
+    def import_manifest(self, descriptor: dict, listed: bool = True) -> list[str]:
         """Store a manifest (or index) with its blobs; return the config digests under it."""
         self.blob(descriptor)
         raw = self.store.read_blob(descriptor["digest"])
@@ -139,13 +139,13 @@ class _Loader:
         if media_type in INDEX_TYPES or "manifests" in manifest:
             for child in manifest.get("manifests", []):
                 if f"blobs/sha256/{digest_hex(child['digest'])}" in self.members:
-                    configs += self.import_manifest(child)
+                    configs += self.import_manifest(child, listed=False)
         else:
             self.blob(manifest["config"])
             for layer in manifest.get("layers", []):
                 self.blob(layer)
             configs.append(manifest["config"]["digest"])
-        self.store.put_manifest(raw, media_type)
+        self.store.put_manifest(raw, media_type, listed=listed)
         return configs
 
     # -- legacy docker save

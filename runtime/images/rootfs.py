@@ -54,7 +54,12 @@ def layers_in_use(root: str | os.PathLike | None = None) -> set[str]:
 
 def images_in_use(root: str | os.PathLike | None = None) -> set[str]:
     """Manifest digests of the images some container's root filesystem is made from."""
-    return {record["image"] for record in _users(root) if record.get("image")}
+    return {
+        digest
+        for record in _users(root)
+        for digest in (record.get("image"), record.get("listed_digest"))
+        if digest
+    }
 
 
 def is_mounted(path: str | os.PathLike) -> bool:
@@ -125,7 +130,12 @@ def prepare_rootfs(image, container_dir: str | os.PathLike, store=None) -> Path:
     record.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
         record,
-        {"container_dir": str(container_dir), "image": image.digest, "diff_ids": lowers},
+        {
+            "container_dir": str(container_dir),
+            "image": image.digest,
+            "listed_digest": getattr(image, "listed_digest", None),
+            "diff_ids": lowers,
+        },
     )
     top_first = list(reversed(lowers))
     try:

@@ -113,6 +113,8 @@ class Image:
     layers: list[Descriptor] = field(default_factory=list)
     diff_ids: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # every name this manifest carries
+    # The digest index.json lists: a multi-platform index's, or the manifest's own.
+    listed_digest: str | None = None
 
     @property
     def id(self) -> str:
@@ -403,9 +405,13 @@ class ImageStore:
 
     # ------------------------------------------------------------ images
 
-    def put_manifest(self, raw: bytes, media_type: str | None = None) -> Descriptor:
+    def put_manifest(
+        self, raw: bytes, media_type: str | None = None, listed: bool = True
+    ) -> Descriptor:
         """Store a manifest's bytes as they are (a pulled digest must not change) and list
-        it in the index without a name until `tag` names it. Its blobs must be stored."""
+        it in the index without a name until `tag` names it. Its blobs must be stored.
+
+        `listed=False` stores only the blob: a platform manifest under a stored index."""
         import json
 
         try:
@@ -426,6 +432,8 @@ class ImageStore:
         elif media_type not in INDEX_TYPES:
             raise ImageError(f"unsupported manifest media type {media_type!r}")
         descriptor = self.put_blob(raw, media_type)
+        if not listed:
+            return descriptor
         with self._index_lock():
             index = self._read_index()
             if not any(m["digest"] == descriptor.digest for m in index["manifests"]):
@@ -558,20 +566,19 @@ class ImageStore:
         if image is None:
             raise ImageNotFound(f"no such image: {name}")
         by_name = image.name is not None and not _looks_like_id(name)
+        listed = image.listed_digest or image.digest
         with self._index_lock():
             index = self._read_index()
             if by_name:
                 removed = [image.name]
                 kept = [m for m in index["manifests"] if _ref_name(m) != image.name]
-                if not any(m["digest"] == image.digest for m in kept):
-                    removed.append(image.digest)
+                if not any(m["digest"] == listed for m in kept):
+                    removed.append(listed)
             else:
                 removed = [
-                    _ref_name(m) or m["digest"]
-                    for m in index["manifests"]
-                    if m["digest"] == image.digest
+                    _ref_name(m) or m["digest"] for m in index["manifests"] if m["digest"] == listed
                 ]
-                kept = [m for m in index["manifests"] if m["digest"] != image.digest]
+                kept = [m for m in index["manifests"] if m["digest"] != listed]
             index["manifests"] = kept
             atomic_write_json(self._index_path, index)
         return removed
@@ -614,7 +621,7 @@ class ImageStore:
         for entry in entries:
             digest = entry["digest"]
             image = self._load(digest, _ref_name(entry), entries)
-            for candidate in (digest, image.id):
+            for candidate in (digest, image.digest, image.id):
                 if candidate.removeprefix("sha256:").startswith(prefix):
                     matches.setdefault(digest, _ref_name(entry))
         if len(matches) > 1:
@@ -625,6 +632,7 @@ class ImageStore:
         return self._load(digest, ref_name, entries)
 
     def _load(self, digest: str, name: str | None, entries: list[dict]) -> Image:
+        listed = digest
         manifest = self.read_json_blob(digest)
         media_type = manifest.get("mediaType")
         if media_type in INDEX_TYPES or (media_type is None and "manifests" in manifest):
@@ -635,8 +643,8 @@ class ImageStore:
         config = self.read_json_blob(manifest["config"]["digest"])
         layers = [Descriptor.from_dict(d) for d in manifest.get("layers", [])]
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
-        names = [_ref_name(m) for m in entries if m["digest"] == digest and _ref_name(m)]
-        return Image(name, digest, manifest, config, layers, diff_ids, names)
+        names = [_ref_name(m) for m in entries if m["digest"] == listed and _ref_name(m)]
+        return Image(name, digest, manifest, config, layers, diff_ids, names, listed)
 
     def list_images(self) -> list[Image]:
         """Every stored image: one entry per name, plus one per unnamed manifest."""
@@ -812,7 +820,8 @@ def history(name: str, store: ImageStore | None = None) -> list[dict]:
 def tag(source: str, target: str, store: ImageStore | None = None) -> str:
     """Give the image `source` refers to the name `target`; return the normalized name."""
     store = _store(store)
-    return store.tag(target, _require(store, source).digest)
+    image = _require(store, source)
+    return store.tag(target, image.listed_digest or image.digest)
 
 
 def rm(names: list[str], force: bool = False, store: ImageStore | None = None) -> list[str]:
@@ -828,7 +837,7 @@ def rm(names: list[str], force: bool = False, store: ImageStore | None = None) -
     for name in names:
         image = _require(store, name)
         last_name = len(image.names) <= 1 or _looks_like_id(name)
-        if image.digest in in_use and last_name and not force:
+        if {image.digest, image.listed_digest} & in_use and last_name and not force:
             raise ImageError(f"image {name} is used by a container (remove it, or force)")
         removed += store.remove(name)
     return removed
@@ -846,7 +855,7 @@ def prune(
     if all_unused:
         in_use = images_in_use(store.state_root)
         for image in store.list_images():
-            if image.digest not in in_use and image.name:
+            if not {image.digest, image.listed_digest} & in_use and image.name:
                 removed_images += store.remove(image.name)
     result = store.prune(dangling=True, min_age=min_age)
     result["images"] = removed_images + result["images"]

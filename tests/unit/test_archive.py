@@ -246,8 +246,12 @@ def test_multi_platform_index_resolves_to_this_machine(source, target):
         }
     ).encode()
     (loaded,) = load_archive(io.BytesIO(archive(files)), store=target)
-    assert loaded.name == "multi:1"
+    assert loaded.name == "multi:1" and loaded.names == ["multi:1"]
     assert loaded.digest == image.digest and loaded.diff_ids == image.diff_ids
+    assert loaded.listed_digest == sha(raw)
+    assert target.resolve(image.digest[:19]).listed_digest == sha(raw)
+    assert target.remove("multi:1") == ["multi:1", sha(raw)]
+    assert target.list_images() == []
 
 
 def test_not_an_archive(target):
