@@ -174,10 +174,13 @@ def recompress(
     if verbatim:
         stream = _Tee(stream, emit)
     plain = _decompressed(stream, found)
-    while chunk := plain.read(CHUNK):
-        diff_hash.update(chunk)
-        if compressor is not None:
-            emit(compressor.feed(chunk))
+    try:
+        while chunk := plain.read(CHUNK):
+            diff_hash.update(chunk)
+            if compressor is not None:
+                emit(compressor.feed(chunk))
+    except (EOFError, *_decompression_errors()) as e:
+        raise LayerError(f"broken {found}-compressed layer: {e}") from e
     if compressor is not None:
         emit(compressor.finish())
     while stream.read(CHUNK):  # bytes after the compressed end still belong to the blob

@@ -115,6 +115,15 @@ def test_layers_keep_or_change_compression(store):
     assert again.digest == again2.digest
 
 
+def test_truncated_gzip_layer_is_refused_and_not_stored(store):
+    from runtime.images.layers import LayerError
+
+    blob = gzip.compress(small_tar({"a": os.urandom(50_000)}))
+    with pytest.raises(LayerError, match="broken gzip"):
+        store.add_layer_from_tar(io.BytesIO(blob[:-100]))
+    assert [p.name for p in store.blob_path("sha256:" + "0" * 64).parent.iterdir()] == []
+
+
 def test_multi_member_gzip_diff_id(store):
     plain = small_tar({"a": b"1" * 5000, "b": b"2"})
     two_members = gzip.compress(plain[:3000], mtime=0) + gzip.compress(plain[3000:], mtime=0)
