@@ -46,10 +46,8 @@ DNS_PORT = 53
 TTL = 0  # answers must not outlive the container; resolvers may not cache them
 FORWARD_TIMEOUT = 2.0  # per upstream server
 TCP_IDLE_TIMEOUT = 10.0
-FORWARD_WORKERS = 16  # forwarded UDP queries in flight at once
-MAX_WAITING = 256  # forwarded queries queued behind them; more get SERVFAIL at once
-TCP_WORKERS = 8  # TCP clients served at once (a pool of their own: idle ones cannot
-#                  hold up forwarding)
+MAX_FORWARDING = 1024  # UDP queries waiting for an upstream; more get SERVFAIL at once
+WORKERS = 8  # threads for TCP clients and TCP retries of truncated upstream answers
 RESCAN_INTERVAL = 2.0  # networks are also watched with inotify; this is the safety net
 
 
@@ -306,14 +304,19 @@ def failure(query, rcode_name: str = "SERVFAIL"):
     return response
 
 
-def forward(query, upstreams: list[tuple[str, int]], timeout: float = FORWARD_TIMEOUT):
-    """Ask each upstream in turn (UDP, then TCP if the answer was truncated); SERVFAIL if none answer."""
+def forward(
+    query, upstreams: list[tuple[str, int]], timeout: float = FORWARD_TIMEOUT, tcp: bool = False
+):
+    """Ask each upstream in turn (UDP, then TCP if the answer was truncated; TCP only if
+    `tcp`); SERVFAIL if none answers. Blocking: for TCP clients, on a worker thread."""
     import dns.exception
     import dns.flags
     import dns.query
 
     for host, port in upstreams:
         try:
+            if tcp:
+                return dns.query.tcp(query, host, timeout=timeout, port=port)
             response = dns.query.udp(
                 query, host, timeout=timeout, port=port, ignore_unexpected=True
             )
@@ -357,6 +360,30 @@ def host_upstreams(resolv_conf_path: str = "/etc/resolv.conf") -> list[tuple[str
 # ---------------------------------------------------------------- the server
 
 
+class _Forwarding:
+    """A client's UDP query on its way through the upstreams, one after another."""
+
+    __slots__ = ("attempt", "client", "query", "sock", "upstreams", "wire")
+
+    def __init__(self, sock, client, wire: bytes, query, upstreams) -> None:
+        self.sock, self.client, self.wire, self.query = sock, client, wire, query
+        self.upstreams = upstreams
+        self.attempt = 0  # index of the upstream asked now
+
+    def answered_by(self, source) -> bool:
+        host, port = self.upstreams[self.attempt]
+        return source[1] == port and _same_address(source[0], host)
+
+
+def _same_address(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return ipaddress.ip_address(a.split("%")[0]) == ipaddress.ip_address(b.split("%")[0])
+    except ValueError:
+        return False
+
+
 class Server:
     """Listens on the project's gateways; answers locally or hands queries to workers."""
 
@@ -367,8 +394,8 @@ class Server:
         upstreams: list[tuple[str, int]],
         port: int = DNS_PORT,
     ) -> None:
+        import collections
         import selectors
-        import threading
         from concurrent.futures import ThreadPoolExecutor
 
         self.project = project
@@ -376,10 +403,12 @@ class Server:
         self.upstreams = upstreams
         self.port = port
         self.selector = selectors.DefaultSelector()
-        self.workers = ThreadPoolExecutor(FORWARD_WORKERS, thread_name_prefix="dns-forward")
-        self.tcp_workers = ThreadPoolExecutor(TCP_WORKERS, thread_name_prefix="dns-tcp")
-        # A slot for each forwarded query submitted and not finished.
-        self.forward_slots = threading.BoundedSemaphore(FORWARD_WORKERS + MAX_WAITING)
+        self.workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="dns")
+        # UDP forwarding runs on this loop, not on threads: a thread waiting for the GIL
+        # behind a busy loop waits a switch interval (5 ms) each time.
+        self.forwarding: dict[int, _Forwarding] = {}  # by the id we gave the upstream query
+        self.deadlines: collections.deque = collections.deque()  # (deadline, id, attempt)
+        self.upstream_sockets: dict[int, object] = {}  # by address family
         self.listeners: dict[str, tuple] = {}  # address → (udp socket, tcp socket, network)
         self.networks: dict = {}
         self._records_key = None
@@ -485,7 +514,9 @@ class Server:
                 response = failure(query, "REFUSED")  # internal networks have no way out
         own = [parse_upstream(s) for s in resolver.upstreams_for(source)]
         # Never forward to ourselves: a loop would end only in timeouts.
-        upstreams = [u for u in own or self.upstreams if u[0] not in self.listeners]
+        upstreams = [
+            u for u in own or self.upstreams if not (u[0] in self.listeners and u[1] == self.port)
+        ]
         return query, response, upstreams
 
     @staticmethod
@@ -516,18 +547,96 @@ class Server:
             if prepared is None:
                 continue
             query, response, upstreams = prepared
-            if response is None and not self.forward_slots.acquire(blocking=False):
-                response = failure(query)  # upstreams this slow: fail now, not in a minute
             if response is not None:
                 self._send(sock, self._encode(response, query, udp=True), client)
             else:
-                self.workers.submit(self._forward_udp, sock, client, query, upstreams)
+                self.forward_udp(sock, client, wire, query, upstreams)
 
-    def _forward_udp(self, sock, client, query, upstreams) -> None:
-        try:
-            self._send(sock, self._encode(forward(query, upstreams), query, udp=True), client)
-        finally:
-            self.forward_slots.release()
+    # -- forwarding UDP queries, on the loop
+
+    def forward_udp(self, sock, client, wire: bytes, query, upstreams) -> None:
+        """Send the client's query upstream under an id of ours; the answer comes to on_upstream."""
+        if not upstreams or len(self.forwarding) >= MAX_FORWARDING:
+            self._send(sock, self._encode(failure(query), query, udp=True), client)
+            return
+        while True:
+            upstream_id = int.from_bytes(os.urandom(2), "big")
+            if upstream_id not in self.forwarding:
+                break
+        job = _Forwarding(sock, client, wire, query, upstreams)
+        self.forwarding[upstream_id] = job
+        self._ask_upstream(upstream_id, job)
+
+    def _ask_upstream(self, upstream_id: int, job: _Forwarding) -> None:
+        import socket
+
+        while job.attempt < len(job.upstreams):
+            host, port = job.upstreams[job.attempt]
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            try:
+                self._upstream_socket(family).sendto(
+                    upstream_id.to_bytes(2, "big") + job.wire[2:], (host, port)
+                )
+            except OSError:
+                job.attempt += 1  # unreachable at once: the next one
+                continue
+            deadline = time.monotonic() + FORWARD_TIMEOUT
+            self.deadlines.append((deadline, upstream_id, job, job.attempt))
+            return
+        del self.forwarding[upstream_id]
+        self._send(job.sock, self._encode(failure(job.query), job.query, udp=True), job.client)
+
+    def _upstream_socket(self, family: int):
+        import selectors
+        import socket
+
+        sock = self.upstream_sockets.get(family)
+        if sock is None:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            self.selector.register(sock, selectors.EVENT_READ, ("upstream", None))
+            self.upstream_sockets[family] = sock
+        return sock
+
+    def on_upstream(self, sock) -> None:
+        for _ in range(64):
+            try:
+                data, source = sock.recvfrom(65535)
+            except OSError:
+                return
+            if len(data) < 12:
+                continue
+            upstream_id = int.from_bytes(data[:2], "big")
+            job = self.forwarding.get(upstream_id)
+            if job is None or not job.answered_by(source):
+                continue  # late, stray or spoofed
+            del self.forwarding[upstream_id]
+            if data[2] & 0x02:  # TC: ask the same upstream over TCP, on a worker
+                self.workers.submit(self._retry_over_tcp, job)
+                continue
+            self._reply_udp(job, job.wire[:2] + data[2:])
+
+    def _reply_udp(self, job: _Forwarding, reply: bytes) -> None:
+        if len(reply) > udp_payload_limit(job.query):
+            import dns.message
+
+            response = dns.message.from_wire(reply, ignore_trailing=True)
+            reply = self._encode(response, job.query, udp=True)
+        self._send(job.sock, reply, job.client)
+
+    def _retry_over_tcp(self, job: _Forwarding) -> None:
+        response = forward(job.query, [job.upstreams[job.attempt]], tcp=True)
+        self._send(job.sock, self._encode(response, job.query, udp=True), job.client)
+
+    def expire_forwarding(self) -> float:
+        """Move timed-out queries to their next upstream; seconds until the next deadline."""
+        now = time.monotonic()
+        while self.deadlines and self.deadlines[0][0] <= now:
+            _, upstream_id, job, attempt = self.deadlines.popleft()
+            if self.forwarding.get(upstream_id) is job and job.attempt == attempt:
+                job.attempt += 1
+                self._ask_upstream(upstream_id, job)
+        return self.deadlines[0][0] - now if self.deadlines else RESCAN_INTERVAL
 
     @staticmethod
     def _send(sock, data: bytes, client) -> None:
@@ -541,7 +650,7 @@ class Server:
             conn, client = sock.accept()
         except OSError:
             return
-        self.tcp_workers.submit(self.serve_tcp, conn, client[0], address)
+        self.workers.submit(self.serve_tcp, conn, client[0], address)
 
     def serve_tcp(self, conn, source: str, address: str) -> None:
         """One TCP client, on a worker: length-prefixed queries until it hangs up or idles."""
@@ -582,10 +691,13 @@ class Server:
         last_rescan = time.monotonic()
         try:
             while self.running:
-                for key, _ in self.selector.select(RESCAN_INTERVAL):
+                wait = min(RESCAN_INTERVAL, max(0.0, self.expire_forwarding()))
+                for key, _ in self.selector.select(wait):
                     kind, address = key.data
                     if kind == "udp":
                         self.on_udp(key.fileobj, address)
+                    elif kind == "upstream":
+                        self.on_upstream(key.fileobj)
                     elif kind == "tcp":
                         self.on_tcp(key.fileobj, address)
                     elif kind == "signal":
@@ -601,7 +713,8 @@ class Server:
             for address in list(self.listeners):
                 self._close(address)
             self.workers.shutdown(wait=False, cancel_futures=True)
-            self.tcp_workers.shutdown(wait=False, cancel_futures=True)
+            for sock in self.upstream_sockets.values():
+                sock.close()
             if watch is not None:
                 os.close(watch)
             signal.set_wakeup_fd(-1)

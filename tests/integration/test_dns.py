@@ -357,6 +357,17 @@ def test_unanswered_upstream_is_servfail(project, tmp_path):
             response = dns.query.udp(message, FRONT_GW, timeout=10)
         assert response.rcode() == dns.rcode.SERVFAIL
         assert len(silent.recv(4096)) > 0  # it was asked
+        # With a second upstream that answers, the query moves on to it after the timeout.
+        stub = f"127.0.0.1:{project['upstream'].port}"
+        add_container(
+            name, project["front"].name, "c-proxy", f"{name}-proxy-1", "proxy",
+            ["10.89.50.3"], dns=[f"127.0.0.1:{port}", stub], root=root,
+        )  # fmt: skip
+        with inside(project["proxy"].path):
+            response = dns.query.udp(message, FRONT_GW, timeout=10)
+        assert addresses(response) == ["192.0.2.10"]
+        assert response.id == message.id
+        assert len(silent.recv(4096)) > 0
     finally:
         silent.close()
 

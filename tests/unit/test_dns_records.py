@@ -437,7 +437,6 @@ def test_internal_networks_are_refused_outside_names_and_others_forwarded(root):
         assert server.prepare(answer, "10.89.0.3", "10.89.0.1") is None  # never loop
     finally:
         server.workers.shutdown()
-        server.tcp_workers.shutdown()
         server.selector.close()
 
 
@@ -454,7 +453,6 @@ def test_records_reload_when_the_file_changes(root):
         assert server.current_resolver().lookup("api", 4, scope).kind == "forward"
     finally:
         server.workers.shutdown()
-        server.tcp_workers.shutdown()
         server.selector.close()
 
 
@@ -535,3 +533,17 @@ def test_quick_path_refuses_malformed_wire(root):
     wire = dns.message.make_query("api", "A").to_wire()
     for broken in (wire[:11], wire[:-2], wire[:12] + b"\xc0\x0c" + wire[-4:], wire + b"junk"):
         assert _quick_path(root, broken, "10.89.0.66", True) is None
+
+
+def test_never_forwards_to_itself(root):
+    upstreams = [("10.89.0.1", 53), ("10.89.0.1", 5353), ("127.0.0.53", 53)]
+    server = dnsserver.Server("shop", root, upstreams, port=53)
+    try:
+        server.networks = project_networks("shop", root)
+        server.listeners = {"10.89.0.1": (None, None, FRONT)}
+        wire = dns.message.make_query("example.com", "A").to_wire()
+        _, response, chosen = server.prepare(wire, "10.89.0.2", "10.89.0.1")
+        assert response is None and chosen == upstreams[1:]
+    finally:
+        server.workers.shutdown()
+        server.selector.close()
