@@ -385,7 +385,11 @@ def _same_address(a: str, b: str) -> bool:
 
 
 class Server:
-    """Listens on the project's gateways; answers locally or hands queries to workers."""
+    """Listens on the project's gateways; answers from the records or forwards upstream.
+
+    One thread runs the loop (answers, UDP forwarding, rescans); TCP clients and TCP
+    retries upstream run on a small pool of workers.
+    """
 
     def __init__(
         self,
@@ -414,6 +418,7 @@ class Server:
         self._records_key = None
         self._records_path = str(records_path(project, root))  # stat()ed every query
         self.resolver = Resolver({}, {})
+        self._written: dict | None = None  # the pid file's content
         self.running = True
 
     # -- what to serve
@@ -481,15 +486,15 @@ class Server:
             sock.close()
 
     def write_pid_file(self) -> None:
-        atomic_write_json(
-            server_file(self.project, self.root),
-            {
-                "pid": os.getpid(),
-                "port": self.port,
-                "listening": sorted(self.listeners),
-                "upstreams": [f"{h}:{p}" for h, p in self.upstreams],
-            },
-        )
+        info = {
+            "pid": os.getpid(),
+            "port": self.port,
+            "listening": sorted(self.listeners),
+            "upstreams": [f"{h}:{p}" for h, p in self.upstreams],
+        }
+        if info != self._written:  # each write fsyncs: only on change
+            atomic_write_json(server_file(self.project, self.root), info)
+            self._written = info
 
     # -- queries
 
