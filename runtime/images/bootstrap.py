@@ -612,23 +612,30 @@ def image_config(info: RootfsInfo, slim: bool, created: str) -> dict:
     }
 
 
+def source_date_epoch() -> int | None:
+    """$SOURCE_DATE_EPOCH, the reproducible-builds clock, if set (mmdebstrap reads it too)."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return int(value) if value.isdigit() else None
+
+
 def _tar_stream(rootfs: Path) -> subprocess.Popen:
-    """GNU tar of the tree, names relative to the root, owners numeric, xattrs kept."""
+    """GNU tar of the tree: names relative to the root, numeric owners, xattrs kept, no
+    per-run noise in the headers (pid in pax header names, atime, ctime), and mtimes
+    clamped to $SOURCE_DATE_EPOCH when set, so equal trees give equal layers."""
+    options = [
+        "--numeric-owner",
+        "--xattrs",
+        "--xattrs-include=*",
+        "--sort=name",
+        "--format=posix",
+        "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
+    ]
+    epoch = source_date_epoch()
+    if epoch is not None:
+        options += [f"--mtime=@{epoch}", "--clamp-mtime"]
     entries = sorted(os.listdir(rootfs))
     return subprocess.Popen(
-        [
-            "tar",
-            "--create",
-            "--file=-",
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-            "--sort=name",
-            "--directory",
-            str(rootfs),
-            "--",
-            *entries,
-        ],
+        ["tar", "--create", "--file=-", *options, "--directory", str(rootfs), "--", *entries],
         stdout=subprocess.PIPE,
     )
 
@@ -674,7 +681,8 @@ def bootstrap(
                 tool=tool,
                 on_output=on_output,
             )
-            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            epoch = source_date_epoch()
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
             config = image_config(info, target.slim, created)
             image = _store_rootfs(store, work / "rootfs", target.canonical_name, config)
         finally:

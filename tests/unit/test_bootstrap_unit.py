@@ -528,3 +528,28 @@ def test_check_suite_with_the_mirror_unreachable(loopback_mirror):
     closed = mirror.replace(f":{port}/", ":1/")  # nothing listens on port 1
     with pytest.raises(BootstrapError, match="cannot reach the Debian mirror"):
         bs.check_suite(closed, "bookworm", timeout=5)
+
+
+def _tar_bytes(rootfs: Path) -> bytes:
+    tar = bs._tar_stream(rootfs)
+    data = tar.stdout.read()
+    tar.stdout.close()
+    assert tar.wait() == 0
+    return data
+
+
+def test_layer_tar_is_reproducible_with_source_date_epoch(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    _touch(tmp_path, "usr/bin/bash", "etc/passwd")
+    first = _tar_bytes(tmp_path)
+    os.utime(tmp_path / "usr/bin/bash", (1800000000, 1800000000))  # a later bootstrap
+    os.utime(tmp_path / "etc", (1800000000, 1800000000))
+    assert _tar_bytes(tmp_path) == first
+    with tarfile.open(fileobj=io.BytesIO(first)) as tar:
+        names = tar.getnames()
+        assert names == sorted(names, key=lambda n: n.split("/")) and "usr/bin/bash" in names
+        assert all(member.mtime <= 1700000000 for member in tar.getmembers())
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    assert bs.source_date_epoch() is None
+    with tarfile.open(fileobj=io.BytesIO(_tar_bytes(tmp_path))) as tar:
+        assert tar.getmember("usr/bin/bash").mtime == 1800000000
