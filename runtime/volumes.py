@@ -77,6 +77,8 @@ class Volumes:
             return []
         found = []
         for entry in sorted(self.dir.iterdir()):
+            if not entry.is_dir():
+                continue  # the lock file
             record = read_json(entry / "volume.json", None)
             if record is None:
                 continue
