@@ -10,6 +10,8 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from runtime.network import dns as dnsserver
 from runtime.network.dns_records import (
@@ -547,3 +549,53 @@ def test_never_forwards_to_itself(root):
     finally:
         server.workers.shutdown()
         server.selector.close()
+
+
+# ---------------------------------------------------------------- properties
+
+_KNOWN = ["api", "www", "web", "shop-api-1", "shop-api-2", "webhost", "backend", "nothing"]
+_SUFFIXES = ["", ".", f".{DOMAIN}", f".{BACK}", f".{FRONT}", ".example.com"]
+_SOURCES = ["10.89.0.2", "10.89.0.3", "10.89.0.66", "10.89.0.67", "10.89.0.40", "10.89.1.5"]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    label=st.sampled_from(_KNOWN),
+    suffix=st.sampled_from(_SUFFIXES),
+    upper=st.lists(st.booleans(), min_size=20, max_size=20),
+    rdtype=st.sampled_from(["A", "AAAA", "PTR", "MX", "TXT"]),
+    source=st.sampled_from(_SOURCES),
+    edns=st.sampled_from([None, 0]),
+    query_id=st.integers(0, 0xFFFF),
+)
+def test_quick_path_agrees_with_the_full_path(
+    root, label, suffix, upper, rdtype, source, edns, query_id
+):
+    name = "".join(c.upper() if u else c for c, u in zip(label + suffix, upper * 4, strict=False))
+    if rdtype == "PTR":
+        name = ipaddress.ip_address(f"10.89.0.{len(label) + 60}").reverse_pointer
+    query = dns.message.make_query(
+        name or ".", rdtype, use_edns=edns if edns is not None else False
+    )
+    query.id = query_id
+    wire = query.to_wire()
+    quick = _quick_path(root, wire, source, True)
+    full = _full_path(root, wire, source, True)
+    if quick is not None:
+        assert full is not None, "the quick path answered what the full path forwards"
+        _same(quick, full)
+    elif rdtype in ("A", "AAAA", "PTR"):
+        assert full is None  # the usual types fall back only to be forwarded
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.binary(max_size=80))
+def test_quick_path_never_raises_on_junk(root, junk):
+    prefix = dns.message.make_query("api", "A").to_wire()[:12]
+    for wire in (junk, prefix + junk):
+        result = _quick_path(root, wire, "10.89.0.66", True)
+        assert result is None or dns.message.from_wire(result).rcode() in (0, 3)
