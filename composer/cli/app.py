@@ -151,10 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(sub)
         _add_global_options(sub, suppress=True)
 
-    from composer.cli import config_cmd, project_cmds
+    from composer.cli import config_cmd
 
     command("config", "Validate and print the project's configuration", config_cmd.add_arguments)
-    for name, (help_text, add, _run) in project_cmds.COMMANDS.items():
+    for name, (help_text, add, _run) in _command_table().items():
         command(name, help_text, add)
     command("version", "Show the version", _version_arguments)
     return parser
@@ -178,11 +178,24 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from composer.cli import config_cmd, project_cmds
+    from composer.cli import config_cmd
 
     handlers = {"config": config_cmd.run, "version": _version}
-    handlers.update({name: entry[2] for name, entry in project_cmds.COMMANDS.items()})
+    handlers.update({name: entry[2] for name, entry in _command_table().items()})
     return handlers
+
+
+# Modules with a COMMANDS table: name -> (help, add_arguments(parser), run(args) -> exit code).
+COMMAND_MODULES = ("composer.cli.project_cmds",)
+
+
+def _command_table() -> dict:
+    import importlib
+
+    table: dict = {}
+    for module in COMMAND_MODULES:
+        table.update(importlib.import_module(module).COMMANDS)
+    return table
 
 
 def _is_operational(err: Exception) -> bool:
