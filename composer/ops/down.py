@@ -66,12 +66,21 @@ def down(
                     backend.networks.remove(network.name)
                     report(f"Network {network.name}", "Removed")
             dns.stop_server(project.name, backend.root)
+            _forget_dns(project.name, backend)
             forget(backend, project)
         if volumes:
             for volume in project.volumes.values():
                 if not volume.external and backend.volumes.exists(volume.name):
                     backend.volumes.remove(volume.name)
                     report(f"Volume {volume.name}", "Removed")
+
+
+def _forget_dns(project: str, backend: Backend) -> None:
+    """The project's records, server state, lock and log files (networks/dns/<project>.*)."""
+    from runtime.network.dns_records import records_dir
+
+    for path in records_dir(backend.root).glob(f"{project}.*"):
+        path.unlink(missing_ok=True)
 
 
 def stop(

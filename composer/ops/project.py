@@ -67,6 +67,8 @@ def check_identity(backend: Backend, project: Project, *, record: bool) -> None:
 
 
 def forget(backend: Backend, project: Project) -> None:
+    """Drop the project's record once it has nothing left. Its lock file stays: removing
+    a lock file another command waits on would let two commands in at once."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(backend.project_dir() / f"{project.name}.json")
 
