@@ -392,6 +392,8 @@ def slim_tree(root: str | os.PathLike) -> int:
 def clean_tree(root: str | os.PathLike) -> None:
     """Remove the bootstrap's leftovers and host-specific files; add container settings."""
     root = Path(root)
+    if mount_points_under(root):  # dev/*, sys/* would then reach the host's files
+        raise BootstrapError(f"{root} still has mounts: {', '.join(mount_points_under(root))}")
     for pattern in CLEAN_GLOBS:
         for path in root.glob(pattern):
             if path.relative_to(root).as_posix() in KEEP_AFTER_CLEAN:

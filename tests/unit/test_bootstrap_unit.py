@@ -553,3 +553,11 @@ def test_layer_tar_is_reproducible_with_source_date_epoch(tmp_path, monkeypatch)
     assert bs.source_date_epoch() is None
     with tarfile.open(fileobj=io.BytesIO(_tar_bytes(tmp_path))) as tar:
         assert tar.getmember("usr/bin/bash").mtime == 1800000000
+
+
+def test_clean_tree_refuses_a_tree_with_mounts(tmp_path, monkeypatch):
+    _touch(tmp_path, "sys/kernel/x")
+    monkeypatch.setattr(bs, "MOUNTINFO", _mountinfo(tmp_path, f"{tmp_path}/sys"))
+    with pytest.raises(BootstrapError, match="still has mounts"):
+        bs.clean_tree(tmp_path)
+    assert (tmp_path / "sys/kernel/x").is_file()
