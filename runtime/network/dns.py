@@ -218,12 +218,15 @@ _ANSWER = struct.Struct("!HHHIH")  # name pointer, type, class, ttl, rdlength
 EDNS_PAYLOAD = 1232  # what we accept over UDP: fits an unfragmented IPv6 packet
 
 
+FORWARD = b"forward"  # quick_response: not ours, send it upstream as it is
+
+
 def quick_response(
     resolver: Resolver, wire: bytes, source: str, arrived_on: str | None, udp: bool
 ) -> bytes | None:
     """Our answer, built by hand, to the usual query: one IN question for A, AAAA or PTR,
-    no records but an optional EDNS0 OPT. None for anything else and for names to forward,
-    which take the dnspython path (about ten times the cost a query).
+    no records but an optional EDNS0 OPT; FORWARD if such a query is not ours. None for
+    anything else, which takes the dnspython path (about ten times the cost a query).
     """
     import socket
 
@@ -271,7 +274,9 @@ def quick_response(
         family = socket.AF_INET if qtype == _A else socket.AF_INET6
         result = resolver.lookup(name, 4 if qtype == _A else 6, scope)
         rdatas = [socket.inet_pton(family, value) for value in result.values]
-    if result.kind == "forward" or None in rdatas:
+    if result.kind == "forward":
+        return FORWARD
+    if None in rdatas:
         return None
     records = b"".join(_ANSWER.pack(0xC00C, qtype, 1, TTL, len(r)) + r for r in rdatas)
     opt_record = b"\x00" + struct.pack("!HHIH", _OPT, EDNS_PAYLOAD, 0, 0) if additionals else b""
@@ -363,12 +368,21 @@ def host_upstreams(resolv_conf_path: str = "/etc/resolv.conf") -> list[tuple[str
 class _Forwarding:
     """A client's UDP query on its way through the upstreams, one after another."""
 
-    __slots__ = ("attempt", "client", "query", "sock", "upstreams", "wire")
+    __slots__ = ("_query", "attempt", "client", "sock", "upstreams", "wire")
 
     def __init__(self, sock, client, wire: bytes, query, upstreams) -> None:
-        self.sock, self.client, self.wire, self.query = sock, client, wire, query
+        self.sock, self.client, self.wire, self._query = sock, client, wire, query
         self.upstreams = upstreams
         self.attempt = 0  # index of the upstream asked now
+
+    @property
+    def query(self):
+        """The parsed query, parsed only when needed (failures, oversized answers)."""
+        if self._query is None:
+            import dns.message
+
+            self._query = dns.message.from_wire(self.wire)
+        return self._query
 
     def answered_by(self, source) -> bool:
         host, port = self.upstreams[self.attempt]
@@ -513,16 +527,22 @@ class Server:
         resolver = self.current_resolver()
         network = self.listeners.get(address, (None, None, None))[2]
         response = local_response(resolver, query, source, network)
-        if response is None and network is not None:
+        upstreams = self.upstreams_for(resolver, source, network)
+        if response is None and upstreams is None:
+            response = failure(query, "REFUSED")
+        return query, response, upstreams or []
+
+    def upstreams_for(self, resolver: Resolver, source: str, network: str | None):
+        """Where a query from `source` that is not ours goes; None: nowhere (internal)."""
+        if network is not None:
             scope = resolver.scope(source, network)
             if all(self.networks[n].internal for n in scope):
-                response = failure(query, "REFUSED")  # internal networks have no way out
+                return None  # internal networks have no way out
         own = [parse_upstream(s) for s in resolver.upstreams_for(source)]
         # Never forward to ourselves: a loop would end only in timeouts.
-        upstreams = [
+        return [
             u for u in own or self.upstreams if not (u[0] in self.listeners and u[1] == self.port)
         ]
-        return query, response, upstreams
 
     @staticmethod
     def _encode(response, query, udp: bool) -> bytes:
@@ -540,7 +560,12 @@ class Server:
             except OSError:  # EAGAIN: drained
                 return
             network = self.listeners[address][2]
-            quick = quick_response(self.current_resolver(), wire, client[0], network, udp=True)
+            resolver = self.current_resolver()
+            quick = quick_response(resolver, wire, client[0], network, udp=True)
+            if quick is FORWARD:
+                upstreams = self.upstreams_for(resolver, client[0], network)
+                self.forward_udp(sock, client, wire, None, upstreams)
+                continue
             if quick is not None:
                 self._send(sock, quick, client)
                 continue
@@ -561,14 +586,15 @@ class Server:
 
     def forward_udp(self, sock, client, wire: bytes, query, upstreams) -> None:
         """Send the client's query upstream under an id of ours; the answer comes to on_upstream."""
-        if not upstreams or len(self.forwarding) >= MAX_FORWARDING:
-            self._send(sock, self._encode(failure(query), query, udp=True), client)
+        job = _Forwarding(sock, client, wire, query, upstreams)
+        if upstreams is None or not upstreams or len(self.forwarding) >= MAX_FORWARDING:
+            rcode = "REFUSED" if upstreams is None else "SERVFAIL"
+            self._send(sock, self._encode(failure(job.query, rcode), job.query, True), client)
             return
         while True:
             upstream_id = int.from_bytes(os.urandom(2), "big")
             if upstream_id not in self.forwarding:
                 break
-        job = _Forwarding(sock, client, wire, query, upstreams)
         self.forwarding[upstream_id] = job
         self._ask_upstream(upstream_id, job)
 
@@ -622,7 +648,7 @@ class Server:
             self._reply_udp(job, job.wire[:2] + data[2:])
 
     def _reply_udp(self, job: _Forwarding, reply: bytes) -> None:
-        if len(reply) > udp_payload_limit(job.query):
+        if len(reply) > 512 and len(reply) > udp_payload_limit(job.query):
             import dns.message
 
             response = dns.message.from_wire(reply, ignore_trailing=True)
@@ -670,7 +696,7 @@ class Server:
                     network = self.listeners.get(address, (None, None, None))[2]
                     resolver = self.current_resolver()
                     data = quick_response(resolver, wire, source, network, udp=False)
-                    if data is None:
+                    if data is None or data is FORWARD:
                         prepared = self.prepare(wire, source, address)
                         if prepared is None:
                             return

@@ -518,10 +518,16 @@ def test_quick_path_truncates_like_the_full_path(root):
     )
 
 
+def test_quick_path_says_forward_for_names_not_ours(root):
+    for name, rdtype in (("example.com", "A"), ("api", "AAAA"), ("8.8.8.8.in-addr.arpa", "PTR")):
+        wire = dns.message.make_query(name, rdtype).to_wire()
+        assert _quick_path(root, wire, "10.89.0.3", True) is dnsserver.FORWARD
+        assert _full_path(root, wire, "10.89.0.3", True) is None
+
+
 @pytest.mark.parametrize(
     "query",
     [
-        dns.message.make_query("example.com", "A"),  # not ours: forwarded
         dns.message.make_query("api", "MX"),  # other types
         dns.message.make_query("api", "A", use_edns=1),  # EDNS version 1
         dns.message.make_response(dns.message.make_query("api", "A")),  # a response
@@ -583,11 +589,13 @@ def test_quick_path_agrees_with_the_full_path(
     wire = query.to_wire()
     quick = _quick_path(root, wire, source, True)
     full = _full_path(root, wire, source, True)
-    if quick is not None:
+    if quick is dnsserver.FORWARD:
+        assert full is None, "the quick path forwards what the full path answers"
+    elif quick is not None:
         assert full is not None, "the quick path answered what the full path forwards"
         _same(quick, full)
-    elif rdtype in ("A", "AAAA", "PTR"):
-        assert full is None  # the usual types fall back only to be forwarded
+    else:
+        assert rdtype not in ("A", "AAAA", "PTR"), "the usual types never need the full path"
 
 
 @settings(
@@ -598,4 +606,5 @@ def test_quick_path_never_raises_on_junk(root, junk):
     prefix = dns.message.make_query("api", "A").to_wire()[:12]
     for wire in (junk, prefix + junk):
         result = _quick_path(root, wire, "10.89.0.66", True)
-        assert result is None or dns.message.from_wire(result).rcode() in (0, 3)
+        if result not in (None, dnsserver.FORWARD):
+            assert dns.message.from_wire(result).rcode() in (0, 3)
