@@ -150,6 +150,7 @@ def create(
             )
             namespaces["network"] = netns
             extra_binds.extend(binds)
+        extra_binds.extend(_file_grants(project, service, directory))
         spec = container_spec(
             service,
             image_config,
@@ -248,6 +249,79 @@ def _wire_network(
     return netns, binds
 
 
+def _file_grants(project: Project, service: Service, directory: Path) -> list:
+    """Secrets and configs as read-only files at their targets: a file source is bound
+    as it is; content (inline or from the environment) is written with mode/uid/gid."""
+    from runtime.oci.spec import Bind
+
+    binds = []
+    for kind, defined, default_mode in (
+        ("secrets", project.secrets, 0o444),
+        ("configs", project.configs, 0o444),
+    ):
+        for grant in getattr(service, kind):
+            resource = defined[grant.source]
+            if resource.file:
+                source = resource.file
+            else:
+                folder = directory / kind
+                folder.mkdir(mode=0o700, exist_ok=True)
+                source = folder / grant.source
+                source.write_text(resource.content or "")
+                os.chmod(source, grant.mode if grant.mode is not None else default_mode)
+                uid = int(grant.uid) if grant.uid and str(grant.uid).isdigit() else 0
+                gid = int(grant.gid) if grant.gid and str(grant.gid).isdigit() else 0
+                os.chown(source, uid, gid)
+            binds.append(Bind(str(source), grant.target, readonly=True))
+    return binds
+
+
+def lifecycle_hooks(service: Service, kind: str) -> list[dict]:
+    """post_start or pre_stop hooks as {argv, user, env, cwd, privileged}."""
+    import shlex
+
+    hooks = []
+    for hook in service.options.get(kind) or ():
+        command = hook.get("command")
+        argv = shlex.split(command) if isinstance(command, str) else list(command or ())
+        env = hook.get("environment") or {}
+        if not isinstance(env, dict):
+            env = dict(item.split("=", 1) for item in env if "=" in item)
+        hooks.append(
+            {
+                "argv": argv,
+                "user": hook.get("user"),
+                "env": dict(env),
+                "cwd": hook.get("working_dir"),
+                "privileged": bool(hook.get("privileged")),
+            }
+        )
+    return hooks
+
+
+def run_hooks(backend: Backend, container_id: str, service: Service, kind: str) -> None:
+    """Run the service's post_start / pre_stop hooks in the container, in order."""
+    import subprocess
+
+    from composer.ops.project import OperationError
+
+    for hook in lifecycle_hooks(service, kind):
+        code = backend.engine.exec(
+            container_id,
+            hook["argv"],
+            env=hook["env"] or None,
+            user=hook["user"],
+            cwd=hook["cwd"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if code != 0:
+            raise OperationError(
+                f"service {service.name}: {kind} hook `{' '.join(hook['argv'])}` exited "
+                f"with code {code}"
+            )
+
+
 def _write_record(directory: Path, record: dict) -> None:
     from runtime.state import atomic_write_json
 
@@ -282,7 +356,12 @@ def _undo(container_id: str, directory: Path, backend: Backend, project: str) ->
 
 
 def remove(
-    info: dict, backend: Backend, *, timeout: float | None = 10, volumes: bool = False
+    info: dict,
+    backend: Backend,
+    *,
+    timeout: float | None = 10,
+    volumes: bool = False,
+    service: Service | None = None,
 ) -> str | None:
     """Stop (if running) and remove a container and everything composer made for it;
     return how the stop went when it was not the plain signal-and-exit."""
@@ -291,6 +370,9 @@ def remove(
     project = (info.get("labels") or {}).get(L.PROJECT, "")
     stop_reason = None
     if info.get("status") == "running":
+        if service is not None:
+            with contextlib.suppress(Exception):  # a failing pre_stop must not block removal
+                run_hooks(backend, container_id, service, "pre_stop")
         reply = backend.engine.stop(container_id, timeout=10 if timeout is None else timeout)
         stop_reason = (reply or {}).get("stop_reason")
     _undo(container_id, directory, backend, project)

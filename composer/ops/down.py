@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,10 +15,14 @@ from composer.ops.project import check_identity, forget, graph_of, project_lock
 Report = Callable[[str, str], None]
 
 
+def _service_of(info: dict) -> str:
+    return (info.get("labels") or {}).get(L.SERVICE, "")
+
+
 def _by_service(infos: list[dict]) -> dict[str, list[dict]]:
     grouped: dict[str, list[dict]] = {}
     for info in infos:
-        grouped.setdefault((info.get("labels") or {}).get(L.SERVICE, ""), []).append(info)
+        grouped.setdefault(_service_of(info), []).append(info)
     return grouped
 
 
@@ -102,15 +107,16 @@ def stop(
             for info in grouped.get(name, [])
             if info.get("status") == "running"
         ]
+
+        def stop_one(info: dict) -> dict:
+            service = project.services.get(_service_of(info))
+            if service is not None:
+                with contextlib.suppress(Exception):  # a failing pre_stop must not block a stop
+                    ctr.run_hooks(backend, info["id"], service, "pre_stop")
+            return backend.engine.stop(info["id"], timeout=10 if timeout is None else timeout)
+
         with ThreadPoolExecutor(max_workers=8) as pool:
-            replies = list(
-                pool.map(
-                    lambda info: backend.engine.stop(
-                        info["id"], timeout=10 if timeout is None else timeout
-                    ),
-                    running,
-                )
-            )
+            replies = list(pool.map(stop_one, running))
         for info, reply in zip(running, replies, strict=True):
             why = (reply or {}).get("stop_reason")
             report(f"Container {info.get('name')}", f"Stopped{f' ({why})' if why else ''}")

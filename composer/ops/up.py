@@ -129,11 +129,21 @@ def _converge_service(
     for action in actions:
         label = f"Container {action.name}"
         if action.kind == "remove":
-            ctr.remove(backend.engine.inspect(action.container), backend, timeout=request.timeout)
+            ctr.remove(
+                backend.engine.inspect(action.container),
+                backend,
+                timeout=request.timeout,
+                service=service,
+            )
             report(label, "Removed")
             continue
         if action.kind == "recreate":
-            ctr.remove(backend.engine.inspect(action.container), backend, timeout=request.timeout)
+            ctr.remove(
+                backend.engine.inspect(action.container),
+                backend,
+                timeout=request.timeout,
+                service=service,
+            )
             report(label, f"Recreate ({action.reason})")
         container_id = action.container
         if action.kind in ("create", "recreate"):
@@ -141,6 +151,7 @@ def _converge_service(
             report(label, "Created")
         if options.start:
             backend.engine.start(container_id)
+            ctr.run_hooks(backend, container_id, service, "post_start")
             report(label, "Started")
     if options.start and not actions:
         report(f"Service {service.name}", "Up to date")

@@ -203,3 +203,48 @@ def test_a_second_folder_with_the_same_project_name_is_refused(project, tmp_path
     assert result.returncode == 1
     assert "already used by the project in" in result.stderr
     assert len(project.ps()) == 2  # nothing of the first project was touched
+
+
+def test_secrets_configs_init_and_post_start_hooks(project):
+    project.env["TOKEN"] = "s3cr3t-value"
+    project.write("""
+services:
+  app:
+    image: busybox:latest
+    init: true
+    command: ["sh", "-c", "cat /run/secrets/token; echo; cat /etc/app.conf; echo;
+              stat -c 'mode=%a' /etc/app.conf; echo pid1=$(cat /proc/1/comm); sleep 600"]
+    secrets: [token]
+    configs:
+      - source: conf
+        target: /etc/app.conf
+        mode: 0440
+    post_start:
+      - command: ["sh", "-c", "echo hook-ran > /proc/1/fd/1"]
+secrets:
+  token:
+    environment: TOKEN
+configs:
+  conf:
+    content: "setting=1"
+""")
+    project.run("up", "-d")
+    logs = project.wait_for_log("app", "hook-ran")
+    assert "s3cr3t-value" in logs
+    assert "setting=1" in logs
+    assert "mode=440" in logs
+    assert "pid1=composer-init" in logs  # tini runs as PID 1 with `init: true`
+
+
+def test_a_failing_post_start_hook_is_reported(project):
+    project.write("""
+services:
+  app:
+    image: busybox:latest
+    command: ["sleep", "600"]
+    post_start:
+      - command: ["false"]
+""")
+    result = project.run("up", "-d", check=False)
+    assert result.returncode == 1
+    assert "post_start hook `false` exited with code 1" in result.stderr

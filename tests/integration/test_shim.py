@@ -21,7 +21,6 @@ from runtime.engine import ContainerError, Engine
 from runtime.oci.spec import ContainerSpec
 
 # The same fixtures as test_engine: one engine per runtime, checked clean afterwards.
-crun_hybrid_cgroups = test_engine.crun_hybrid_cgroups
 engine = test_engine.engine
 rootfs = test_engine.rootfs
 
