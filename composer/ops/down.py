@@ -58,7 +58,14 @@ def down(
             for level in levels:
                 doomed = [info for name in level for info in grouped.get(name, [])]
                 futures = {
-                    pool.submit(ctr.remove, info, backend, timeout=timeout, volumes=volumes): info
+                    pool.submit(
+                        ctr.remove,
+                        info,
+                        backend,
+                        timeout=timeout,
+                        volumes=volumes,
+                        service=project.services.get(_service_of(info)),
+                    ): info
                     for info in doomed
                 }
                 for future, info in futures.items():
