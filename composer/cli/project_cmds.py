@@ -70,6 +70,36 @@ def add_up(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-color", action="store_true")
     parser.add_argument("--no-log-prefix", action="store_true")
     parser.add_argument("--timestamps", action="store_true")
+    parser.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="SERVICE",
+        help="only show these services' output",
+    )
+    parser.add_argument(
+        "--no-attach",
+        action="append",
+        default=[],
+        metavar="SERVICE",
+        help="do not show these services' output",
+    )
+    abort = parser.add_mutually_exclusive_group()
+    abort.add_argument(
+        "--abort-on-container-exit",
+        action="store_true",
+        help="stop everything when any container exits",
+    )
+    abort.add_argument(
+        "--abort-on-container-failure",
+        action="store_true",
+        help="stop everything when a container exits with a non-zero code",
+    )
+    parser.add_argument(
+        "--exit-code-from",
+        metavar="SERVICE",
+        help="exit with this service's exit code (implies abort on exit)",
+    )
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -110,11 +140,28 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def _attach(args, project, backend, services) -> int:
-    """Follow the services' logs until they all exit, or Ctrl-C stops them."""
+    """Follow the services' output until they all exit (exit 0), a container's exit ends
+    it (--abort-on-container-exit / -failure, --exit-code-from: that exit code), or Ctrl-C
+    stops them gracefully (a second Ctrl-C kills; exit 130)."""
     from composer.ops.down import stop
 
+    shown = [s for s in (args.attach or services) if s not in args.no_attach]
+    abort_any = args.abort_on_container_exit or bool(args.exit_code_from)
+    state = {"code": 0}
+
+    def on_exit(event: dict) -> bool:
+        code = (backend.engine.inspect(event["id"]) or {}).get("exit_code") or 0
+        if args.exit_code_from:
+            if event["service"] == args.exit_code_from:
+                state["code"] = code
+        elif code:
+            state["code"] = code
+        return abort_any or (args.abort_on_container_failure and code != 0)
+
     try:
-        _print_logs(args, project, backend, services, follow=True)
+        aborted = _print_logs(
+            args, project, backend, services, follow=True, shown=shown, on_exit=on_exit
+        )
     except KeyboardInterrupt:
         print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
         try:
@@ -122,7 +169,11 @@ def _attach(args, project, backend, services) -> int:
         except KeyboardInterrupt:
             stop(project, backend, Progress(args), services=services, timeout=0)
         return 130
-    return 0
+    if aborted:
+        print("Aborting on container exit...", file=sys.stderr)
+        stop(project, backend, Progress(args), services=services, timeout=args.timeout)
+        return state["code"]
+    return state["code"] if (abort_any or args.abort_on_container_failure) else 0
 
 
 # -- down -----------------------------------------------------------------------------------
@@ -243,11 +294,14 @@ def run_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_logs(args, project, backend, services, *, follow: bool) -> None:
+def _print_logs(
+    args, project, backend, services, *, follow: bool, shown=None, on_exit=None
+) -> bool:
+    """Print the records; True when on_exit asked to stop following."""
     from composer.ops.status import merged_logs
 
     names = sorted(services)
-    width = max((len(n) for n in names), default=0) + 3
+    width = max((len(f"{project.name}-{n}-1") for n in names), default=0) + 1
     color = not getattr(args, "no_color", False) and sys.stdout.isatty()
     palette = {name: COLORS[i % len(COLORS)] for i, name in enumerate(names)}
     for record in merged_logs(
@@ -260,6 +314,12 @@ def _print_logs(args, project, backend, services, *, follow: bool) -> None:
         until=getattr(args, "until", None),
         index=getattr(args, "index", None),
     ):
+        if record.get("exited"):
+            if on_exit is not None and on_exit(record):
+                return True
+            continue
+        if shown is not None and record["service"] not in shown:
+            continue
         text = record["log"].rstrip("\n")
         if getattr(args, "timestamps", False):
             text = f"{record['time']} {text}"
@@ -269,6 +329,7 @@ def _print_logs(args, project, backend, services, *, follow: bool) -> None:
                 prefix = f"\033[{palette.get(record['service'], '0')}m{prefix}\033[0m"
             text = prefix + text
         print(text, flush=follow)
+    return False
 
 
 # -- build -----------------------------------------------------------------------------------

@@ -134,8 +134,15 @@ def _follow(backend: Backend, infos: list[dict]) -> Iterator[dict]:
             for record in backend.engine.logs(info["id"], follow=True, since=time.time()):
                 lines.put({**record, "container": name, "service": service})
         finally:
+            # The container's end, for `up --abort-on-container-exit` and friends.
+            lines.put({"exited": True, "id": info["id"], "container": name, "service": service})
             lines.put(done)
 
+    for info in infos:
+        if info.get("status") != "running":  # ended before we looked: report its end too
+            name = info.get("name") or info["id"][:12]
+            service = (info.get("labels") or {}).get(L.SERVICE, "")
+            yield {"exited": True, "id": info["id"], "container": name, "service": service}
     running = [i for i in infos if i.get("status") == "running"]
     for info in running:
         threading.Thread(target=pump, args=(info,), daemon=True).start()

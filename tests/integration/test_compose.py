@@ -248,3 +248,21 @@ services:
     result = project.run("up", "-d", check=False)
     assert result.returncode == 1
     assert "post_start hook `false` exited with code 1" in result.stderr
+
+
+def test_attached_up_exits_with_the_chosen_services_code_and_stops_the_rest(project):
+    project.write("""
+services:
+  tests:
+    image: busybox:latest
+    command: ["sh", "-c", "echo running tests; sleep 1; exit 3"]
+  db:
+    image: busybox:latest
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+""")
+    result = project.run("up", "--exit-code-from", "tests", "--no-color", check=False)
+    assert result.returncode == 3
+    assert "running tests" in result.stdout
+    assert f"{project.name}-tests-1" in result.stdout  # the log prefix names the container
+    states = {row["Service"]: row["State"] for row in project.ps()}
+    assert states == {"tests": "exited", "db": "exited"}
