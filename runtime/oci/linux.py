@@ -2,6 +2,16 @@
 
 Everything here takes plain data (the parsed config.json) and a `sys_` object with the
 functions of runtime.oci.syscalls, so unit tests can check order and flags with a fake.
+
+The order container.py calls these in, and why:
+  namespace_plan, join_namespaces (user first)   before any unshare
+  prepare_rootfs: "/" rslave, rootfs bound on itself, config mounts in order, devices
+  (createContainer hooks run here, still able to see the host's paths)
+  pivot_into, setup_terminal                      the pty comes from the container's devpts
+  set_identity, then finish_rootfs                sysctls before /proc/sys turns read-only
+  set_process_attributes                          rlimits, affinity, ...: before caps drop
+  set_user_and_capabilities, no_new_privs, seccomp last (or before caps without NNP)
+  exec_process                                    after `start`
 """
 
 from __future__ import annotations
