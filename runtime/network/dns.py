@@ -67,6 +67,8 @@ def resolv_conf(
     and our server forwards that container's other queries to them.
     """
     del dns  # forwarded by the server, see above
+    if not gateway:  # an internal network's attachment has no gateway route, the network has one
+        raise ValueError("resolv_conf needs the network's gateway address (our DNS listens there)")
     search = [DOMAIN, *(d for d in dns_search or () if d != DOMAIN)]
     lines = [f"nameserver {gateway}", f"search {' '.join(search)}"]
     if dns_opt:

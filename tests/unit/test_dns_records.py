@@ -373,6 +373,8 @@ def test_resolv_conf():
         "options ndots:2",
     ]
     assert dnsserver.resolv_conf("10.89.0.1") == f"nameserver 10.89.0.1\nsearch {DOMAIN}\n"
+    with pytest.raises(ValueError, match="gateway"):
+        dnsserver.resolv_conf(None)
 
 
 def test_hosts_file_with_host_gateway():
