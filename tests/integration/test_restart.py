@@ -155,3 +155,11 @@ def test_bad_policy_is_refused_at_create(engine, rootfs):
     with pytest.raises(ValueError, match="unknown restart policy"):
         engine.create(spec, restart="sometimes")
     assert engine.list() == []
+
+
+def test_a_terminal_container_gets_a_new_terminal_each_run(engine, rootfs):
+    cid = started(engine, rootfs, "tty; exit 2", "on-failure:1", terminal=True)
+    assert engine.wait(cid, timeout=60) == 2
+    lines = boundaries_and_lines(engine, cid)
+    assert len(lines) == 3 and lines[1] == ("restart", 1)
+    assert all(line.startswith("/dev/pts/") for line in (lines[0], lines[2]))
