@@ -321,6 +321,8 @@ def _print_logs(
         if shown is not None and record["service"] not in shown:
             continue
         text = record["log"].rstrip("\n")
+        if record.get("boundary"):  # the shim restarted the container here
+            text = f"--- container {record['boundary']}ed ---"
         if getattr(args, "timestamps", False):
             text = f"{record['time']} {text}"
         if not getattr(args, "no_log_prefix", False):

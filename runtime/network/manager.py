@@ -299,6 +299,7 @@ class NetworkManager:
             )
             endpoint = {
                 "state": "attaching",
+                "attaching_pid": os.getpid(),  # wiring runs unlocked; cleanup spares it
                 "netns": netns_path,
                 "host_ifname": bridge.short_name(bridge.VETH_PREFIX, container_id, record["id"]),
                 "ifname": ifname or bridge.next_ifname(netns_path),
@@ -322,23 +323,31 @@ class NetworkManager:
                 addresses.append(
                     f"{address6}/{ipaddress.ip_network(record['ipv6']['subnet']).prefixlen}"
                 )
-            try:
-                endpoint["mac"] = bridge.attach_veth(
-                    record["bridge"],
-                    netns_path,
-                    bridge.Endpoint(
-                        host_ifname=endpoint["host_ifname"],
-                        ifname=endpoint["ifname"],
-                        addresses=tuple(addresses),
-                        gateways=gateways,
-                        mac=endpoint["mac"],
-                        mtu=record.get("mtu"),
-                        metric=endpoint["metric"],
-                    ),
-                )
-            except BaseException:
-                self._drop_endpoint(record, container_id)
-                raise
+            bridge_name, mtu = record["bridge"], record.get("mtu")
+        # The address is ours ("attaching" is recorded); wiring the veth needs no lock, so
+        # containers starting together are wired in parallel.
+        try:
+            mac = bridge.attach_veth(
+                bridge_name,
+                netns_path,
+                bridge.Endpoint(
+                    host_ifname=endpoint["host_ifname"],
+                    ifname=endpoint["ifname"],
+                    addresses=tuple(addresses),
+                    gateways=gateways,
+                    mac=endpoint["mac"],
+                    mtu=mtu,
+                    metric=endpoint["metric"],
+                ),
+            )
+        except BaseException:
+            with self._lock(f"undo attaching {container_id[:12]} to {network}"):
+                self._drop_endpoint(self._read(network), container_id)
+            raise
+        with self._lock(f"attach {container_id[:12]} to {network}"):
+            record = self._read(network)
+            endpoint = record["endpoints"][container_id]
+            endpoint["mac"] = mac
             endpoint["state"] = "attached"
             self._write(record)
             return _attachment(endpoint)
@@ -451,6 +460,10 @@ class NetworkManager:
                     alive = os.path.exists(endpoint["netns"]) and bridge.link_exists(
                         endpoint["host_ifname"]
                     )
+                    if endpoint["state"] == "attaching" and _pid_alive(
+                        endpoint.get("attaching_pid")
+                    ):
+                        continue  # another command is wiring it right now
                     if endpoint["state"] != "attached" or not alive:
                         self._drop_endpoint(record, container_id)
                         removed.append(f"endpoint {container_id[:12]} on {record['name']}")
@@ -462,6 +475,18 @@ class NetworkManager:
             if not self._records():
                 nft.remove_table(self.table)
         return removed
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _gateway_interface(family_record: Mapping) -> str:
