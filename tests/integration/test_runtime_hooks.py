@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from rootfs import read_config, write_config
@@ -11,7 +12,12 @@ STAGES = ["prestart", "createRuntime", "createContainer", "startContainer", "pos
 
 
 def _recording_hook(stage: str, shell: str, log_dir: str) -> dict:
-    script = f'cat > {log_dir}/{stage}.json; echo {stage} >> {log_dir}/order; echo "$HOOK_VAR" > {log_dir}/{stage}.env'
+    """Saves its stdin, its place in the order, its env and the mount namespace it ran in."""
+    script = (
+        f"cat > {log_dir}/{stage}.json; echo {stage} >> {log_dir}/order;"
+        f' echo "$HOOK_VAR" > {log_dir}/{stage}.env;'
+        f" readlink /proc/self/ns/mnt > {log_dir}/{stage}.mnt"
+    )
     return {"path": shell, "args": ["sh", "-c", script], "env": ["HOOK_VAR=" + stage]}
 
 
@@ -43,6 +49,7 @@ def test_every_hook_runs_in_order_with_the_state_on_stdin(runtime, busybox_bundl
     assert (logs / "order").read_text().split() == STAGES[:3]
     runtime("start", container_id)
     assert (logs / "order").read_text().split() == STAGES[:5]
+    container_mnt = os.readlink(f"/proc/{pid}/ns/mnt")
     runtime("delete", "--force", container_id)
     assert (logs / "order").read_text().split() == STAGES
     expected_status = {
@@ -63,6 +70,10 @@ def test_every_hook_runs_in_order_with_the_state_on_stdin(runtime, busybox_bundl
         if stage != "poststop":
             assert state["pid"] == pid
         assert (logs / f"{stage}.env").read_text().strip() == stage
+        in_container = stage in ("createContainer", "startContainer")
+        host_mnt = os.readlink("/proc/self/ns/mnt")
+        ran_in = (logs / f"{stage}.mnt").read_text().strip()
+        assert ran_in == (container_mnt if in_container else host_mnt), stage
 
 
 def test_poststart_and_poststop_failures_only_warn(runtime, busybox_bundle, tmp_path):
