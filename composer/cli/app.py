@@ -186,7 +186,7 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
 
 
 # Modules with a COMMANDS table: name -> (help, add_arguments(parser), run(args) -> exit code).
-COMMAND_MODULES = ("composer.cli.project_cmds",)
+COMMAND_MODULES = ("composer.cli.project_cmds", "composer.cli.watch_cmd")
 
 
 def _command_table() -> dict:
