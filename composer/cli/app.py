@@ -186,7 +186,12 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
 
 
 # Modules with a COMMANDS table: name -> (help, add_arguments(parser), run(args) -> exit code).
-COMMAND_MODULES = ("composer.cli.project_cmds", "composer.cli.watch_cmd")
+COMMAND_MODULES = (
+    "composer.cli.project_cmds",
+    "composer.cli.watch_cmd",
+    "composer.cli.image_cmds",
+    "composer.cli.volume_cmds",
+)
 
 
 def _command_table() -> dict:
