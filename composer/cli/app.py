@@ -191,6 +191,7 @@ COMMAND_MODULES = (
     "composer.cli.watch_cmd",
     "composer.cli.image_cmds",
     "composer.cli.volume_cmds",
+    "composer.cli.container_cmds",
 )
 
 

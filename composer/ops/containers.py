@@ -15,7 +15,9 @@ from composer.model import Mount, Project, Service
 from composer.ops.backend import Backend
 from composer.plan import container_name
 
-NETWORK_RECORD = "composer-network.json"  # in the container dir: what to undo on removal
+# In the container dir, written before anything else: whose it is and what to undo
+# (netns, networks) if the command is killed before the engine knows the container.
+RECORD = "composer.json"
 
 
 def container_labels(
@@ -121,6 +123,9 @@ def create(
     container_id = new_container_id()
     directory = backend.container_dir(container_id)
     directory.mkdir(parents=True)
+    _write_record(
+        directory, {"project": project.name, "pid": os.getpid(), "netns": None, "networks": []}
+    )
     name = name or container_name(project, service, number)
     hostname = service.hostname or name
     try:
@@ -170,7 +175,7 @@ def create(
             container_id=container_id,
         )
     except BaseException:
-        _undo(container_id, directory, backend, project.name)
+        undo(container_id, directory, backend, project.name)
         raise
     return container_id
 
@@ -188,15 +193,18 @@ def _wire_network(
     from runtime.network.netns import create_netns
     from runtime.oci.spec import Bind
 
+    record = read_record(directory)
+    record["netns"] = str(directory / "netns")
+    _write_record(directory, record)  # before it exists: a kill now still gets it removed
     netns = create_netns(directory / "netns")
-    record = {"netns": netns, "networks": []}
-    _write_record(directory, record)
     ordered = sorted(service.networks.values(), key=lambda n: (-n.priority, n.name))
     first = None
     addresses: list[str] = []
     for index, attachment in enumerate(ordered):
         network = project.networks[attachment.name]
         aliases = [service.name, *attachment.aliases]
+        record["networks"].append(network.name)
+        _write_record(directory, record)  # before attaching: a kill then is undone too
         result = backend.networks.attach(
             container_id,
             netns,
@@ -208,8 +216,6 @@ def _wire_network(
             aliases=aliases,
             priority=attachment.priority,
         )
-        record["networks"].append(network.name)
-        _write_record(directory, record)
         ips = [ip for ip in (result.ipv4, result.ipv6) if ip]
         addresses.extend(ips)
         dns_records.add_container(
@@ -325,18 +331,38 @@ def run_hooks(backend: Backend, container_id: str, service: Service, kind: str) 
 def _write_record(directory: Path, record: dict) -> None:
     from runtime.state import atomic_write_json
 
-    atomic_write_json(directory / NETWORK_RECORD, record)
+    atomic_write_json(directory / RECORD, record)
 
 
-def _undo(container_id: str, directory: Path, backend: Backend, project: str) -> None:
+def read_record(directory: Path) -> dict:
+    try:
+        return json.loads((directory / RECORD).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def being_created(directory: Path) -> bool:
+    """True while the command creating this container is still alive."""
+    pid = read_record(directory).get("pid")
+    if not pid or (directory / "state.json").exists():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def undo(container_id: str, directory: Path, backend: Backend, project: str) -> None:
     """Everything around a container that is not the engine's: ports, addresses, DNS,
     its network namespace, its root filesystem. Idempotent."""
     from runtime.network import dns_records
     from runtime.network.netns import remove_netns
 
-    record_path = directory / NETWORK_RECORD
-    if record_path.exists():
-        record = json.loads(record_path.read_text())
+    record = read_record(directory)
+    if record.get("netns"):
         with contextlib.suppress(Exception):
             backend.networks.unpublish(container_id)
         for network in record.get("networks", []):
@@ -344,7 +370,7 @@ def _undo(container_id: str, directory: Path, backend: Backend, project: str) ->
                 backend.networks.detach(container_id, network)
         dns_records.remove_container(project, container_id, root=backend.root)
         remove_netns(record["netns"])
-        record_path.unlink()
+    (directory / RECORD).unlink(missing_ok=True)
     if (directory / "rootfs").is_dir():
         from runtime.images.rootfs import release_rootfs
 
@@ -375,7 +401,7 @@ def remove(
                 run_hooks(backend, container_id, service, "pre_stop")
         reply = backend.engine.stop(container_id, timeout=10 if timeout is None else timeout)
         stop_reason = (reply or {}).get("stop_reason")
-    _undo(container_id, directory, backend, project)
+    undo(container_id, directory, backend, project)
     backend.engine.remove(container_id, force=True)
     if volumes:
         for record in backend.volumes.list({"io.composer.anonymous": container_id}):

@@ -39,7 +39,7 @@ def down(
     in parallel), then its networks; named volumes only with volumes=True."""
     from runtime.network import dns
 
-    with project_lock(backend, project, "composer down"):
+    with project_lock(backend, project, "composer down", lambda text: report("Project", text)):
         check_identity(backend, project, record=False)
         infos = backend.containers(project.name)
         grouped = _by_service(infos)

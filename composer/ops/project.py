@@ -25,18 +25,49 @@ def graph_of(project: Project) -> ServiceGraph:
     return ServiceGraph(project.services, edges)
 
 
+LOCK_WAIT = 120.0  # seconds a command waits for another one on the same project
+
+
 @contextlib.contextmanager
-def project_lock(backend: Backend, project: Project, purpose: str) -> Iterator[None]:
-    """Serialize commands on one project; a second one is told who holds it."""
+def project_lock(
+    backend: Backend, project: Project, purpose: str, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Serialize commands on one project; a waiting one is told who holds it."""
     from runtime.state import Lock, LockBusy
 
     directory = backend.project_dir()
     directory.mkdir(parents=True, exist_ok=True)
+    lock = Lock(directory / f"{project.name}.lock", purpose, timeout=0)
     try:
-        with Lock(directory / f"{project.name}.lock", purpose, timeout=30):
-            yield
-    except LockBusy as e:
-        raise OperationError(str(e)) from None
+        lock.acquire()
+    except LockBusy as busy:
+        if on_wait is not None:
+            on_wait(f"waiting: {busy}")
+        try:
+            lock.acquire(timeout=LOCK_WAIT)
+        except LockBusy as e:
+            raise OperationError(str(e)) from None
+    try:
+        sweep_incomplete(backend, project)
+        yield
+    finally:
+        lock.release()
+
+
+def sweep_incomplete(backend: Backend, project: Project) -> None:
+    """Undo what a killed command left half-made for this project: container
+    directories that never got to the engine (no state.json) but hold a mounted root
+    filesystem, a network namespace, addresses or DNS records."""
+    from composer.ops import containers
+
+    if not backend.engine.containers.is_dir():
+        return
+    for directory in backend.engine.containers.iterdir():
+        if not directory.is_dir() or (directory / "state.json").exists():
+            continue
+        owner = containers.read_record(directory).get("project")
+        if owner == project.name and not containers.being_created(directory):
+            containers.undo(directory.name, directory, backend, project.name)
 
 
 def check_identity(backend: Backend, project: Project, *, record: bool) -> None:

@@ -49,7 +49,7 @@ def up(project: Project, backend: Backend, request: UpRequest, report: Report) -
         raise OperationError(f"no such service: {', '.join(unknown)}")
     selected = graph.select(request.services or project.services, not request.no_deps)
     services = [project.services[name] for name in project.services if name in selected]
-    with project_lock(backend, project, "composer up"):
+    with project_lock(backend, project, "composer up", lambda text: report("Project", text)):
         check_identity(backend, project, record=True)
         backend.networks.cleanup_stale()
         ensure_networks(backend, project, used_networks(project, services), report)

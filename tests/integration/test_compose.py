@@ -266,3 +266,49 @@ services:
     assert f"{project.name}-tests-1" in result.stdout  # the log prefix names the container
     states = {row["Service"]: row["State"] for row in project.ps()}
     assert states == {"tests": "exited", "db": "exited"}
+
+
+def test_an_up_killed_midway_leaves_nothing_the_next_command_cannot_clean(project):
+    import signal
+
+    lines = ["services:"]
+    for i in range(6):
+        lines += [f"  s{i}:", "    image: busybox:latest", '    command: ["sleep", "600"]']
+    project.write("\n".join(lines) + "\n")
+    for delay in (0.3, 0.8, 1.5):
+        proc = subprocess.Popen(
+            [*COMPOSER, "up", "-d"],
+            cwd=project.directory,
+            env=project.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        project.run("down", "-t", "0")
+        _assert_nothing_left(project.root)
+    project.run("up", "-d")
+    assert len([r for r in project.ps() if r["State"] == "running"]) == 6
+
+
+def test_a_second_command_waits_for_the_lock_and_says_who_holds_it(project):
+    from runtime.state import Lock
+
+    project.write(SERVER_CLIENT)
+    lock_path = project.root / "projects" / f"{project.name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    holder = Lock(lock_path, "hold the project for a test", timeout=0).acquire()
+    proc = subprocess.Popen(
+        [*COMPOSER, "up", "-d"],
+        cwd=project.directory,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    holder.release()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    assert "waiting:" in err and "hold the project for a test" in err
