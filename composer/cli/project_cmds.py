@@ -126,6 +126,12 @@ def run_up(args: argparse.Namespace) -> int:
         dependency_timeout=args.wait_timeout,
     )
     backend = _backend()
+    if args.dry_run:
+        from composer.ops.up import dry_run
+
+        for resource, action in dry_run(project, backend, request):
+            print(f"DRY-RUN  {resource:<40} {action}")
+        return 0
     services = up(project, backend, request, Progress(args))
     if args.wait:
         from composer.ops.status import wait_ready
@@ -189,6 +195,12 @@ def run_down(args: argparse.Namespace) -> int:
     from composer.ops.down import down
 
     project = _load(args)
+    if args.dry_run:
+        from composer.ops.down import dry_run
+
+        for resource, action in dry_run(project, _backend(), volumes=args.volumes):
+            print(f"DRY-RUN  {resource:<40} {action}")
+        return 0
     down(
         project,
         _backend(),

@@ -87,6 +87,30 @@ def down(
                     report(f"Volume {volume.name}", "Removed")
 
 
+def dry_run(project: Project, backend: Backend, *, volumes: bool = False) -> list[tuple[str, str]]:
+    """What down would remove, without removing it."""
+    steps = [
+        (
+            f"Container {info.get('name')}",
+            "Stop and remove" if info.get("status") == "running" else "Remove",
+        )
+        for info in backend.containers(project.name)
+    ]
+    present = {network.name for network in backend.networks.list()}
+    steps += [
+        (f"Network {n.name}", "Remove")
+        for n in project.networks.values()
+        if not n.external and n.name in present
+    ]
+    if volumes:
+        steps += [
+            (f"Volume {v.name}", "Remove")
+            for v in project.volumes.values()
+            if not v.external and backend.volumes.exists(v.name)
+        ]
+    return steps
+
+
 def _forget_dns(project: str, backend: Backend) -> None:
     """The project's records, server state, lock and log files (networks/dns/<project>.*)."""
     from runtime.network.dns_records import records_dir

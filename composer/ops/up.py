@@ -87,6 +87,41 @@ def up(project: Project, backend: Backend, request: UpRequest, report: Report) -
     return [s.name for s in services]
 
 
+def dry_run(project: Project, backend: Backend, request: UpRequest) -> list[tuple[str, str]]:
+    """What up would do, without doing it: (resource, action) pairs."""
+    from composer.ops.project import image_name
+
+    graph = graph_of(project)
+    selected = graph.select(request.services or project.services, not request.no_deps)
+    services = [project.services[name] for name in project.services if name in selected]
+    steps: list[tuple[str, str]] = []
+    existing_networks = {n.name for n in backend.networks.list()}
+    for key in used_networks(project, services):
+        network = project.networks[key]
+        if not network.external and network.name not in existing_networks:
+            steps.append((f"Network {network.name}", "Create"))
+    images = {}
+    for service in services:
+        name = image_name(project, service)
+        image = backend.store.resolve(name)
+        if service.build is not None and (image is None or request.build == "always"):
+            steps.append((f"Image {name}", "Build"))
+        elif image is None:
+            steps.append((f"Image {name}", "Pull or bootstrap"))
+        images[service.name] = image.digest if image is not None else ""
+    existing = backend.existing(project.name)
+    options = UpOptions(request.force_recreate, request.no_recreate, request.scale, request.start)
+    for generation in graph.start_generations(selected):
+        for name in generation:
+            mine = [c for c in existing if c.service == name]
+            for action in plan_service(
+                project, project.services[name], mine, images[name], options
+            ):
+                why = f" ({action.reason})" if action.reason else ""
+                steps.append((f"Container {action.name}", f"{action.kind.capitalize()}{why}"))
+    return steps
+
+
 def _ensure_dns(backend: Backend, project: Project) -> None:
     from runtime.network import dns
 

@@ -312,3 +312,14 @@ def test_a_second_command_waits_for_the_lock_and_says_who_holds_it(project):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0
     assert "waiting:" in err and "hold the project for a test" in err
+
+
+def test_dry_run_says_what_would_happen_and_does_nothing(project):
+    project.write(SERVER_CLIENT)
+    planned = project.run("--dry-run", "up", "-d").stdout
+    assert f"Container {project.name}-server-1" in planned and "Create (missing)" in planned
+    assert project.ps() == []
+    project.run("up", "-d")
+    planned = project.run("down", "--dry-run").stdout
+    assert "Stop and remove" in planned and f"Network {project.name}_default" in planned
+    assert len(project.ps()) == 2
