@@ -79,13 +79,15 @@ def confirm(question: str, force: bool) -> bool:
         return True
     print(f"{question}\nAre you sure you want to continue? [y/N] ", end="", flush=True)
     answer = sys.stdin.readline()
+    if not sys.stdin.isatty():
+        print()  # the answer was not echoed: end the prompt's line
     return answer.strip().lower() in ("y", "yes")
 
 
 @contextlib.contextmanager
 def _plain_errors() -> Iterator[None]:
-    """Registry, credential and reference problems are the user's to fix: report them
-    as image errors (one line, exit 1), not as our bugs."""
+    """Registry, credential, reference and file problems are the user's to fix: report
+    them as image errors (one line, exit 1), not as our bugs."""
     from runtime.images.reference import ReferenceError
     from runtime.images.store import ImageError
 
@@ -100,6 +102,11 @@ def _plain_errors() -> Iterator[None]:
         ):
             if module in sys.modules:
                 kinds.append(getattr(sys.modules[module], name))
+        tarfile = sys.modules.get("tarfile")
+        if tarfile is not None and isinstance(e, tarfile.ReadError):
+            raise ImageError("not a tar archive (plain, gzip, bzip2 or xz)") from None
+        if isinstance(e, OSError) and e.filename:  # a file named on the command line
+            raise ImageError(f"{e.filename}: {e.strerror}") from None
         if isinstance(e, tuple(kinds)):
             raise ImageError(str(e)) from None
         raise

@@ -207,6 +207,17 @@ def test_load_of_something_else_is_a_clear_error(cli, tmp_path):
     result = cli("image", "load", "-i", str(junk), check=False)
     assert result.returncode == 1 and "not an image archive" in result.stderr
     _no_internal_error(result)
+    text = tmp_path / "text"
+    text.write_text("hello\n" * 200)
+    for args, message in (
+        (("load", "-i", str(text)), "not a tar archive"),
+        (("load", "-i", str(tmp_path / "missing.tar")), "missing.tar: No such file"),
+        (("import", str(tmp_path / "missing.tar"), "x:1"), "missing.tar: No such file"),
+        (("save", "-o", str(tmp_path / "no" / "dir.tar"), "busybox"), "No such file"),
+    ):
+        result = cli("image", *args, check=False)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
 
 
 # ---------------------------------------------------------------- with containers
