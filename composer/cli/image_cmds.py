@@ -623,6 +623,10 @@ def run_pull(args: argparse.Namespace) -> int:
 
         def pull_image(reference: str) -> None:
             services = images[reference]
+            if args.policy == "missing" and store.resolve(reference) is not None:
+                for service in services:
+                    display(service.name, "Skipped - image is already present locally")
+                return
             for service in services:
                 display(service.name, "Pulling")
             try:

@@ -309,6 +309,8 @@ def test_push_then_pull_through_a_configured_registry(cli, tmp_path, registry):
     assert (got["Id"], got["Digest"]) == (source["Id"], source["Digest"])
     quiet = fresh("pull", "-q", "--policy", "missing")
     assert quiet.stderr == ""
+    present = fresh("--progress", "plain", "pull", "--policy", "missing")
+    assert "Skipped - image is already present locally" in present.stderr
 
 
 def test_pull_failures_are_reported_or_ignored(cli, registry):
