@@ -33,8 +33,22 @@ from runtime.state import atomic_write_json
 from tests import netns
 from tests.netns import ProcessNetns, assert_local_route
 
-netns_sandbox = netns.netns_sandbox
 in_netns = netns.in_netns
+
+
+@pytest.fixture(scope="module")
+def netns_sandbox():
+    """This module's own sandbox netns: tests.netns names its session sandbox after the pid,
+    so a second module taking that fixture in the same run would collide with the first."""
+    if os.geteuid() != 0:
+        pytest.fail("DNS integration tests need root (they create a network namespace)")
+    sandbox = netns.NetnsSandbox.create(f"composer-test-{os.getpid()}-dns")
+    try:
+        yield sandbox
+    finally:
+        sandbox.remove()
+    assert not sandbox.exists(), f"netns {sandbox.name} left behind"
+
 
 FRONT_GW, BACK_GW = "10.89.50.1", "10.89.50.65"
 _names = itertools.count()
