@@ -193,47 +193,30 @@ class Net:
 
 @pytest.fixture
 def project(in_netns, tmp_path):
-    """Two networks, a web (front and back), two api replicas (back), a proxy (front)."""
+    """Two networks: web and proxy on front, two api replicas on back."""
     root = tmp_path / "composer-root"
     name = f"dnst{uuid.uuid4().hex[:8]}"
     upstream = StubUpstream()
-    nets, containers = [], []
+    nets, containers = [], {}
     try:
         front = Net(root, name, f"{name}_front", FRONT_GW)
         nets.append(front)
         back = Net(root, name, f"{name}_back", BACK_GW)
         nets.append(back)
-        web, api1, api2, proxy = (ProcessNetns() for _ in range(4))
-        containers += [web, api1, api2, proxy]
-        front.plug(web, "10.89.50.2")
-        front.plug(proxy, "10.89.50.3")
-        back.plug(api1, "10.89.50.67")
-        back.plug(api2, "10.89.50.68")
-        add = add_container
-        add(
-            name,
-            front.name,
-            "c-web",
-            f"{name}-web-1",
-            "web",
-            ["10.89.50.2"],
-            ["www"],
-            "webhost",
-            root=root,
-        )
-        add(
-            name,
-            front.name,
-            "c-proxy",
-            f"{name}-proxy-1",
-            "proxy",
-            ["10.89.50.3"],
-            [],
-            None,
-            root=root,
-        )
-        add(name, back.name, "c-api1", f"{name}-api-1", "api", ["10.89.50.67"], [], None, root=root)
-        add(name, back.name, "c-api2", f"{name}-api-2", "api", ["10.89.50.68"], [], None, root=root)
+        # key, network, address, service, aliases, hostname
+        for key, net, address, service, aliases, hostname in (
+            ("web", front, "10.89.50.2", "web", ["www"], "webhost"),
+            ("proxy", front, "10.89.50.3", "proxy", [], None),
+            ("api1", back, "10.89.50.67", "api", [], None),
+            ("api2", back, "10.89.50.68", "api", [], None),
+        ):
+            containers[key] = ProcessNetns()
+            net.plug(containers[key], address)
+            replica = key[-1] if key[-1].isdigit() else "1"
+            add_container(
+                name, net.name, f"c-{key}", f"{name}-{service}-{replica}", service, [address],
+                aliases, hostname, root=root,
+            )  # fmt: skip
         pid = dnsserver.ensure_running(
             name, root, extra_args=["--upstream", f"127.0.0.1:{upstream.port}"]
         )
@@ -243,17 +226,14 @@ def project(in_netns, tmp_path):
             "root": root,
             "front": front,
             "back": back,
-            "web": web,
-            "api1": api1,
-            "api2": api2,
-            "proxy": proxy,
+            **containers,
             "upstream": upstream,
             "pid": pid,
         }
     finally:
         dnsserver.stop_server(name, root)
         assert dnsserver.forget_project(name, root)
-        for container in containers:
+        for container in containers.values():
             container.stop()
         for net in nets:
             net.remove()
