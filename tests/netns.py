@@ -12,7 +12,7 @@ host's interfaces, routes and firewall rules stay untouched and no packet leaves
     def test_bridge(in_netns):            # the test's thread runs inside the sandbox netns
         ...                               # subprocesses started here inherit it
 
-`netns_sandbox` (session) creates `composer-test-<pid>` with `ip netns add` and loopback up;
+`netns_sandbox` (session) creates `composer-test-<pid>-<random>` with `ip netns add` and loopback up;
 `in_netns` (per test) moves the calling thread into it and back. Threads a test starts while
 inside inherit the namespace. `ProcessNetns` is a stand-in container: a sleeping process in a
 fresh netns of its own, addressed like a container (/proc/PID/ns/net). Before connecting to a
@@ -62,7 +62,8 @@ class NetnsSandbox:
 
     @classmethod
     def create(cls, name: str | None = None) -> NetnsSandbox:
-        sandbox = cls(name or f"composer-test-{os.getpid()}")
+        # Unique per sandbox: every module that names the session fixture gets its own.
+        sandbox = cls(name or f"composer-test-{os.getpid()}-{os.urandom(3).hex()}")
         subprocess.run(["ip", "netns", "add", sandbox.name], check=True, capture_output=True)
         subprocess.run(
             ["ip", "-n", sandbox.name, "link", "set", "lo", "up"], check=True, capture_output=True

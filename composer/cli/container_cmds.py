@@ -35,13 +35,14 @@ def wants_terminal(args: argparse.Namespace) -> bool:
 
 
 def run_exec(args: argparse.Namespace) -> int:
-    from composer.ops.commands import exec_engine, service_container
+    from composer.ops.commands import exec_engine, refuse_paused, service_container
 
     if not args.argv:
         raise SystemExit("composer exec: give a command to run")
     project = _load(args)
     backend = _backend()
     info = service_container(backend, project, args.service, args.index)
+    refuse_paused([info], "exec into")
     engine = exec_engine(backend, privileged=args.privileged)
     return engine.exec(
         info["id"],
@@ -85,6 +86,9 @@ def run_run(args: argparse.Namespace) -> int:
 
     from composer.ops.run import RunRequest, create_oneoff, remove_oneoff
 
+    if args.rm and args.detach:
+        # No daemon: nobody would be left to remove it when it exits.
+        raise SystemExit("composer run: --rm and -d cannot be combined; `composer rm` it later")
     project = _load(args, [args.service])
     service = project.services.get(args.service)
     request = RunRequest(
@@ -135,7 +139,7 @@ def add_kill(parser: argparse.ArgumentParser) -> None:
 
 
 def run_kill(args: argparse.Namespace) -> int:
-    from composer.ops.commands import name_of, select
+    from composer.ops.commands import name_of, refuse_paused, select
     from composer.ops.project import OperationError
     from runtime.engine import signal_number
 
@@ -146,7 +150,9 @@ def run_kill(args: argparse.Namespace) -> int:
     project = _load(args)
     backend = _backend()
     report = Progress(args)
-    for info in select(backend, project, args.services, status=("running", "restarting")):
+    chosen = select(backend, project, args.services, status=("running", "restarting"))
+    refuse_paused(chosen, "kill")
+    for info in chosen:
         backend.engine.kill(info["id"], sig)
         report(f"Container {name_of(info)}", "Killed")
     return 0

@@ -128,6 +128,15 @@ def is_paused(info: dict) -> bool:
         return False
 
 
+def refuse_paused(infos: list[dict], action: str) -> None:
+    """A frozen process cannot act on a signal or start an exec: say so, do not hang."""
+    paused = [name_of(info) for info in infos if is_paused(info)]
+    if paused:
+        raise OperationError(
+            f"cannot {action} paused container {', '.join(paused)}: `composer unpause` it first"
+        )
+
+
 def pause(info: dict) -> None:
     _run_runtime(info, "pause", info["id"])
 

@@ -238,7 +238,9 @@ def _wire_network(
         )
     binds = []
     if first:
-        gateway = first[1].gateway
+        # The bridge's address: the name server listens there even on internal networks,
+        # where the container has no default route (the attachment has no gateway).
+        gateway = backend.networks.inspect(first[0].name).gateway.split("/")[0]
         (directory / "resolv.conf").write_text(
             dns.resolv_conf(
                 gateway, list(service.dns), list(service.dns_search), list(service.dns_opt)

@@ -78,7 +78,7 @@ def down(
                     backend.networks.remove(network.name)
                     report(f"Network {network.name}", "Removed")
             dns.stop_server(project.name, backend.root)
-            _forget_dns(project.name, backend)
+            dns.forget_project(project.name, backend.root)
             forget(backend, project)
         if volumes:
             for volume in project.volumes.values():
@@ -109,14 +109,6 @@ def dry_run(project: Project, backend: Backend, *, volumes: bool = False) -> lis
             if not v.external and backend.volumes.exists(v.name)
         ]
     return steps
-
-
-def _forget_dns(project: str, backend: Backend) -> None:
-    """The project's records, server state, lock and log files (networks/dns/<project>.*)."""
-    from runtime.network.dns_records import records_dir
-
-    for path in records_dir(backend.root).glob(f"{project}.*"):
-        path.unlink(missing_ok=True)
 
 
 def stop(

@@ -323,3 +323,24 @@ def test_dry_run_says_what_would_happen_and_does_nothing(project):
     planned = project.run("down", "--dry-run").stdout
     assert "Stop and remove" in planned and f"Network {project.name}_default" in planned
     assert len(project.ps()) == 2
+
+
+def test_names_resolve_on_an_internal_network_that_has_no_way_out(project):
+    project.write("""
+services:
+  server:
+    image: busybox:latest
+    command: ["sh", "-c", "while true; do echo inside | nc -l -p 9000; done"]
+    networks: [back]
+  client:
+    image: busybox:latest
+    networks: [back]
+    command: ["sh", "-c", "ip route | grep -q default && echo has-default-route;
+              until nc server 9000 </dev/null; do sleep 0.2; done; sleep 600"]
+networks:
+  back:
+    internal: true
+""")
+    project.run("up", "-d")
+    logs = project.wait_for_log("client", "inside")
+    assert "has-default-route" not in logs
