@@ -101,6 +101,8 @@ def test_run_rm_streams_output_and_returns_the_exit_code_without_deps(project):
     assert result.stdout == "out\n"
     assert "err\n" in result.stderr
     assert project.ps() == []  # no db started, and the one-off is gone
+    both = project.run("run", "--rm", "-d", "web", check=False)
+    assert both.returncode == 1 and "cannot be combined" in both.stderr
 
 
 def test_run_starts_dependencies_unless_no_deps(project):
@@ -162,6 +164,9 @@ def test_pause_freezes_the_processes_and_unpause_thaws_them(project):
         before = project.logs("web").count("tick")
         time.sleep(0.5)  # ticks come every 0.1 s when it runs
         assert project.logs("web").count("tick") == before
+        for refused in (("exec", "-T", "web", "true"), ("kill", "web")):
+            result = project.run(*refused, check=False)
+            assert result.returncode == 1 and "unpause" in result.stderr
         listed = json.loads(project.run("ls", "--format", "json").stdout)
         assert {r["Name"]: r["Status"] for r in listed}[project.name] == "paused(1), running(1)"
     finally:
