@@ -378,7 +378,31 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- dns -------------------------------------------------------------------------------------
+
+
+def add_dns(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("service", metavar="SERVICE", help="ask as this service (or container)")
+    parser.add_argument("name", metavar="NAME", help="the name (or address) to resolve")
+
+
+def run_dns(args: argparse.Namespace) -> int:
+    from composer.ops.project import OperationError
+    from runtime.network import dns
+
+    project = _load(args)
+    try:
+        answers, why = dns.explain(project.name, args.service, args.name, _backend().root)
+    except LookupError as e:
+        raise OperationError(f"{e} (is the project up?)") from None
+    for answer in answers:
+        print(answer)
+    print(f"  ({why})", file=sys.stderr)
+    return 0 if answers or "forwarded" in why else 1
+
+
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "dns": ("Resolve a name as a service would, and say which record answered", add_dns, run_dns),
     "build": ("Build or rebuild services' images", add_build, run_build),
     "up": ("Create and start containers", add_up, run_up),
     "down": ("Stop and remove containers and networks", add_down, run_down),

@@ -344,3 +344,15 @@ networks:
     project.run("up", "-d")
     logs = project.wait_for_log("client", "inside")
     assert "has-default-route" not in logs
+
+
+def test_dns_command_explains_what_a_service_would_get(project):
+    project.write(SERVER_CLIENT)
+    project.run("up", "-d")
+    result = project.run("dns", "client", "server")
+    address = result.stdout.split()[0]
+    assert address.startswith("10.") and "server" in result.stderr
+    missing = project.run("dns", "client", "nothing-here.composer.internal", check=False)
+    assert missing.returncode == 1 and "NXDOMAIN" in missing.stderr
+    outside = project.run("dns", "client", "example.org")
+    assert "forwarded" in outside.stderr
