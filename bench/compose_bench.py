@@ -122,20 +122,20 @@ def http_ok(port: int) -> bool:
         conn.close()
 
 
-def listening_ports() -> set[int]:
+def ports_in_use() -> set[int]:
+    """Local TCP ports of every socket, listening or not: a TIME_WAIT one left by a
+    proxy also stops a bind without SO_REUSEADDR."""
     ports = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(FileNotFoundError), open(table) as fh:
             for line in fh.readlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A":  # TCP_LISTEN
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+                ports.add(int(line.split()[1].rsplit(":", 1)[1], 16))
     return ports
 
 
 def port_free(port: int) -> bool:
-    """Nothing listens on it and nothing answers on 127.0.0.1 (a stale DNAT would)."""
-    if port in listening_ports():
+    """No socket uses it and nothing answers on 127.0.0.1 (a stale DNAT would)."""
+    if port in ports_in_use():
         return False
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -144,11 +144,12 @@ def port_free(port: int) -> bool:
     return False
 
 
-def pick_port(first: int) -> int:
-    for port in range(first, first + 100):
-        if port_free(port):
-            return port
-    raise SystemExit(f"no free port in {first}..{first + 99} on 127.0.0.1")
+def pick_ports(first: int, count: int) -> list[int]:
+    """One port a tool, so one tool's leftover sockets never meet the next tool's bind."""
+    free = [port for port in range(first, first + 100) if port_free(port)]
+    if len(free) < count:
+        raise SystemExit(f"fewer than {count} free ports in {first}..{first + 99} on 127.0.0.1")
+    return free[:count]
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -205,7 +206,12 @@ class Tool:
     running: Callable[[str], int]  # project -> its running containers
     cleanup: Callable[[str, Path], None]  # project, compose file
     unusable: str | None = None
+    port: int = 0  # published on 127.0.0.1 by the flask-redis cycle
     flask_redis_problem: str | None = None  # e.g. our images did not build
+
+    def use_port(self, port: int) -> None:
+        self.port = port
+        self.env = {**self.env, "WEB_PORT": str(port)}
 
     def compose(self, file: Path, project: str, *args: str) -> list[str]:
         return [*self.argv, "-f", str(file), "-p", project, *args]
@@ -249,11 +255,11 @@ def podman_cleanup(tool: Tool, project: str, file: Path) -> None:
     quiet(["podman", "network", "rm", "-f", f"{project}_default"])
 
 
-def composer_tool(root: Path, port: int) -> Tool:
+def composer_tool(root: Path) -> Tool:
     from composer.labels import PROJECT
     from runtime.engine import Engine
 
-    env = {**os.environ, "COMPOSER_ROOT": str(root), "WEB_PORT": str(port)}
+    env = {**os.environ, "COMPOSER_ROOT": str(root)}
     engine = Engine(root)
 
     def running(project: str) -> int:
@@ -263,13 +269,13 @@ def composer_tool(root: Path, port: int) -> Tool:
 
     tool = Tool("composer", [COMPOSER], env, OUR_FLASK_REDIS, running, lambda p, f: None)
     tool.cleanup = lambda project, file: quiet(
-        tool.compose(file, project, "down", "-v", "-t", "0"), env=env
+        tool.compose(file, project, "down", "-v", "-t", "0"), env=tool.env
     )
     return tool
 
 
-def peer_tools(port: int, docker_problem: str | None) -> list[Tool]:
-    env = {**os.environ, "WEB_PORT": str(port)}
+def peer_tools(docker_problem: str | None) -> list[Tool]:
+    env = dict(os.environ)
     env.pop("COMPOSER_ROOT", None)
     tools = []
     for name, argv, present in (
@@ -308,25 +314,27 @@ def peer_tools(port: int, docker_problem: str | None) -> list[Tool]:
 # ---------------------------------------------------------------- composer's side
 
 
-def prepare_composer_root(root: Path, fr_project: str, log: Path) -> str | None:
-    """Busybox image (the anchors' rootfs tar when present) and the sample's images;
-    returns why the flask-redis sample cannot run, or None."""
+def import_busybox(root: Path) -> None:
+    """localhost/busybox in our store, from the very rootfs tar the peers' image came
+    from when the anchors left it, else from the test suite's busybox-static rootfs."""
     sys.path.insert(0, str(ROOT / "tests"))
     from images import BUSYBOX_CONFIG, busybox_tar
 
     from runtime.images.store import ImageStore
 
-    store = ImageStore(root)
     tar = ANCHORS_STATE / "busybox.tar"
-    if tar.exists():  # the very rootfs the peers' localhost/busybox was imported from
-        store.import_rootfs_tar(tar, PEER_IMAGES[0], config=dict(BUSYBOX_CONFIG))
-    else:
+    if not tar.exists():
         import io
 
-        store.import_rootfs_tar(io.BytesIO(busybox_tar()), PEER_IMAGES[0], config=BUSYBOX_CONFIG)
+        tar = io.BytesIO(busybox_tar())
+    ImageStore(root).import_rootfs_tar(tar, PEER_IMAGES[0], config=dict(BUSYBOX_CONFIG))
+
+
+def build_sample(root: Path, project: str, log: Path) -> str | None:
+    """Build our flask-redis images (untimed); returns why they could not be built."""
     print("building composer's flask-redis images (untimed; 1-2 min the first time)", flush=True)
     env = {**os.environ, "COMPOSER_ROOT": str(root)}
-    argv = [COMPOSER, "-f", str(OUR_FLASK_REDIS), "-p", fr_project, "build"]
+    argv = [COMPOSER, "-f", str(OUR_FLASK_REDIS), "-p", project, "build"]
     try:
         timed(argv, env, OUR_FLASK_REDIS.parent, log)
     except Failed as e:
@@ -402,10 +410,8 @@ def ten_cycle(tool: Tool, project: str, down: list[str], log: Path) -> dict[str,
     return {"up": up, "ready": ready, "down": gone}
 
 
-def flask_redis_cycle(
-    tool: Tool, project: str, port: int, down: list[str], log: Path
-) -> dict[str, float]:
-    file = tool.flask_redis
+def flask_redis_cycle(tool: Tool, project: str, down: list[str], log: Path) -> dict[str, float]:
+    file, port = tool.flask_redis, tool.port
     if not wait_until(lambda: port_free(port), timeout=10):
         raise Failed(f"port {port} still taken before up")
     start = time.perf_counter()
@@ -421,7 +427,7 @@ def flask_redis_cycle(
     return {"ready": ready, "down": gone}
 
 
-def measure(tools: list[Tool], cycles: int, port: int, names: dict, logs: Path) -> Samples:
+def measure(tools: list[Tool], cycles: int, names: dict, logs: Path) -> Samples:
     samples = Samples()
 
     def attempt(tool: Tool, metrics: list[str], body: Callable[[], dict]) -> dict | None:
@@ -445,7 +451,7 @@ def measure(tools: list[Tool], cycles: int, port: int, names: dict, logs: Path) 
         attempt(
             tool,
             [FR_UP],
-            lambda t=tool, g=log: flask_redis_cycle(t, names["fr"], port, ["-t", "0"], g),
+            lambda t=tool, g=log: flask_redis_cycle(t, names["fr"], ["-t", "0"], g),
         )
     for round_index in range(cycles):
         print(f"  round {round_index + 1}/{cycles}", flush=True)
@@ -464,7 +470,7 @@ def measure(tools: list[Tool], cycles: int, port: int, names: dict, logs: Path) 
             got = attempt(
                 tool,
                 [FR_UP, FR_DOWN],
-                lambda t=tool, g=log: flask_redis_cycle(t, names["fr"], port, [], g),
+                lambda t=tool, g=log: flask_redis_cycle(t, names["fr"], [], g),
             )
             if got:
                 samples.add(FR_UP, tool.name, got["ready"])
@@ -553,18 +559,21 @@ def main() -> None:
     wanted = os.environ.get("COMPOSE_TOOLS")
     tag = uuid.uuid4().hex[:6]
     names = {"ten": f"cb{tag}ten", "fr": f"cb{tag}fr"}
-    port = pick_port(int(os.environ.get("BENCH_WEB_PORT", "15080")))
     logs = Path(tempfile.mkdtemp(prefix="compose-bench-logs-"))
-    print(f"projects {names['ten']}, {names['fr']}; port 127.0.0.1:{port}; logs {logs}")
     with contextlib.ExitStack() as stack, interrupts_as_keyboard_interrupt():
         selected = wanted.split(",") if wanted else None
         needs_docker = selected is None or {BASELINE, "docker-compose v1"} & set(selected)
         docker_problem = stack.enter_context(docker_daemon()) if needs_docker else "not selected"
         root = stack.enter_context(composer_root())
-        ours = composer_tool(root, port)
-        tools = [ours, *peer_tools(port, docker_problem)]
+        ours = composer_tool(root)
+        tools = [ours, *peer_tools(docker_problem)]
         if selected:
             tools = [t for t in tools if t.name in selected]
+        first_port = int(os.environ.get("BENCH_WEB_PORT", "15080"))
+        for tool, port in zip(tools, pick_ports(first_port, len(tools)), strict=True):
+            tool.use_port(port)
+        ports = ", ".join(f"{t.name} {t.port}" for t in tools)
+        print(f"projects {names['ten']}, {names['fr']}; ports on 127.0.0.1: {ports}")
 
         def cleanup_all() -> None:
             with uninterrupted():
@@ -576,10 +585,9 @@ def main() -> None:
 
         stack.callback(cleanup_all)
         # The ten idle services need no build: a failed one costs only the sample's rows.
-        ours.flask_redis_problem = prepare_composer_root(
-            root, names["fr"], logs / "composer-build.log"
-        )
-        samples = measure([t for t in tools if not t.unusable], cycles, port, names, logs)
+        import_busybox(root)
+        ours.flask_redis_problem = build_sample(root, names["fr"], logs / "composer-build.log")
+        samples = measure([t for t in tools if not t.unusable], cycles, names, logs)
         report(samples, tools)
     if samples.notes:
         print(f"  command output of the failures: {logs}")
