@@ -255,6 +255,13 @@ def add_ps(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="only ids")
     parser.add_argument("--services", dest="list_services", action="store_true")
     parser.add_argument("--status", action="append", default=[])
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="status=, service=, name=, health= (repeatable)",
+    )
     parser.add_argument("--format", choices=["table", "json", "jsonl"], default="table")
 
 
@@ -264,7 +271,20 @@ def run_ps(args: argparse.Namespace) -> int:
     from composer.ops.status import ps_rows
 
     project = _load(args)
-    rows = ps_rows(project, _backend(), services=args.services, all=args.all, status=args.status)
+    status = list(args.status)
+    wanted: dict[str, str] = {}
+    for item in args.filter:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("status", "service", "name", "health"):
+            raise SystemExit(
+                f"composer ps: --filter takes status=, service=, name= or health=, not {item!r}"
+            )
+        if key == "status":
+            status.append(value)
+        else:
+            wanted[key.capitalize()] = value
+    rows = ps_rows(project, _backend(), services=args.services, all=args.all, status=status)
+    rows = [row for row in rows if all(row[k] == v for k, v in wanted.items())]
     if args.quiet:
         print("\n".join(row["ID"] for row in rows))
     elif args.list_services:

@@ -122,6 +122,8 @@ def test_services_find_each_other_and_ports_are_published(project):
     rows = {row["Service"]: row for row in project.ps()}
     assert rows["server"]["State"] == rows["client"]["State"] == "running"
     assert rows["server"]["Ports"] == "127.0.0.1:18080->8080/tcp"
+    only = project.run("ps", "--filter", "service=server", "--format", "json").stdout
+    assert [row["Service"] for row in json.loads(only)] == ["server"]
     assert rows["client"]["Name"] == f"{project.name}-client-1"
     assert_local_route("127.0.0.1", {"lo"})
     with socket.create_connection(("127.0.0.1", 18080), timeout=5) as conn:
