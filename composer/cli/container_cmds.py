@@ -135,7 +135,11 @@ def run_run(args: argparse.Namespace) -> int:
 def add_kill(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("services", nargs="*", metavar="SERVICE")
     parser.add_argument("-s", "--signal", default="SIGKILL", help="signal to send (SIGKILL)")
-    parser.add_argument("--remove-orphans", action="store_true", help="accepted")
+    parser.add_argument(
+        "--remove-orphans",
+        action="store_true",
+        help="remove containers of services not in the file",
+    )
 
 
 def run_kill(args: argparse.Namespace) -> int:
@@ -155,6 +159,13 @@ def run_kill(args: argparse.Namespace) -> int:
     for info in chosen:
         backend.engine.kill(info["id"], sig)
         report(f"Container {name_of(info)}", "Killed")
+    if args.remove_orphans:
+        from composer.ops import containers as ctr
+        from composer.plan import orphans
+
+        for orphan in orphans(project, backend.existing(project.name)):
+            ctr.remove(backend.engine.inspect(orphan.id), backend)
+            report(f"Container {orphan.name}", "Removed (orphan)")
     return 0
 
 
@@ -352,6 +363,8 @@ def container_side(argument: str) -> tuple[str, str] | None:
 def run_cp(args: argparse.Namespace) -> int:
     from composer.ops.commands import ContainerFiles, copy_into, copy_out, service_container
 
+    if "-" in (args.source, args.destination):
+        raise SystemExit("composer cp: tar streams (-) are not supported; copy to a path")
     source, destination = container_side(args.source), container_side(args.destination)
     if (source is None) == (destination is None):
         raise SystemExit("composer cp: exactly one of SRC and DEST must be SERVICE:PATH")

@@ -9,7 +9,7 @@ import os
 import posixpath
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from composer import labels as L
 from composer.model import Project
@@ -57,7 +57,9 @@ def select(
         if status is not None and info.get("status") not in status:
             continue
         chosen.append(info)
-    chosen.sort(key=lambda i: (order.get(i["labels"].get(L.SERVICE), len(order)), _number(i)))
+    chosen.sort(
+        key=lambda i: (order.get((i.get("labels") or {}).get(L.SERVICE), len(order)), _number(i))
+    )
     return chosen
 
 
@@ -456,7 +458,10 @@ def _copy_out(files: ContainerFiles, path: str, info: os.stat_result, target: st
         os.makedirs(target, exist_ok=True)
         for entry in sorted(os.listdir(host)):
             child = posixpath.join(path, entry)
-            child_info = files.lstat(child)
+            try:
+                child_info = files.lstat(child)
+            except OperationError:
+                continue  # a mount point of /proc, a tmpfs…: not in the root filesystem
             if child_info is not None:
                 _copy_out(files, child, child_info, os.path.join(target, entry))
         os.chmod(target, stat.S_IMODE(info.st_mode))
@@ -557,9 +562,10 @@ def container_events(
 ) -> Iterator[dict]:
     """The project's container events, found by polling the engine's state; until
     `until_ns` (wall clock) if given, else forever."""
-    wanted: Callable[[dict], bool] = lambda info: (  # noqa: E731
-        not services or (info.get("labels") or {}).get(L.SERVICE) in services
-    )
+
+    def wanted(info: dict) -> bool:
+        return not services or (info.get("labels") or {}).get(L.SERVICE) in services
+
     seen: dict[str, tuple[dict, dict]] = {}
     first = True
     while True:

@@ -178,6 +178,14 @@ def test_pause_freezes_the_processes_and_unpause_thaws_them(project):
         time.sleep(0.1)
 
 
+def test_kill_remove_orphans_removes_services_no_longer_in_the_file(project):
+    project.write(SERVICES)
+    project.run("up", "-d", "db")
+    project.write(SERVICES.replace("db", "store"))
+    project.run("kill", "--remove-orphans", "store")
+    assert project.ps() == []
+
+
 def test_rm_removes_stopped_containers_only_and_stops_first_with_s(project):
     project.write(SERVICES)
     project.run("up", "-d")
@@ -258,6 +266,8 @@ def test_cp_both_directions_and_links_stay_inside(project, tmp_path):
     # /etc/hostname is a file bind-mounted into the container, not in its root filesystem.
     project.run("cp", "web:/etc/hostname", str(tmp_path / "hostname"))
     assert (tmp_path / "hostname").read_text().strip() == f"{project.name}-web-1"
+    project.run("cp", "web:/etc", str(tmp_path / "etc"))
+    assert (tmp_path / "etc" / "hostname").read_text() == (tmp_path / "hostname").read_text()
 
     # A link to / inside the container means the container's /, never the host's.
     unique = f"composer-cp-{uuid.uuid4().hex[:8]}"

@@ -224,6 +224,17 @@ def test_copy_out_follows_links_in_the_container_not_on_the_host(container_files
         commands.copy_out(files, "/missing", str(out))
 
 
+def test_copy_out_of_everything_takes_binds_and_leaves_other_mounts(container_files, tmp_path):
+    files, rootfs, _volume = container_files
+    (rootfs / "run").mkdir()
+    (rootfs / "data" / "hidden").write_text("under the mount\n")
+    commands.copy_out(files, "/", str(tmp_path / "all"))
+    assert (tmp_path / "all" / "data" / "sub" / "file").read_text() == "in the volume\n"
+    assert not (tmp_path / "all" / "data" / "hidden").exists()
+    assert not (tmp_path / "all" / "run").exists()
+    assert (tmp_path / "all" / "etc" / "passwd").exists()
+
+
 # -- events --------------------------------------------------------------------------------
 
 
