@@ -77,6 +77,16 @@ def test_exec_returns_the_commands_exit_code_and_honours_env_workdir_user(projec
         'echo "$FOO $(pwd) $(id -u):$(id -g) $GREETING"',
     ).stdout
     assert out.strip() == "bar /tmp 1000:1001 hello"
+    piped = subprocess.run(
+        [*compose.COMPOSER, "exec", "-T", "web", "tr", "a-z", "A-Z"],
+        input="through stdin\n",
+        cwd=project.directory,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert piped.stdout == "THROUGH STDIN\n"
     missing = project.run("exec", "-T", "--index", "2", "web", "true", check=False)
     assert missing.returncode == 1 and "has no container number 2" in missing.stderr
     assert "Traceback" not in missing.stderr
