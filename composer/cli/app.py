@@ -218,6 +218,8 @@ def _is_operational(err: Exception) -> bool:
         ("runtime.images.build.builder", "BuildError"),
         ("runtime.images.build.dockerfile", "DockerfileError"),
         ("runtime.state", "LockBusy"),
+        ("runtime.images.registry", "RegistryError"),
+        ("runtime.images.auth", "AuthError"),
     ]
     # Only modules already imported can have raised it: no import on this path.
     classes = [getattr(sys.modules[m], n, None) for m, n in kinds if m in sys.modules]

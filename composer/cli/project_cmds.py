@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from collections.abc import Callable
 
 from composer.cli.config_cmd import options_from_args
@@ -34,18 +33,12 @@ def _backend():
     return Backend()
 
 
-class Progress:
-    """A line per resource and state; plain text (one line per change) for now."""
+def Progress(args: argparse.Namespace):
+    """The progress display --progress asks for (rich on a terminal, lines otherwise);
+    a context manager whose value is called as report(resource, state)."""
+    from composer.cli.progress import open_progress
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.quiet = getattr(args, "progress", "auto") == "quiet"
-        self.lock = threading.Lock()
-
-    def __call__(self, resource: str, state: str) -> None:
-        if self.quiet:
-            return
-        with self.lock:
-            print(f" {resource:<40} {state}", file=sys.stderr, flush=True)
+    return open_progress(args)
 
 
 # -- up -----------------------------------------------------------------------------------
@@ -132,7 +125,8 @@ def run_up(args: argparse.Namespace) -> int:
         for resource, action in dry_run(project, backend, request):
             print(f"DRY-RUN  {resource:<40} {action}")
         return 0
-    services = up(project, backend, request, Progress(args))
+    with Progress(args) as report:
+        services = up(project, backend, request, report)
     if args.wait:
         from composer.ops.status import wait_ready
 
@@ -171,13 +165,16 @@ def _attach(args, project, backend, services) -> int:
     except KeyboardInterrupt:
         print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr)
         try:
-            stop(project, backend, Progress(args), services=services, timeout=args.timeout)
+            with Progress(args) as report:
+                stop(project, backend, report, services=services, timeout=args.timeout)
         except KeyboardInterrupt:
-            stop(project, backend, Progress(args), services=services, timeout=0)
+            with Progress(args) as report:
+                stop(project, backend, report, services=services, timeout=0)
         return 130
     if aborted:
         print("Aborting on container exit...", file=sys.stderr)
-        stop(project, backend, Progress(args), services=services, timeout=args.timeout)
+        with Progress(args) as report:
+            stop(project, backend, report, services=services, timeout=args.timeout)
         return state["code"]
     return state["code"] if (abort_any or args.abort_on_container_failure) else 0
 
@@ -201,14 +198,15 @@ def run_down(args: argparse.Namespace) -> int:
         for resource, action in dry_run(project, _backend(), volumes=args.volumes):
             print(f"DRY-RUN  {resource:<40} {action}")
         return 0
-    down(
-        project,
-        _backend(),
-        Progress(args),
-        volumes=args.volumes,
-        remove_orphans=args.remove_orphans,
-        timeout=args.timeout,
-    )
+    with Progress(args) as report:
+        down(
+            project,
+            _backend(),
+            report,
+            volumes=args.volumes,
+            remove_orphans=args.remove_orphans,
+            timeout=args.timeout,
+        )
     return 0
 
 
@@ -224,7 +222,8 @@ def run_stop(args: argparse.Namespace) -> int:
     from composer.ops.down import stop
 
     project = _load(args)
-    stop(project, _backend(), Progress(args), services=args.services, timeout=args.timeout)
+    with Progress(args) as report:
+        stop(project, _backend(), report, services=args.services, timeout=args.timeout)
     return 0
 
 
@@ -232,12 +231,13 @@ def run_start(args: argparse.Namespace) -> int:
     from composer.ops.up import UpRequest, up
 
     project = _load(args)
-    up(
-        project,
-        _backend(),
-        UpRequest(services=list(args.services), no_recreate=True, build="never"),
-        Progress(args),
-    )
+    with Progress(args) as report:
+        up(
+            project,
+            _backend(),
+            UpRequest(services=list(args.services), no_recreate=True, build="never"),
+            report,
+        )
     return 0
 
 
@@ -393,7 +393,8 @@ def run_build(args: argparse.Namespace) -> int:
                 pull=args.pull or service.build.pull,
             )
             service = replace(service, build=spec)
-        image = build_image(backend, project, service, Progress(args))
+        with Progress(args) as report:
+            image = build_image(backend, project, service, report)
         print(f"{name}: {image.name or image.digest}")
     return 0
 
