@@ -17,7 +17,7 @@ waits for redis to be healthy before starting web.
 
 Peers come from ../shared/anchors/setup-anchors.sh; a missing peer is reported as
 such. dockerd, when not already running, is started and stopped by the anchors' own
-shell functions. Env: CYCLES (rounds, default 3), COMPOSE_TOOLS (comma-separated
+shell functions. Env: CYCLES (rounds, default 5), COMPOSE_TOOLS (comma-separated
 subset), BENCH_WEB_PORT (first port tried, default 15080), COMPOSER_BENCH_ROOT (a
 state root kept between runs, so image builds are cached; default a temporary one).
 """
@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -70,7 +71,13 @@ def quiet(argv: list[str], env: dict | None = None, timeout: float = 60) -> str:
     """stdout of argv, '' when it fails: for probes and cleanup, never for timing."""
     try:
         proc = subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            argv,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            start_new_session=True,  # a Ctrl-C during cleanup must not cut a `down` short
         )
     except (OSError, subprocess.TimeoutExpired):
         return ""
@@ -78,27 +85,41 @@ def quiet(argv: list[str], env: dict | None = None, timeout: float = 60) -> str:
 
 
 def timed(argv: list[str], env: dict, cwd: Path, log: Path) -> float:
-    """Wall time of one command, its output appended to log; Failed when it fails."""
+    """Wall time of one command, its output appended to log; Failed when it fails.
+
+    The command runs in a session of its own, so a Ctrl-C reaches only the bench, which
+    lets it finish before cleaning up: a compose tool killed midway can strand what it
+    was creating. The wait blocks in waitpid (a timeout there would poll every 50 ms);
+    a timer enforces the time limit instead.
+    """
     with open(log, "ab") as out:
         out.write(f"$ {' '.join(argv)}\n".encode())
         out.flush()
         start = time.perf_counter()
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+        limit = threading.Timer(COMMAND_TIMEOUT, proc.kill)
+        limit.start()
         try:
-            proc = subprocess.run(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                timeout=COMMAND_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise Failed(f"{argv[-1]} took over {COMMAND_TIMEOUT:.0f} s (log {log})") from None
+            code = proc.wait()
+        except KeyboardInterrupt:
+            with uninterrupted():
+                proc.wait()
+            raise
+        finally:
+            limit.cancel()
         elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise Failed(f"{' '.join(argv[-2:])} exit {proc.returncode} (log {log})")
+    if elapsed >= COMMAND_TIMEOUT:
+        raise Failed(f"{argv[-1]} took over {COMMAND_TIMEOUT:.0f} s (log {log})")
+    if code != 0:
+        raise Failed(f"{' '.join(argv[-2:])} exit {code} (log {log})")
     return elapsed
 
 
@@ -527,6 +548,16 @@ def report(samples: Samples, tools: list[Tool]) -> None:
 # ---------------------------------------------------------------- main
 
 
+def fresh_bytecode() -> None:
+    """As an install leaves it (the Makefile compiles at install): with
+    PYTHONDONTWRITEBYTECODE set, every start would recompile each module edited since."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "composer"), str(ROOT / "runtime")],
+        stdout=subprocess.DEVNULL,
+        check=False,
+    )
+
+
 @contextlib.contextmanager
 def interrupts_as_keyboard_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so the cleanup below runs for both."""
@@ -544,22 +575,24 @@ def interrupts_as_keyboard_interrupt() -> Iterator[None]:
 @contextlib.contextmanager
 def uninterrupted() -> Iterator[None]:
     """Cleanup must finish: a second Ctrl-C must not leave containers behind."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main() -> None:
     if os.geteuid() != 0:
         print("compose_bench needs root; skipped")
         return
-    cycles = int(os.environ.get("CYCLES", "3"))
+    cycles = int(os.environ.get("CYCLES", "5"))
     wanted = os.environ.get("COMPOSE_TOOLS")
     tag = uuid.uuid4().hex[:6]
     names = {"ten": f"cb{tag}ten", "fr": f"cb{tag}fr"}
     logs = Path(tempfile.mkdtemp(prefix="compose-bench-logs-"))
+    fresh_bytecode()
     with contextlib.ExitStack() as stack, interrupts_as_keyboard_interrupt():
         selected = wanted.split(",") if wanted else None
         needs_docker = selected is None or {BASELINE, "docker-compose v1"} & set(selected)

@@ -30,6 +30,7 @@ from compose_bench import (
     composer_root,
     composer_tool,
     docker_daemon,
+    fresh_bytecode,
     import_busybox,
     interrupts_as_keyboard_interrupt,
     peer_tools,
@@ -182,6 +183,7 @@ def main() -> None:
     project = f"mb{uuid.uuid4().hex[:6]}"
     logs = Path(tempfile.mkdtemp(prefix="memory-bench-logs-"))
     results: list[tuple[str, dict[str, list[Memory]] | str]] = []
+    fresh_bytecode()  # the shim's own start-up allocations depend on it
     with contextlib.ExitStack() as stack, interrupts_as_keyboard_interrupt():
         needs_docker = selected is None or BASELINE in selected
         docker_problem = stack.enter_context(docker_daemon()) if needs_docker else "not selected"
