@@ -272,6 +272,20 @@ class Lock:
         self.release()
 
 
+def pid_alive(pid: int | None) -> bool:
+    """True while a process with this pid exists. Pids are reused: where that matters,
+    compare its start time too (runtime.shim.is_alive)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
 def _command_line() -> str:
     try:
         with open("/proc/self/cmdline", "rb") as f:

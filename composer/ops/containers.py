@@ -345,16 +345,11 @@ def read_record(directory: Path) -> dict:
 
 def being_created(directory: Path) -> bool:
     """True while the command creating this container is still alive."""
-    pid = read_record(directory).get("pid")
-    if not pid or (directory / "state.json").exists():
+    from runtime.state import pid_alive
+
+    if (directory / "state.json").exists():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
+    return pid_alive(read_record(directory).get("pid"))
 
 
 def undo(container_id: str, directory: Path, backend: Backend, project: str) -> None:

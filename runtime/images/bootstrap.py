@@ -439,21 +439,13 @@ def remove_work(work: Path) -> None:
 
 def sweep_stale_work(state_root: Path) -> None:
     """Remove the trees of bootstraps whose process is gone (killed midway)."""
+    from runtime.state import pid_alive
+
     for path in state_root.glob(f"{WORK_PREFIX}*"):
         pid = path.name.removeprefix(WORK_PREFIX).split("-")[0]
-        if not path.is_dir() or not pid.isdigit() or _alive(int(pid)):
+        if not path.is_dir() or not pid.isdigit() or pid_alive(int(pid)):
             continue
         remove_work(path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove(path: Path) -> None:

@@ -460,7 +460,7 @@ class NetworkManager:
                     alive = os.path.exists(endpoint["netns"]) and bridge.link_exists(
                         endpoint["host_ifname"]
                     )
-                    if endpoint["state"] == "attaching" and _pid_alive(
+                    if endpoint["state"] == "attaching" and state.pid_alive(
                         endpoint.get("attaching_pid")
                     ):
                         continue  # another command is wiring it right now
@@ -475,18 +475,6 @@ class NetworkManager:
             if not self._records():
                 nft.remove_table(self.table)
         return removed
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _gateway_interface(family_record: Mapping) -> str:
