@@ -44,7 +44,7 @@ def edges_from_tree(tree: MapNode) -> list[Edge]:
         if not isinstance(service, MapNode):
             continue
         implied = implicit_dependencies(service)
-        edges.extend(Edge(name, needed, kind, mark) for needed, mark, _restart, kind in implied)
+        edges.extend(Edge(name, needed, kind, mark) for needed, mark, _r, kind, _w in implied)
         depends = service.get("depends_on") or {}
         if isinstance(depends, MapNode):
             already = {needed for needed, *_ in implied}

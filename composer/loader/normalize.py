@@ -1044,7 +1044,7 @@ class _Normalizer:
                     continue
                 depends.set(name, self.dependency(spec.mark or spec_mark, spec), None, None)
                 depends.copy_marks_from(value, name)
-        for name, dep_mark, restart, _kind in implicit_dependencies(service):
+        for name, dep_mark, restart, _kind, _where in implicit_dependencies(service):
             if name not in depends:
                 spec = self.dependency(dep_mark, {"restart": restart})
                 depends.set(name, spec, dep_mark, dep_mark)
@@ -1064,25 +1064,29 @@ class _Normalizer:
         return node
 
 
-def implicit_dependencies(service: MapNode) -> list[tuple[str, Mark | None, bool, str]]:
-    """(service, mark, restart, field) each link, `service:x` namespace and volumes_from implies."""
-    found: list[tuple[str, Mark | None, bool, str]] = []
+def implicit_dependencies(
+    service: MapNode,
+) -> list[tuple[str, Mark | None, bool, str, tuple]]:
+    """(service, mark, restart, field, path in the service) for each service that a link,
+    a `service:x` namespace or volumes_from names."""
+    found: list[tuple[str, Mark | None, bool, str, tuple]] = []
     links = service.get("links")
     if isinstance(links, SeqNode):
         for index, link in enumerate(links):
-            found.append((str(link).split(":", 1)[0], links.mark_of(index), True, "links"))
+            target = str(link).split(":", 1)[0]
+            found.append((target, links.mark_of(index), True, "links", ("links", index)))
     for key in NAMESPACE_FIELDS:
         value = service.get(key)
         if isinstance(value, str) and value.startswith(SERVICE_PREFIX):
-            found.append((value[len(SERVICE_PREFIX) :], service.mark_of(key), True, key))
+            target = value[len(SERVICE_PREFIX) :]
+            found.append((target, service.mark_of(key), True, key, (key,)))
     volumes_from = service.get("volumes_from")
     if isinstance(volumes_from, SeqNode):
         for index, entry in enumerate(volumes_from):
             text = str(entry)
             if text.startswith(CONTAINER_PREFIX):
                 continue
-            text = text.removeprefix(SERVICE_PREFIX)
-            found.append(
-                (text.split(":", 1)[0], volumes_from.mark_of(index), False, "volumes_from")
-            )
+            target = text.removeprefix(SERVICE_PREFIX).split(":", 1)[0]
+            where = ("volumes_from", index)
+            found.append((target, volumes_from.mark_of(index), False, "volumes_from", where))
     return found

@@ -14,12 +14,7 @@ from typing import Any
 
 from composer.loader.errors import LoadError, Problem
 from composer.loader.nodes import MapNode, Mark, SeqNode
-from composer.loader.normalize import (
-    CONTAINER_PREFIX,
-    NAMESPACE_FIELDS,
-    SERVICE_PREFIX,
-    sort_problems,
-)
+from composer.loader.normalize import SERVICE_PREFIX, implicit_dependencies, sort_problems
 
 # Attributes that tell the engine how to create a resource; an external one already exists.
 CREATION_ATTRIBUTES = {
@@ -106,27 +101,9 @@ class _Checker:
 
     def service(self, name: str, service: MapNode) -> None:
         path = ("services", name)
-        for key in NAMESPACE_FIELDS:
-            value = service.get(key)
-            if isinstance(value, str) and value.startswith(SERVICE_PREFIX):
-                target = value[len(SERVICE_PREFIX) :]
-                self.service_ref(name, target, service.mark_of(key), (*path, key), key)
-        links = service.get("links")
-        if isinstance(links, SeqNode):
-            for index, link in enumerate(links):
-                target = str(link).split(":", 1)[0]
-                self.service_ref(
-                    name, target, links.mark_of(index), (*path, "links", index), "link"
-                )
-        volumes_from = service.get("volumes_from")
-        if isinstance(volumes_from, SeqNode):
-            for index, entry in enumerate(volumes_from):
-                text = str(entry)
-                if text.startswith(CONTAINER_PREFIX):
-                    continue
-                target = text.removeprefix(SERVICE_PREFIX).split(":", 1)[0]
-                where = (*path, "volumes_from", index)
-                self.service_ref(name, target, volumes_from.mark_of(index), where, "volumes_from")
+        for target, mark, _restart, field, where in implicit_dependencies(service):
+            what = "link" if field == "links" else field
+            self.service_ref(name, target, mark, (*path, *where), what)
         depends = service.get("depends_on")
         if isinstance(depends, MapNode):
             for target, spec in depends.items():
