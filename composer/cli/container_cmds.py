@@ -110,7 +110,8 @@ def run_run(args: argparse.Namespace) -> int:
         build="always" if args.build else "never" if args.no_build else "auto",
     )
     backend = _backend()
-    container_id, name = create_oneoff(project, backend, request, Progress(args))
+    with Progress(args) as report:
+        container_id, name = create_oneoff(project, backend, request, report)
     if args.detach:
         print(name)
         return 0
@@ -153,19 +154,19 @@ def run_kill(args: argparse.Namespace) -> int:
         raise OperationError(str(err)) from None
     project = _load(args)
     backend = _backend()
-    report = Progress(args)
     chosen = select(backend, project, args.services, status=("running", "restarting"))
     refuse_paused(chosen, "kill")
-    for info in chosen:
-        backend.engine.kill(info["id"], sig)
-        report(f"Container {name_of(info)}", "Killed")
-    if args.remove_orphans:
-        from composer.ops import containers as ctr
-        from composer.plan import orphans
+    with Progress(args) as report:
+        for info in chosen:
+            backend.engine.kill(info["id"], sig)
+            report(f"Container {name_of(info)}", "Killed")
+        if args.remove_orphans:
+            from composer.ops import containers as ctr
+            from composer.plan import orphans
 
-        for orphan in orphans(project, backend.existing(project.name)):
-            ctr.remove(backend.engine.inspect(orphan.id), backend)
-            report(f"Container {orphan.name}", "Removed (orphan)")
+            for orphan in orphans(project, backend.existing(project.name)):
+                ctr.remove(backend.engine.inspect(orphan.id), backend)
+                report(f"Container {orphan.name}", "Removed (orphan)")
     return 0
 
 
@@ -177,11 +178,11 @@ def run_pause(args: argparse.Namespace) -> int:
     from composer.ops.commands import is_paused, name_of, pause, select
 
     project = _load(args)
-    report = Progress(args)
-    for info in select(_backend(), project, args.services, status=("running",)):
-        if not is_paused(info):
-            pause(info)
-            report(f"Container {name_of(info)}", "Paused")
+    with Progress(args) as report:
+        for info in select(_backend(), project, args.services, status=("running",)):
+            if not is_paused(info):
+                pause(info)
+                report(f"Container {name_of(info)}", "Paused")
     return 0
 
 
@@ -189,11 +190,11 @@ def run_unpause(args: argparse.Namespace) -> int:
     from composer.ops.commands import is_paused, name_of, resume, select
 
     project = _load(args)
-    report = Progress(args)
-    for info in select(_backend(), project, args.services, status=("running",)):
-        if is_paused(info):
-            resume(info)
-            report(f"Container {name_of(info)}", "Unpaused")
+    with Progress(args) as report:
+        for info in select(_backend(), project, args.services, status=("running",)):
+            if is_paused(info):
+                resume(info)
+                report(f"Container {name_of(info)}", "Unpaused")
     return 0
 
 
@@ -214,8 +215,7 @@ def run_rm(args: argparse.Namespace) -> int:
 
     project = _load(args)
     backend = _backend()
-    report = Progress(args)
-    with project_lock(backend, project, "composer rm"):
+    with Progress(args) as report, project_lock(backend, project, "composer rm"):
         if args.stop:
             from composer.ops.commands import is_paused
 
@@ -266,7 +266,8 @@ def run_create(args: argparse.Namespace) -> int:
         start=False,
         parallel=max(getattr(args, "parallel", -1), 0),
     )
-    up(project, _backend(), request, Progress(args))
+    with Progress(args) as report:
+        up(project, _backend(), request, report)
     return 0
 
 
@@ -336,7 +337,8 @@ def run_wait(args: argparse.Namespace) -> int:
         if args.down_project:
             from composer.ops.down import down
 
-            down(project, backend, Progress(args))
+            with Progress(args) as report:
+                down(project, backend, report)
             break
     return first or 0
 
