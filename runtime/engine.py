@@ -327,12 +327,49 @@ class Engine:
 
     # ------------------------------------------------------------ signals
 
+    # ------------------------------------------------------------ pause / resume
+
+    def is_paused(self, ref: str) -> bool:
+        """True when the container's processes are frozen (its cgroup's freezer)."""
+        container_id = self.resolve(ref)
+        state = self._live_status(self._state(container_id))
+        if state["status"] not in _ACTIVE:
+            return False
+        from runtime.oci.cgroups import CgroupError, open_cgroup
+
+        try:
+            return open_cgroup(state.get("cgroups_path"), container_id).is_frozen()
+        except (CgroupError, OSError):
+            return False
+
+    def pause(self, ref: str) -> None:
+        self._pause_or_resume(ref, "pause")
+
+    def resume(self, ref: str) -> None:
+        self._pause_or_resume(ref, "resume")
+
+    def _pause_or_resume(self, ref: str, action: str) -> None:
+        container_id = self.resolve(ref)
+        state = self._live_status(self._state(container_id))
+        if state["status"] not in _ACTIVE:
+            raise ContainerError(f"container {container_id[:12]} is not running")
+        result = self._run_runtime(state, action, container_id)
+        if result.returncode != 0:
+            raise ContainerError(f"{action} {container_id[:12]}: {result.stderr.strip()}")
+
+    def _thaw(self, container_id: str) -> None:
+        # A frozen process cannot act on a signal, not even SIGKILL on cgroup v1: a stop,
+        # kill or remove of a paused container thaws it first instead of hanging.
+        if self.is_paused(container_id):
+            self.resume(container_id)
+
     def kill(self, ref: str, signal: int | str = signals.SIGKILL) -> None:
         container_id = self.resolve(ref)
         sig = signal_number(signal, signals.SIGKILL)
         state = self._live_status(self._state(container_id))
         if state["status"] not in _ACTIVE:
             raise ContainerError(f"container {container_id[:12]} is not running")
+        self._thaw(container_id)
         try:
             # Restarting: the shim cancels the coming restart.
             reply = shim.request(self._dir(container_id), {"cmd": "kill", "signal": sig})
@@ -354,6 +391,7 @@ class Engine:
         state = self._live_status(self._state(container_id))
         if state["status"] not in _ACTIVE:
             return {k: state.get(k) for k in ("status", "exit_code", "signal", "stop_reason")}
+        self._thaw(container_id)
         sig = None if signal is None else signal_number(signal)
         try:
             reply = shim.request(
@@ -429,6 +467,7 @@ class Engine:
                         f"container {container_id[:12]} is {state['status']}: "
                         "stop it or remove with force"
                     )
+                self._thaw(container_id)
                 self._kill_for_removal(container_id, state)
             if shim.is_alive(state.get("shim_pid"), state.get("shim_start_time")):
                 self._wait_shim_exit(state)

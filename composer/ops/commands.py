@@ -105,29 +105,10 @@ def exec_engine(backend: Backend, *, privileged: bool = False):
 # -- pause -----------------------------------------------------------------------------
 
 
-def _run_runtime(info: dict, *args: str) -> None:
-    """The container's own OCI runtime: the engine has no pause of its own."""
-    import subprocess
-
-    from runtime.engine import ContainerError, runtime_command
-
-    argv = [*runtime_command(info["runtime"]), "--root", info["runtime_root"], *args]
-    result = subprocess.run(
-        argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60
-    )
-    if result.returncode != 0:
-        raise ContainerError(f"{args[0]} {name_of(info)}: {result.stderr.strip()}")
-
-
 def is_paused(info: dict) -> bool:
-    if info.get("status") != "running":
-        return False
-    from runtime.oci.cgroups import CgroupError, open_cgroup
+    from runtime.engine import Engine
 
-    try:
-        return open_cgroup(info.get("cgroups_path"), info["id"]).is_frozen()
-    except (CgroupError, OSError):
-        return False
+    return Engine(runtime=info.get("runtime") or "composer-runtime").is_paused(info["id"])
 
 
 def refuse_paused(infos: list[dict], action: str) -> None:
@@ -140,11 +121,15 @@ def refuse_paused(infos: list[dict], action: str) -> None:
 
 
 def pause(info: dict) -> None:
-    _run_runtime(info, "pause", info["id"])
+    from runtime.engine import Engine
+
+    Engine().pause(info["id"])
 
 
 def resume(info: dict) -> None:
-    _run_runtime(info, "resume", info["id"])
+    from runtime.engine import Engine
+
+    Engine().resume(info["id"])
 
 
 # -- top -------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def create_oneoff(
 ) -> tuple[str, str]:
     """Start the dependencies (unless no_deps), create the one-off container and start it
     once its dependencies are ready; (id, name)."""
-    from composer.ops.up import UpRequest, _wait_for_dependencies, up
+    from composer.ops.up import UpRequest, up, wait_for_dependencies
     from runtime.network import dns
 
     if request.service not in project.services:
@@ -153,7 +153,7 @@ def create_oneoff(
         if not request.use_aliases:
             _only_container_name(project, backend, container_id)
         if dependencies and not request.no_deps:
-            _wait_for_dependencies(project, service, backend, request.dependency_timeout, report)
+            wait_for_dependencies(project, service, backend, request.dependency_timeout, report)
         backend.engine.start(container_id)
     except BaseException:
         remove_oneoff(project, backend, container_id)

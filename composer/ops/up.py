@@ -160,7 +160,7 @@ def _converge_service(
     mine = [c for c in existing if c.service == service.name]
     actions = plan_service(project, service, mine, image.digest, options)
     if options.start and actions:
-        _wait_for_dependencies(project, service, backend, request.dependency_timeout, report)
+        wait_for_dependencies(project, service, backend, request.dependency_timeout, report)
     for action in actions:
         label = f"Container {action.name}"
         if action.kind == "remove":
@@ -192,7 +192,7 @@ def _converge_service(
         report(f"Service {service.name}", "Up to date")
 
 
-def _wait_for_dependencies(
+def wait_for_dependencies(
     project: Project, service: Service, backend: Backend, timeout: float, report: Report
 ) -> None:
     deadline = time.monotonic() + timeout

@@ -358,3 +358,11 @@ def test_dns_command_explains_what_a_service_would_get(project):
     assert missing.returncode == 1 and "NXDOMAIN" in missing.stderr
     outside = project.run("dns", "client", "example.org")
     assert "forwarded" in outside.stderr
+
+
+def test_a_paused_project_stops_and_goes_down_without_hanging(project):
+    project.write(SERVER_CLIENT)
+    project.run("up", "-d")
+    project.run("pause")
+    project.run("down", "-t", "0", timeout=60)
+    assert project.ps() == []
