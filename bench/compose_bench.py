@@ -52,6 +52,7 @@ ANCHORS_STATE = Path(os.environ.get("ANCHORS_STATE", "/var/lib/composer-anchors"
 PODMAN_COMPOSE = "/opt/composer-anchors/venv/bin/podman-compose"
 DOCKER_PLUGIN = "/usr/local/lib/docker/cli-plugins/docker-compose"
 DOCKER_COMPOSE_V1 = "/usr/bin/docker-compose"
+DOCKERD_PID_FILE = Path("/run/composer-anchors/dockerd.pid")  # RUNDIR of anchors-lib.sh
 PEER_IMAGES = ("localhost/busybox:latest", "localhost/flaskredis:latest")
 BASELINE = "docker compose v2"
 
@@ -143,20 +144,20 @@ def http_ok(port: int) -> bool:
         conn.close()
 
 
-def ports_in_use() -> set[int]:
-    """Local TCP ports of every socket, listening or not: a TIME_WAIT one left by a
-    proxy also stops a bind without SO_REUSEADDR."""
+def local_ports(listening_only: bool) -> set[int]:
     ports = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(FileNotFoundError), open(table) as fh:
             for line in fh.readlines()[1:]:
-                ports.add(int(line.split()[1].rsplit(":", 1)[1], 16))
+                fields = line.split()
+                if not listening_only or fields[3] == "0A":  # TCP_LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
 
 
 def port_free(port: int) -> bool:
-    """No socket uses it and nothing answers on 127.0.0.1 (a stale DNAT would)."""
-    if port in ports_in_use():
+    """Nothing listens on it and nothing answers on 127.0.0.1 (a stale DNAT would)."""
+    if port in local_ports(listening_only=True):
         return False
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -166,8 +167,11 @@ def port_free(port: int) -> bool:
 
 
 def pick_ports(first: int, count: int) -> list[int]:
-    """One port a tool, so one tool's leftover sockets never meet the next tool's bind."""
-    free = [port for port in range(first, first + 100) if port_free(port)]
+    """One port a tool, so one tool's leftover sockets never meet the next tool's bind,
+    and none with any socket at all: composer's free-port check is a bind without
+    SO_REUSEADDR, which a TIME_WAIT socket (say, a proxy's) on the port fails."""
+    used = local_ports(listening_only=False)
+    free = [p for p in range(first, first + 100) if p not in used and port_free(p)]
     if len(free) < count:
         raise SystemExit(f"fewer than {count} free ports in {first}..{first + 99} on 127.0.0.1")
     return free[:count]
@@ -199,15 +203,17 @@ def docker_daemon() -> Iterator[str | None]:
         yield f"dockerd not running and {ANCHORS_LIB} missing"
         return
     lib = ["bash", "-c", '. "$1"; "$2"', "anchors", str(ANCHORS_LIB)]
+    asked = time.time()
     started = subprocess.run([*lib, "start_dockerd"], check=False).returncode == 0
+    # Ours only if this start wrote the pid file (not a daemon that came up meanwhile).
+    pid_file = DOCKERD_PID_FILE
+    ours = started and pid_file.exists() and pid_file.stat().st_mtime >= asked - 1
     try:
         yield None if started else "dockerd did not start (see the anchors' dockerd.log)"
     finally:
-        # The lib stops only what its shell started; that shell is gone, so say it was us.
-        subprocess.run(
-            ["bash", "-c", '. "$1"; DOCKERD_STARTED=1; stop_dockerd', "anchors", str(ANCHORS_LIB)],
-            check=False,
-        )
+        if ours:  # the lib stops only what its own shell started; that shell is gone
+            stop = '. "$1"; DOCKERD_STARTED=1; stop_dockerd'
+            subprocess.run(["bash", "-c", stop, "anchors", str(ANCHORS_LIB)], check=False)
 
 
 def docker_images_missing() -> str | None:
