@@ -72,7 +72,7 @@ def rules_of(project: Project, services: Iterable[str] = ()) -> list[WatchRule]:
     for name in chosen:
         develop = project.services[name].options.get("develop") or {}
         for entry in develop.get("watch") or ():
-            rules.append(_rule(name, entry))
+            rules.append(_rule(name, entry, project.project_dir))
     if not rules:
         raise OperationError(
             f"no develop.watch rules in {', '.join(chosen)}: "
@@ -81,7 +81,7 @@ def rules_of(project: Project, services: Iterable[str] = ()) -> list[WatchRule]:
     return rules
 
 
-def _rule(service: str, entry) -> WatchRule:
+def _rule(service: str, entry, project_dir: str) -> WatchRule:
     action = entry.get("action") or "rebuild"
     if action not in ACTIONS:
         raise OperationError(f"service {service}: unknown develop.watch action {action!r}")
@@ -102,7 +102,8 @@ def _rule(service: str, entry) -> WatchRule:
         )
     return WatchRule(
         service=service,
-        path=os.path.abspath(str(entry["path"])),
+        # Files the main file includes are rebased already; its own paths are relative.
+        path=os.path.normpath(os.path.join(project_dir, str(entry["path"]))),
         action=action,
         target=entry.get("target"),
         ignore=tuple(_strings(entry.get("ignore"))),
@@ -162,6 +163,11 @@ class PathFilter:
 
 
 # ---------------------------------------------------------------- copying into a container
+
+
+def _absolute(path: str) -> str:
+    # normpath keeps a leading "//" (POSIX leaves its meaning open): strip them first.
+    return posixpath.normpath("/" + path.lstrip("/"))
 
 
 def _parts(path: str) -> list[str]:
@@ -288,7 +294,7 @@ def _place_symlink(dir_fd: int, name: str, source: str) -> None:
 def copy_into(root: str | os.PathLike, dest: str, source: str, wanted=None) -> int:
     """Copy host file, symlink or directory `source` to `dest` inside the tree at `root`;
     the number of files and links written. wanted(host_path, is_dir) filters a tree."""
-    parent_path, name = posixpath.split(posixpath.normpath("/" + dest))
+    parent_path, name = posixpath.split(_absolute(dest))
     if not name:
         raise OperationError(f"cannot sync onto {dest!r}")
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -336,7 +342,7 @@ def _copy_entry(dir_fd: int, name: str, source: str, wanted) -> int:
 def remove_from(root: str | os.PathLike, dest: str) -> bool:
     """Remove `dest` (a file, link or whole directory) inside the tree at `root`; whether
     anything was there."""
-    parent_path, name = posixpath.split(posixpath.normpath("/" + dest))
+    parent_path, name = posixpath.split(_absolute(dest))
     if not name:
         return False
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -378,7 +384,7 @@ class ContainerFiles:
 
     def locate(self, path: str) -> tuple[str, str, bool]:
         """(host root, path inside it, is a bind mount's source) for container `path`."""
-        path = posixpath.normpath("/" + path)
+        path = _absolute(path)
         for mount in self.mounts:
             top = posixpath.normpath(mount["destination"])
             if path != top and not path.startswith(top.rstrip("/") + "/"):

@@ -17,6 +17,7 @@ import pytest
 from composer import labels as L
 from composer.ops.backend import Backend
 from composer.watch import copy_into, remove_from
+from runtime.images.store import ImageStore
 from tests import netns
 from tests.images import busybox_image
 from tests.integration.test_compose import COMPOSER, Project, _assert_nothing_left
@@ -30,8 +31,6 @@ def project(tmp_path, in_netns):
     root = tmp_path / "root"
     directory = tmp_path / "project"
     directory.mkdir()
-    from runtime.images.store import ImageStore
-
     busybox_image(ImageStore(root))
     p = Project(directory, root)
     yield p
@@ -131,14 +130,15 @@ def read_in(project: Project, service: str, path: str) -> str | None:
         return out.read() if code == 0 else None
 
 
-def eventually(check, what: str, timeout: float = 60):
+def eventually(check, what: str, watch: Watching | None = None, timeout: float = 60):
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
+            said = f"; watch printed:\n{watch.output()}" if watch else ""
+            raise AssertionError(f"never happened: {what}{said}")
         time.sleep(0.1)
 
 
@@ -250,7 +250,7 @@ services:
         - path: ./app
           action: rebuild
 """)
-    w = watching(project)
+    w = watching(project, "--prune")
     before = container(project, "app")
     assert read_in(project, "app", "/message") == "first\n"
     (context / "message").write_text("second\n")
@@ -259,6 +259,75 @@ services:
     assert after["id"] != before["id"]
     assert after["labels"][L.IMAGE] != before["labels"][L.IMAGE]
     assert read_in(project, "app", "/message") == "second\n"
+    # --prune: the image the old container ran is gone, the new one stays.
+    w.wait_for("Pruned 1 dangling")
+    digests = {image.digest for image in ImageStore(project.root).list_images()}
+    assert before["labels"][L.IMAGE] not in digests and after["labels"][L.IMAGE] in digests
+
+
+def test_sync_writes_through_volumes_and_skips_bind_mounts(project, watching):
+    project.write("""
+services:
+  app:
+    image: busybox:latest
+    command: ["sleep", "600"]
+    volumes:
+      - ./src:/app
+      - data:/data
+    develop:
+      watch:
+        - path: ./src
+          action: sync
+          target: /app
+        - path: ./seed
+          action: sync
+          target: /data/seed
+volumes:
+  data: {}
+""")
+    (project.directory / "src").mkdir()
+    (project.directory / "seed").mkdir()
+    w = watching(project)
+    (project.directory / "seed" / "rows.csv").write_text("1,2\n")
+    eventually(lambda: read_in(project, "app", "/data/seed/rows.csv") == "1,2\n", "volume sync", w)
+    (project.directory / "src" / "main.py").write_text("print()\n")
+    w.wait_for("(1 on a bind mount)")
+    assert read_in(project, "app", "/app/main.py") == "print()\n"  # through the bind itself
+    rootfs = Path(container(project, "app")["bundle"]).parent / "rootfs"
+    assert not (rootfs / "app" / "main.py").exists() and not (rootfs / "data" / "seed").exists()
+
+
+class _Event:
+    def __init__(self, event_type: str, src_path: str, is_directory: bool = False) -> None:
+        self.event_type = event_type
+        self.src_path = src_path
+        self.is_directory = is_directory
+        self.dest_path = ""
+
+
+def test_a_burst_of_events_is_one_batch_without_reads_and_ignored_files(tmp_path):
+    from composer.loader import LoadOptions, load
+    from composer.watch import Watcher, rules_of
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "compose.yaml").write_text(SYNCED)
+    # Loaded from elsewhere: the rule's relative path is the compose file's folder's.
+    options = LoadOptions(files=[str(tmp_path / "compose.yaml")], project_name="burst", cwd="/")
+    loaded = load(options)
+    watcher = Watcher(loaded.project, Backend(tmp_path / "root"), rules_of(loaded.project), print)
+    src = str(tmp_path / "src")
+    for n in range(50):
+        watcher._on_event(_Event("modified", f"{src}/file{n}.txt"))
+    watcher._on_event(_Event("opened", f"{src}/read-only.txt"))
+    watcher._on_event(_Event("closed_no_write", f"{src}/read-only.txt"))
+    watcher._on_event(_Event("created", f"{src}/scratch.tmp"))
+    watcher._on_event(_Event("created", f"{src}/cache/blob"))
+    watcher._on_event(_Event("modified", f"{src}/.git/index"))
+    watcher._on_event(_Event("modified", f"{src}/sub", is_directory=True))
+    watcher._on_event(_Event("modified", str(tmp_path / "compose.yaml")))
+    assert list(watcher._pending) == [0]  # else next_batch would wait for more
+    batch = watcher.next_batch(threading.Event())
+    assert batch == {0: {f"{src}/file{n}.txt" for n in range(50)}}
 
 
 def test_unknown_service_and_missing_rules_are_plain_errors(project):
