@@ -39,6 +39,7 @@ DEFAULT_IGNORE = (".git", "**/*~", "**/.*.swp", "**/.*.swx", "**/4913", "**/.#*"
 # watchdog also reports opens and reads (ours too, while copying): not changes.
 CHANGE_EVENTS = frozenset({"created", "modified", "deleted", "moved", "closed"})
 QUIET_PERIOD = 0.2  # seconds without events that end a batch
+MAX_BATCH_DELAY = 5.0  # a file written without pause still gets synced this often
 MAX_SYMLINKS = 40
 
 
@@ -431,7 +432,7 @@ class Watcher:
         self.filters = [PathFilter(r, self._build_context(r)) for r in rules]
         self._changed = threading.Condition()
         self._pending: dict[int, set[str]] = {}
-        self._last_event = 0.0
+        self._first_event = self._last_event = 0.0
         self._observer = None
 
     def _build_context(self, rule: WatchRule) -> str | None:
@@ -491,9 +492,11 @@ class Watcher:
         if not hits:
             return
         with self._changed:
+            self._last_event = time.monotonic()
+            if not self._pending:
+                self._first_event = self._last_event
             for index, path in hits:
                 self._pending.setdefault(index, set()).add(path)
-            self._last_event = time.monotonic()
             self._changed.notify()
 
     # -- the loop (caller's thread) --
@@ -512,12 +515,14 @@ class Watcher:
             self.close()
 
     def next_batch(self, stop: threading.Event) -> dict[int, set[str]]:
-        """The changes of the next burst, once it has been quiet for quiet_period."""
+        """The changes of the next burst, once it has been quiet for quiet_period (or has
+        lasted MAX_BATCH_DELAY)."""
         with self._changed:
             while not self._pending and not stop.is_set():
                 self._changed.wait(0.5)
             while self._pending and not stop.is_set():
-                left = self._last_event + self.quiet_period - time.monotonic()
+                due = min(self._last_event + self.quiet_period, self._first_event + MAX_BATCH_DELAY)
+                left = due - time.monotonic()
                 if left <= 0:
                     break
                 self._changed.wait(left)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests import netns
@@ -58,6 +60,21 @@ def test_failure_gets_the_logs(composer_project):
 """
 
 
+def processes_under(root) -> list[str]:
+    """Command lines of live processes that name the state root (shims, DNS servers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    argv = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue  # gone meanwhile
+            if str(root) in argv:
+                found.append(argv)
+    return found
+
+
 @pytest.fixture
 def composer_root(tmp_path, monkeypatch):
     root = tmp_path / "composer-root"
@@ -82,6 +99,7 @@ def test_a_suite_uses_the_project_and_its_teardown_leaves_nothing(
     assert "failing on purpose" in output
     _assert_nothing_left(composer_root)
     assert list((composer_root / "volumes").glob("pytest-*")) == []
+    assert processes_under(composer_root) == []
 
 
 def test_a_project_that_does_not_come_up_fails_setup_and_is_removed(
@@ -108,3 +126,4 @@ services:
     output = result.stdout.str()
     assert "is unhealthy" in output and "about-to-fail" in output
     _assert_nothing_left(composer_root)
+    assert processes_under(composer_root) == []
