@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 _KINDS = ("unit", "integration", "e2e")
+
+# A run started in the background (`make test &`) inherits SIGINT ignored, and so would
+# every `composer` the tests start and then stop with Ctrl-C (SIGINT): give the children
+# the default again, as an interactive run has.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
