@@ -58,6 +58,9 @@ class ComposerProject:
     def name(self) -> str:
         return self.project.name
 
+    def __repr__(self) -> str:
+        return f"<ComposerProject {self.name}: {', '.join(self.project.services)}>"
+
     def _report(self, resource: str, state: str) -> None:
         self.events.append(f"{resource}: {state}")
 
