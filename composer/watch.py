@@ -88,10 +88,8 @@ def _rule(service: str, entry, project_dir: str) -> WatchRule:
         raise OperationError(f"service {service}: unknown develop.watch action {action!r}")
     hook = None
     if action == "sync+exec":
-        spec = entry.get("exec") or {}
-        command = spec.get("command")
-        if not command:
-            raise OperationError(f"service {service}: sync+exec needs exec.command")
+        spec = entry["exec"]  # the schema requires exec.command with sync+exec
+        command = spec["command"]
         environment = spec.get("environment") or {}
         if not hasattr(environment, "items"):  # the list form, KEY=VALUE
             environment = dict(str(e).partition("=")[::2] for e in environment)

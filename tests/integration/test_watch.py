@@ -264,6 +264,17 @@ services:
     digests = {image.digest for image in ImageStore(project.root).list_images()}
     assert before["labels"][L.IMAGE] not in digests and after["labels"][L.IMAGE] in digests
 
+    # A broken build is reported; the running container stays and the watch goes on.
+    (context / "Dockerfile").write_text("FROM busybox:latest\nCOPY missing /missing\n")
+    w.wait_for("rebuild failed")
+    assert container(project, "app")["id"] == after["id"]
+    (context / "Dockerfile").write_text(
+        'FROM busybox:latest\nCOPY message /message\nCMD ["sleep", "600"]\n'
+    )
+    (context / "message").write_text("third\n")
+    w.wait_for("Rebuilt and recreated", count=2)
+    assert read_in(project, "app", "/message") == "third\n"
+
 
 def test_sync_writes_through_volumes_and_skips_bind_mounts(project, watching):
     project.write("""
@@ -295,6 +306,63 @@ volumes:
     assert read_in(project, "app", "/app/main.py") == "print()\n"  # through the bind itself
     rootfs = Path(container(project, "app")["bundle"]).parent / "rootfs"
     assert not (rootfs / "app" / "main.py").exists() and not (rootfs / "data" / "seed").exists()
+
+
+def rules_from(tmp_path: Path, develop: str) -> list:
+    from composer.loader import LoadOptions, load
+    from composer.watch import rules_of
+
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  app:\n    image: busybox:latest\n    develop:\n" + develop
+    )
+    options = LoadOptions(files=[str(tmp_path / "compose.yaml")], project_name="rules")
+    return rules_of(load(options).project)
+
+
+def test_rules_read_from_develop_watch(tmp_path):
+    rules = rules_from(
+        tmp_path,
+        """      watch:
+        - path: ./web
+          action: sync+exec
+          target: /srv
+          include: ["*.py"]
+          exec:
+            command: kill -HUP 1
+            user: "1000"
+            environment: [MODE=dev]
+        - path: requirements.txt
+          action: rebuild
+""",
+    )
+    sync, rebuild = rules
+    assert sync.path == str(tmp_path / "web") and sync.target == "/srv"
+    assert sync.exec.command == ("kill", "-HUP", "1") and sync.exec.user == "1000"
+    assert dict(sync.exec.environment) == {"MODE": "dev"}
+    assert sync.include == ("*.py",) and not sync.initial_sync
+    assert rebuild.path == str(tmp_path / "requirements.txt") and rebuild.target is None
+
+
+def test_include_patterns_narrow_what_counts(tmp_path):
+    from composer.watch import PathFilter
+
+    (rule,) = rules_from(
+        tmp_path,
+        """      watch:
+        - path: ./web
+          action: sync
+          target: /srv
+          include: ["**/*.py"]
+          ignore: [tests/]
+""",
+    )
+    wanted = PathFilter(rule).wanted
+    web = tmp_path / "web"
+    assert wanted(f"{web}/app.py") and wanted(f"{web}/pkg/mod.py")
+    assert not wanted(f"{web}/style.css")
+    assert not wanted(f"{web}/tests/test_app.py")  # ignore wins
+    assert wanted(f"{web}/pkg", is_dir=True)  # directories are walked for what they hold
+    assert not wanted(str(tmp_path / "elsewhere.py"))
 
 
 class _Event:
