@@ -246,20 +246,21 @@ def cmd_run(args) -> int:
     _refuse_unsupported(args)
     if not args.detach:
         container.become_subreaper()
+    config = container.load_config(os.path.abspath(args.bundle))
     console = args.console_socket
     terminal = None
-    if console is None and not args.detach and _wants_terminal(args.bundle):
+    if console is None and not args.detach and config["process"].get("terminal"):
         terminal = _ConsoleProxy()  # like runc: a pty in the container, proxied to our stdio
         console = terminal.container_end
     try:
-        pid = container.create(
-            args.root, args.id, args.bundle, args.pid_file, console, args.preserve_fds
+        record = container.create_container(
+            args.root, args.id, args.bundle, args.pid_file, console, args.preserve_fds, config
         )
     finally:
         if terminal:
             terminal.created()
     try:
-        container.start(args.root, args.id)
+        container.start(args.root, args.id, record)
     except BaseException:
         container.delete(args.root, args.id, force=True)
         raise
@@ -267,17 +268,10 @@ def cmd_run(args) -> int:
         return 0
     if terminal:
         terminal.proxy()
-    code = _wait_forwarding_signals(pid)
+    code = _wait_forwarding_signals(record["pid"])
     if not args.keep:
         container.delete(args.root, args.id, force=True)
     return code
-
-
-def _wants_terminal(bundle: str) -> bool:
-    try:
-        return bool(container.load_config(os.path.abspath(bundle))["process"].get("terminal"))
-    except container.ContainerError:
-        return False  # create reports it
 
 
 class _ConsoleProxy:
@@ -340,7 +334,7 @@ class _ConsoleProxy:
 
 def _wait_forwarding_signals(pid: int) -> int:
     """Wait for the container; signals sent to us go to it, as with runc run."""
-    import signal
+    import _signal  # the C module: `signal` builds enums, a few ms of a short run
 
     def forward(signum, _frame):
         try:
@@ -348,8 +342,8 @@ def _wait_forwarding_signals(pid: int) -> int:
         except ProcessLookupError:
             pass
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1):
-        signal.signal(sig, forward)
+    for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1):
+        _signal.signal(sig, forward)
     return container.wait_exit_code(pid)
 
 

@@ -166,11 +166,16 @@ def list_containers(root: str) -> list[dict]:
 # ---------------------------------------------------------------- cgroups (R2's interface)
 
 
+_opened: dict[tuple, object] = {}  # `run` creates and deletes: the layout is read once
+
+
 def _cgroup(record_or_config: dict, container_id: str):
     from runtime.oci.cgroups import open_cgroup
 
-    linux_cfg = record_or_config.get("linux") or {}
-    return open_cgroup(linux_cfg.get("cgroupsPath"), container_id)
+    key = ((record_or_config.get("linux") or {}).get("cgroupsPath"), container_id)
+    if key not in _opened:
+        _opened[key] = open_cgroup(key[0], container_id)
+    return _opened[key]
 
 
 # ---------------------------------------------------------------- create
@@ -206,8 +211,27 @@ def create(
     `console_socket`: path of a unix socket to send the pty master to, or the fd of a
     connected one. `preserve_fds`: the caller's fds 3 .. 3+N-1 stay open in the container.
     """
+    return create_container(root, container_id, bundle, pid_file, console_socket, preserve_fds)[
+        "pid"
+    ]
+
+
+def create_container(
+    root: str,
+    container_id: str,
+    bundle: str,
+    pid_file: str | None = None,
+    console_socket: str | int | None = None,
+    preserve_fds: int = 0,
+    config: dict | None = None,
+) -> dict:
+    """`create`, returning the container's record (state.json) for an at-once `start`.
+
+    `config`: the bundle's config.json when the caller has read it already.
+    """
     bundle = os.path.abspath(bundle)
-    config = load_config(bundle)
+    if config is None:
+        config = load_config(bundle)
     linux_cfg = config.get("linux") or {}
     try:
         linux.check_config(config)
@@ -270,7 +294,7 @@ def create(
         except OSError:
             delete(root, container_id, force=True)  # a caller without the pid cannot manage it
             raise
-    return pid
+    return record
 
 
 def _spawn(
@@ -283,23 +307,76 @@ def _spawn(
     )
     console_fd = _connect(console_socket) if console_socket else -1
     parent, child = _pipe_pair()
-    stage1, to_join = _fork_into(cgroup)
-    if stage1 == 0:
-        parent.close()
-        init = (config, bundle, new_flags, masks, fifo_fds, console_fd, cgroup.dirs(), keep_fds)
-        _run_child(child, _stage1, to_join, joins, init)
+    init = (config, bundle, new_flags, masks, fifo_fds, console_fd, cgroup.dirs(), keep_fds)
+    stage1 = 0
+    cloned = _clone_init(cgroup, new_flags) if _clones_directly(config, joins, new_flags) else None
+    if cloned is not None:
+        pid, to_join = cloned
+        if pid == 0:
+            parent.close()
+            _run_child(child, _direct_init, to_join, init)
+        record.update(pid=pid, start_time=process_start_time(pid))
+    else:
+        stage1, to_join = _fork_into(cgroup)
+        if stage1 == 0:
+            parent.close()
+            _run_child(child, _stage1, to_join, joins, init)
     child.close()
     for fd in fifo_fds:
         os.close(fd)
     if console_fd >= 0:
         os.close(console_fd)
-    pid = 0
+    ready = False
     try:
         pid = _supervise_create(parent, config, record, stage1)
+        ready = True
     finally:
         parent.close()
-        _reap(stage1)
+        if stage1:
+            _reap(stage1)
+        elif not ready:  # our own child: end it here, the caller cannot know its pid
+            _kill_quietly(record["pid"])
+            _reap(record["pid"])
     return pid
+
+
+def _clones_directly(config: dict, joins: list, new_flags: int) -> bool:
+    """Whether the init can be cloned straight into its namespaces, without stage 1.
+
+    Stage 1 is needed to join namespaces by path, to have a user namespace mapped before
+    the others are made, to write time offsets before the first process enters, and to
+    run on execCPUAffinity.initial before joining the cgroup.
+    """
+    if joins or new_flags & (syscalls.CLONE_NEWUSER | syscalls.CLONE_NEWTIME):
+        return False
+    return not (config["process"].get("execCPUAffinity") or {}).get("initial")
+
+
+def _clone_init(cgroup, new_flags: int) -> tuple[int, list[tuple[str, str]]] | None:
+    """clone3 the init into its new namespaces (and cgroup2 directory): one fork, not two,
+    and no pid message. None where clone3 cannot: stage 1 does it the long way."""
+    from runtime.oci.cgroups import UNIFIED
+
+    unified = cgroup.paths.get(UNIFIED)
+    left = [(d, "cgroup.procs" if d == unified else "tasks") for d in cgroup.dirs()]
+    fd = os.open(unified, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if unified else -1
+    try:  # a cgroup namespace must wait until every hierarchy is joined: its root is there
+        pid = syscalls.clone3(new_flags & ~syscalls.CLONE_NEWCGROUP, fd)
+    except OSError:
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return pid, [entry for entry in left if entry[0] != unified]
+
+
+def _direct_init(channel, to_join, init) -> None:
+    """Stage 1's remaining work for a cloned init (see _clones_directly), then stage 2."""
+    _join_cgroup(to_join)
+    if init[2] & syscalls.CLONE_NEWCGROUP:
+        syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+    linux.write_oom_score_adj(init[0]["process"].get("oomScoreAdj"))
+    _stage2(channel, False, *init)
 
 
 def _fork_into(cgroup) -> tuple[int, list[tuple[str, str]]]:
@@ -334,7 +411,7 @@ def _join_cgroup(to_join: list[tuple[str, str]]) -> None:
 
 def _supervise_create(parent: _Channel, config, record, stage1) -> int:
     """Answer the stages: map user ids, run runtime-side hooks, wait until ready."""
-    pid = 0
+    pid = record.get("pid") or 0  # known already when the init was cloned directly
     while True:
         message = parent.recv()
         if message is None:
@@ -512,18 +589,23 @@ def _connect(path: str | int) -> int:
 # ---------------------------------------------------------------- start, kill, delete
 
 
-def start(root: str, container_id: str) -> None:
-    record = _load(root, container_id)
-    current = status_of(root, record)
-    if current != "created":
-        raise ContainerError(f"container {container_id!r} is {current}, not created")
+def start(root: str, container_id: str, record: dict | None = None) -> None:
+    """Let the created container's process exec. `record`: what `create_container` just
+    returned, in the same process (its state needs no second look)."""
+    if record is None:
+        record = _load(root, container_id)
+        current = status_of(root, record)
+        if current != "created":
+            raise ContainerError(f"container {container_id!r} is {current}, not created")
     fifo = os.path.join(root, container_id, EXEC_FIFO)
     done = os.path.join(root, container_id, EXEC_DONE)
     try:
+        # Non-blocking opens: a missing reader or writer is an error, not a hang.
         done_fd = os.open(done, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
         raise ContainerError(f"container {container_id!r} cannot start: {err.strerror}") from None
+    os.set_blocking(done_fd, True)  # reads now wait for the init's text or its exec
     try:
         os.unlink(fifo)  # first: a second `start` must find no fifo
         os.write(fd, b"0")
@@ -541,20 +623,10 @@ def start(root: str, container_id: str) -> None:
 
 def _wait_exec(done_fd: int) -> str:
     """Block until the init has exec'd (its end of the fifo closes); its error text if not."""
-    import select
-
-    poller = select.poll()
-    poller.register(done_fd, select.POLLIN)
     message = b""
-    while True:
-        poller.poll()
-        try:
-            chunk = os.read(done_fd, 4096)
-        except BlockingIOError:
-            continue
-        if not chunk:  # hang-up: every writer is gone
-            return message.decode(errors="replace")
+    while chunk := os.read(done_fd, 4096):  # b"": hang-up, every writer is gone
         message += chunk
+    return message.decode(errors="replace")
 
 
 def parse_signal(value: str | int) -> int:
@@ -624,6 +696,11 @@ def _stop(record: dict) -> None:
     deadline = time.monotonic() + 10
     while _alive(record) and time.monotonic() < deadline:
         time.sleep(0.002)
+    if pid > 0:
+        try:  # a directly cloned init is our child when `create` ran in this process
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
 
 
 def _destroy_cgroup(cgroup) -> None:

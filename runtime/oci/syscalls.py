@@ -6,7 +6,7 @@ above this seam can be unit-tested with a fake object that has the same function
 
 from __future__ import annotations
 
-import ctypes
+import _ctypes
 import os
 
 # clone(2) / unshare(2) / setns(2) flags
@@ -74,41 +74,80 @@ _SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "riscv64": 30, "ppc64le": 273, 
 IOPRIO_WHO_PROCESS = 1
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+# The C layer of ctypes, not the ctypes package: its pure-Python half (struct, types, a
+# class per C type) costs about 3 ms of every `composer-runtime` start. These few C types
+# and the function-pointer class are all the seam needs.
+class _Int(_ctypes._SimpleCData):
+    _type_ = "i"
 
 
-class _CapData(ctypes.Structure):
+class _UShort(_ctypes._SimpleCData):
+    _type_ = "H"
+
+
+class _UInt32(_ctypes._SimpleCData):
+    _type_ = "I"
+
+
+class _Long(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class _ULong(_ctypes._SimpleCData):  # also size_t: Linux is LP64 or ILP32 alike
+    _type_ = "L"
+
+
+class _UInt64(_ctypes._SimpleCData):
+    _type_ = "Q"
+
+
+class _CharP(_ctypes._SimpleCData):  # bytes or None (NULL)
+    _type_ = "z"
+
+
+class _CapHeader(_ctypes.Structure):
+    _fields_ = [("version", _UInt32), ("pid", _Int)]
+
+
+class _CapData(_ctypes.Structure):
+    _fields_ = [("effective", _UInt32), ("permitted", _UInt32), ("inheritable", _UInt32)]
+
+
+class _Library:
+    """A loaded library's functions by name (ctypes' CDLL, without the ctypes package)."""
+
+    def __init__(self, flags: int) -> None:
+        self._handle = _ctypes.dlopen(None, 0)
+
+        class Function(_ctypes.CFuncPtr):
+            _flags_ = flags
+            _restype_ = _Int
+
+        self._function = Function
+
+    def __getattr__(self, name: str):
+        function = self._function((name, self))
+        setattr(self, name, function)
+        return function
+
+
+_libc = _Library(_ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO)
+_libc.mount.argtypes = [_CharP, _CharP, _CharP, _ULong, _CharP]
+_libc.umount2.argtypes = [_CharP, _Int]
+_libc.unshare.argtypes = [_Int]
+_libc.setns.argtypes = [_Int, _Int]
+_libc.sethostname.argtypes = [_CharP, _ULong]
+_libc.setdomainname.argtypes = [_CharP, _ULong]
+_libc.prctl.argtypes = [_Int, _ULong, _ULong, _ULong, _ULong]
+_libc.capget.argtypes = [_ctypes.POINTER(_CapHeader), _ctypes.POINTER(_CapData)]
+_libc.capset.argtypes = [_ctypes.POINTER(_CapHeader), _ctypes.POINTER(_CapData)]
+_libc.personality.argtypes = [_ULong]
+_libc.syscall.restype = _Long
+
+
+class _CloneArgs(_ctypes.Structure):
     _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    ]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_c_str = ctypes.c_char_p
-_libc.mount.argtypes = [_c_str, _c_str, _c_str, ctypes.c_ulong, _c_str]
-_libc.umount2.argtypes = [_c_str, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.sethostname.argtypes = [_c_str, ctypes.c_size_t]
-_libc.setdomainname.argtypes = [_c_str, ctypes.c_size_t]
-_libc.prctl.argtypes = [
-    ctypes.c_int,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-]
-_libc.capget.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
-_libc.capset.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
-_libc.syscall.restype = ctypes.c_long
-
-
-class _CloneArgs(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_uint64)
+        (name, _UInt64)
         for name in (
             "flags",
             "pidfd",
@@ -127,7 +166,7 @@ class _CloneArgs(ctypes.Structure):
 
 def _check(result: int, what: str, path: str | None = None) -> int:
     if result < 0:
-        err = ctypes.get_errno()
+        err = _ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}", path)
     return result
 
@@ -165,23 +204,32 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(number, _b(new_root), _b(put_old)), f"pivot_root {new_root!r}", new_root)
 
 
-def clone_into_cgroup(cgroup_fd: int) -> int:
-    """fork(2), the child born in the cgroup2 directory `cgroup_fd`: 0 in the child.
+def clone3(flags: int = 0, cgroup_fd: int = -1) -> int:
+    """fork(2) with clone flags (new namespaces) and, given `cgroup_fd`, the child born in
+    that cgroup2 directory (CLONE_INTO_CGROUP). Returns 0 in the child.
 
     Called through PyDLL so the GIL stays held: the child resumes Python exactly where the
-    parent was. Unlike os.fork no at-fork handlers run, so callers keep the child short
-    and single-threaded (it forks the real container process with os.fork).
+    parent was. Unlike os.fork no at-fork handlers run, so callers must be single-threaded;
+    the child's libc still holds its parent's thread id (raise(3) and fork(3) do not use it).
     """
     global _pylibc
     if _pylibc is None:
-        _pylibc = ctypes.PyDLL(None, use_errno=True)
-        _pylibc.syscall.restype = ctypes.c_long
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
-    size = ctypes.c_size_t(ctypes.sizeof(args))
-    return _check(_pylibc.syscall(_SYS_CLONE3, ctypes.byref(args), size), "clone3")
+        _pylibc = _Library(_ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO | _PYTHONAPI)
+        _pylibc.syscall.restype = _Long
+    if cgroup_fd >= 0:
+        flags |= CLONE_INTO_CGROUP
+    args = _CloneArgs(flags=flags, exit_signal=_SIGCHLD, cgroup=max(cgroup_fd, 0))
+    size = _ULong(_ctypes.sizeof(args))
+    return _check(_pylibc.syscall(_SYS_CLONE3, _ctypes.byref(args), size), f"clone3({flags:#x})")
+
+
+def clone_into_cgroup(cgroup_fd: int) -> int:
+    """fork(2), the child born in the cgroup2 directory `cgroup_fd`: 0 in the child."""
+    return clone3(0, cgroup_fd)
 
 
 _pylibc = None
+_PYTHONAPI = _ctypes.FUNCFLAG_PYTHONAPI  # the GIL stays held across the call
 
 
 def ioprio_set(which: int, who: int, ioprio: int) -> None:
@@ -191,7 +239,7 @@ def ioprio_set(which: int, who: int, ioprio: int) -> None:
 
 def personality(persona: int) -> int:
     # personality(2) returns the previous persona, or -1 with errno
-    return _check(_libc.personality(ctypes.c_ulong(persona)), f"personality({persona:#x})")
+    return _check(_libc.personality(persona), f"personality({persona:#x})")
 
 
 def sethostname(name: str) -> None:
@@ -212,7 +260,7 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     """Return (effective, permitted, inheritable) as 64-bit masks."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
     data = (_CapData * 2)()
-    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    _check(_libc.capget(_ctypes.byref(header), data), "capget")
     return tuple(  # type: ignore[return-value]
         getattr(data[0], field) | (getattr(data[1], field) << 32)
         for field in ("effective", "permitted", "inheritable")
@@ -227,7 +275,7 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[index].effective = (effective >> shift) & 0xFFFFFFFF
         data[index].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[index].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    _check(_libc.capset(_ctypes.byref(header), data), "capset")
 
 
 def mknod(path: str, mode: int, major: int, minor: int) -> None:
