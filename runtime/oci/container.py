@@ -15,7 +15,7 @@ import sys
 from _signal import SIGKILL  # the C module: `signal` adds enums and 5 ms of start-up
 
 from runtime import state as disk
-from runtime.oci import hooks, linux, syscalls
+from runtime.oci import hooks, linux, seccomp_cache, syscalls
 
 DEFAULT_ROOT = "/run/composer-runtime"
 OCI_VERSION = "1.0.2"
@@ -238,6 +238,7 @@ def create_container(
         joins, new_flags = linux.namespace_plan(linux_cfg.get("namespaces") or [])
         caps = config["process"].get("capabilities")
         masks = linux.capability_masks(caps) if caps is not None else None
+        seccomp_program = _seccomp_program(linux_cfg.get("seccomp"))
     except ValueError as err:
         raise ContainerError(f"config.json: {err}") from None
     if not new_flags & syscalls.CLONE_NEWNS and "mount" not in dict(joins):
@@ -272,7 +273,7 @@ def create_container(
         cgroup = _cgroup(config, container_id)
         cgroup.create()
         cgroup.apply(linux_cfg.get("resources") or {}, linux_cfg.get("devices") or [])
-        spawn_args = (config, bundle, record, joins, new_flags, masks, state_dir)
+        spawn_args = (config, bundle, record, joins, new_flags, masks, seccomp_program, state_dir)
         pid = _spawn(*spawn_args, console_socket, cgroup, preserve_fds)
     except BaseException:
         # Best effort: the error that brought us here is the one to report.
@@ -298,7 +299,17 @@ def create_container(
 
 
 def _spawn(
-    config, bundle, record, joins, new_flags, masks, state_dir, console_socket, cgroup, keep_fds
+    config,
+    bundle,
+    record,
+    joins,
+    new_flags,
+    masks,
+    seccomp_program,
+    state_dir,
+    console_socket,
+    cgroup,
+    keep_fds,
 ):
     # O_RDWR: opening never blocks, and the init is reader and writer of its own fifos.
     fifo_fds = tuple(
@@ -307,7 +318,8 @@ def _spawn(
     )
     console_fd = _connect(console_socket) if console_socket else -1
     parent, child = _pipe_pair()
-    init = (config, bundle, new_flags, masks, fifo_fds, console_fd, cgroup.dirs(), keep_fds)
+    init = (config, bundle, new_flags, masks, seccomp_program, fifo_fds, console_fd)
+    init += (cgroup.dirs(), keep_fds)
     stage1 = 0
     cloned = _clone_init(cgroup, new_flags) if _clones_directly(config, joins, new_flags) else None
     if cloned is not None:
@@ -504,6 +516,7 @@ def _stage2(
     bundle,
     new_flags,
     masks,
+    seccomp_program,
     fifo_fds,
     console_fd,
     cgroup_dirs,
@@ -516,7 +529,6 @@ def _stage2(
     if not process.get("terminal"):
         os.setsid()
     linux.preload_modules(process, config)
-    seccomp_filter = _compile_seccomp(linux_cfg.get("seccomp"))
     rootfs = linux.prepare_rootfs(config, bundle, new_flags, in_user_ns, cgroup_dirs=cgroup_dirs)
     hook_state = None
     if hooks.has_hooks(config, "prestart", "createRuntime", "createContainer", "startContainer"):
@@ -534,13 +546,13 @@ def _stage2(
     linux.finish_rootfs(config)
     linux.set_process_attributes(process, linux_cfg)
     no_new_privs = bool(process.get("noNewPrivileges"))
-    if seccomp_filter and not no_new_privs:  # without no_new_privs loading needs CAP_SYS_ADMIN
-        seccomp_filter.load()
+    if seccomp_program and not no_new_privs:  # without no_new_privs loading needs CAP_SYS_ADMIN
+        seccomp_program.load()
     linux.set_user_and_capabilities(process.get("user") or {}, masks, linux.last_cap())
     if no_new_privs:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-    if seccomp_filter and no_new_privs:
-        seccomp_filter.load()
+    if seccomp_program and no_new_privs:
+        seccomp_program.load()
     os.chdir(process.get("cwd", "/"))
     # runtime-spec: without user.umask the caller's umask stays (runc and crun force 022)
     os.umask((process.get("user") or {}).get("umask", callers_umask))
@@ -563,13 +575,12 @@ def _stage2(
         os._exit(1)
 
 
-def _compile_seccomp(seccomp_cfg: dict | None):
-    """Compiled while libseccomp is reachable; loaded after pivot_root, as late as allowed."""
+def _seccomp_program(seccomp_cfg: dict | None):
+    """The filter as BPF, made before any fork (cached per profile, see
+    runtime.oci.seccomp_cache); the init loads it after pivot_root, as late as allowed."""
     if not seccomp_cfg:
         return None
-    from runtime.oci import seccomp
-
-    return seccomp.compile_filter(seccomp_cfg)
+    return seccomp_cache.program(seccomp_cfg)
 
 
 def _connect(path: str | int) -> int:
@@ -783,7 +794,10 @@ def exec_in(
         masks = linux.capability_masks(caps) if caps is not None else None
     except ValueError as err:
         raise ContainerError(str(err)) from None
-    seccomp_filter = _compile_seccomp((config.get("linux") or {}).get("seccomp"))
+    try:
+        seccomp_program = _seccomp_program((config.get("linux") or {}).get("seccomp"))
+    except ValueError as err:
+        raise ContainerError(f"config.json: {err}") from None
     linux.preload_modules(process, config)
     ns_fds = _container_namespaces(record["pid"], config)
     cgroup = _cgroup(config, container_id)
@@ -794,7 +808,7 @@ def exec_in(
     first, to_join = _fork_into(cgroup)
     if first == 0:
         parent.close()
-        setup = (process, masks, seccomp_filter, console_fd, preserve_fds)
+        setup = (process, masks, seccomp_program, console_fd, preserve_fds)
         _run_child(child, _exec_stage1, to_join, ns_fds, setup)
     child.close()
     for fd in [*ns_fds, console_fd]:
@@ -868,20 +882,20 @@ def _exec_stage1(channel, to_join, ns_fds, setup) -> None:
     channel.send({"type": "pid", "pid": pid})
 
 
-def _exec_stage2(channel, process, masks, seccomp_filter, console_fd, keep_fds) -> None:
+def _exec_stage2(channel, process, masks, seccomp_program, console_fd, keep_fds) -> None:
     if process.get("terminal"):
         linux.setup_terminal(console_fd, size=process.get("consoleSize"))
     elif console_fd >= 0:
         os.close(console_fd)
     linux.set_process_attributes(process, None)
     no_new_privs = bool(process.get("noNewPrivileges"))
-    if seccomp_filter and not no_new_privs:
-        seccomp_filter.load()
+    if seccomp_program and not no_new_privs:
+        seccomp_program.load()
     linux.set_user_and_capabilities(process.get("user") or {}, masks, linux.last_cap())
     if no_new_privs:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-    if seccomp_filter and no_new_privs:
-        seccomp_filter.load()
+    if seccomp_program and no_new_privs:
+        seccomp_program.load()
     os.chdir(process.get("cwd", "/"))
     umask = (process.get("user") or {}).get("umask")
     if umask is not None:

@@ -70,6 +70,8 @@ _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, 
 _SYS_CLONE3 = 435  # the same number on every architecture (the generic table)
 CLONE_INTO_CGROUP = 0x200000000
 _SIGCHLD = 17
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "ppc64le": 358, "s390x": 348}
+_SECCOMP_SET_MODE_FILTER = 1
 _SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "riscv64": 30, "ppc64le": 273, "s390x": 282}
 IOPRIO_WHO_PROCESS = 1
 
@@ -143,6 +145,10 @@ _libc.capget.argtypes = [_ctypes.POINTER(_CapHeader), _ctypes.POINTER(_CapData)]
 _libc.capset.argtypes = [_ctypes.POINTER(_CapHeader), _ctypes.POINTER(_CapData)]
 _libc.personality.argtypes = [_ULong]
 _libc.syscall.restype = _Long
+
+
+class _SockFprog(_ctypes.Structure):  # struct sock_fprog: a BPF program for seccomp(2)
+    _fields_ = [("len", _UShort), ("filter", _CharP)]
 
 
 class _CloneArgs(_ctypes.Structure):
@@ -230,6 +236,19 @@ def clone_into_cgroup(cgroup_fd: int) -> int:
 
 _pylibc = None
 _PYTHONAPI = _ctypes.FUNCFLAG_PYTHONAPI  # the GIL stays held across the call
+
+
+def seccomp_set_filter(bpf: bytes, flags: int = 0) -> None:
+    """Install a classic BPF seccomp program (raw sock_filter entries) on this thread.
+
+    Needs no_new_privs or CAP_SYS_ADMIN, as any seccomp filter does.
+    """
+    program = _SockFprog(len(bpf) // 8, bpf)
+    number = _SYS_SECCOMP[os.uname().machine]
+    _check(
+        _libc.syscall(number, _SECCOMP_SET_MODE_FILTER, flags, _ctypes.byref(program)),
+        f"seccomp(SET_MODE_FILTER, {flags:#x})",
+    )
 
 
 def ioprio_set(which: int, who: int, ioprio: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rootfs import read_config, unique_id, write_config
 
-from runtime.oci import container, syscalls
+from runtime.oci import container, seccomp_cache, syscalls
 
 
 def _configure(bundle: Path, args: list[str]) -> None:
@@ -121,3 +121,32 @@ def test_run_loads_no_heavy_module(busybox_bundle, tmp_path):
         timeout=60,
     )
     assert result.stdout.strip() == "0 []", result.stderr
+
+
+DENY_MKDIR = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+}
+
+
+def test_seccomp_program_is_compiled_once_and_enforced_from_the_cache(runtime, busybox_bundle):
+    config = read_config(busybox_bundle)
+    config["linux"]["seccomp"] = DENY_MKDIR
+    config["process"]["args"] = ["sh", "-c", "mkdir /dev/shm/x; grep Seccomp: /proc/self/status"]
+    write_config(busybox_bundle, config)
+    entry = Path(seccomp_cache.entry_path(DENY_MKDIR))
+    entry.unlink(missing_ok=True)
+
+    def run() -> str:
+        done = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id(), check=False)
+        return done.stdout + done.stderr
+
+    try:
+        outputs = [run()]
+        compiled = entry.stat().st_mtime_ns
+        outputs.append(run())
+        assert entry.stat().st_mtime_ns == compiled  # a hit: not compiled again
+    finally:
+        entry.unlink(missing_ok=True)  # this profile is ours alone
+    for output in outputs:
+        assert "Operation not permitted" in output and "Seccomp:\t2" in output
