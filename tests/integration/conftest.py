@@ -95,3 +95,7 @@ def runc(tmp_path: Path):
     cli = RuntimeCLI(tmp_path / "runc-root", ["runc"])
     yield cli
     cli.cleanup()
+
+
+# `project` (a composer project in the session's netns) for every test here.
+from tests.compose_helpers import in_netns, netns_sandbox, project  # noqa: E402, F401

@@ -11,11 +11,7 @@ import subprocess
 import time
 import uuid
 
-from tests.integration import test_compose as compose
-
-netns_sandbox = compose.netns_sandbox
-in_netns = compose.in_netns
-project = compose.project
+from tests.compose_helpers import COMPOSER
 
 SERVICES = """
 services:
@@ -78,7 +74,7 @@ def test_exec_returns_the_commands_exit_code_and_honours_env_workdir_user(projec
     ).stdout
     assert out.strip() == "bar /tmp 1000:1001 hello"
     piped = subprocess.run(
-        [*compose.COMPOSER, "exec", "-T", "web", "tr", "a-z", "A-Z"],
+        [*COMPOSER, "exec", "-T", "web", "tr", "a-z", "A-Z"],
         input="through stdin\n",
         cwd=project.directory,
         env=project.env,
@@ -297,7 +293,7 @@ def test_events_show_start_and_die(project):
     _with_jobs(project)
     since = format_time(time.time_ns())
     events = subprocess.Popen(
-        [*compose.COMPOSER, "events", "--json", "--since", since],
+        [*COMPOSER, "events", "--json", "--since", since],
         cwd=project.directory,
         env=project.env,
         stdout=subprocess.PIPE,

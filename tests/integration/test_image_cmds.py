@@ -9,25 +9,15 @@ import pty
 import select
 import stat
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import test_compose
-from images import busybox_image, busybox_tar
-from registry_server import RegistryServer
-from test_compose import COMPOSER
-
-# pytest finds fixtures by module attribute: the compose tests' project and its netns.
-netns_sandbox = test_compose.netns_sandbox
-in_netns = test_compose.in_netns
-project = test_compose.project
+from tests.compose_helpers import COMPOSER
+from tests.images import busybox_image, busybox_tar
+from tests.registry_server import RegistryServer
 
 HEX12 = set("0123456789abcdef")
 

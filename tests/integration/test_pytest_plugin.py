@@ -8,8 +8,8 @@ import os
 import pytest
 
 from tests import netns
+from tests.compose_helpers import assert_nothing_left
 from tests.images import busybox_image
-from tests.integration.test_compose import _assert_nothing_left
 
 pytest_plugins = ["pytester"]
 
@@ -97,7 +97,7 @@ def test_a_suite_uses_the_project_and_its_teardown_leaves_nothing(
     output = result.stdout.str()
     assert "composer logs: echo" in output and "marker-in-log" in output
     assert "failing on purpose" in output
-    _assert_nothing_left(composer_root)
+    assert_nothing_left(composer_root)
     assert list((composer_root / "volumes").glob("pytest-*")) == []
     assert processes_under(composer_root) == []
 
@@ -125,5 +125,5 @@ services:
     result.assert_outcomes(errors=1)
     output = result.stdout.str()
     assert "is unhealthy" in output and "about-to-fail" in output
-    _assert_nothing_left(composer_root)
+    assert_nothing_left(composer_root)
     assert processes_under(composer_root) == []

@@ -6,18 +6,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import test_compose
-from test_compose import COMPOSER
-
-# pytest finds fixtures by module attribute: the compose tests' project and its netns.
-netns_sandbox = test_compose.netns_sandbox
-in_netns = test_compose.in_netns
-project = test_compose.project
+from tests.compose_helpers import COMPOSER
 
 
 def composer(root: Path, *args: str, check: bool = True, input: str | None = None):

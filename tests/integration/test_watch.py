@@ -19,8 +19,8 @@ from composer.ops.backend import Backend
 from composer.watch import copy_into, remove_from
 from runtime.images.store import ImageStore
 from tests import netns
+from tests.compose_helpers import COMPOSER, Project, assert_nothing_left
 from tests.images import busybox_image
-from tests.integration.test_compose import COMPOSER, Project, _assert_nothing_left
 
 netns_sandbox = netns.netns_sandbox
 in_netns = netns.in_netns
@@ -35,7 +35,7 @@ def project(tmp_path, in_netns):
     p = Project(directory, root)
     yield p
     p.run("down", "-v", "-t", "0", check=False)
-    _assert_nothing_left(root)
+    assert_nothing_left(root)
 
 
 class Watching:
