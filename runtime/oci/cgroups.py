@@ -516,8 +516,8 @@ class Cgroup:
             )
             if usage > limit:
                 raise CgroupError(f"memory.limit {limit} is below the current usage {usage}")
-        if m.get("kernelTCP"):
-            warnings.append("memory.kernelTCP is not supported and was ignored")
+        if m.get("kernelTCP") and version != 1:
+            warnings.append("memory.kernelTCP has no cgroup v2 equivalent and was ignored")
         if version == 1:
             self._memory_v1(d, m, limit, swap, warnings)
         else:
@@ -553,6 +553,11 @@ class Cgroup:
                 self._write(d, "memory.kmem.limit_in_bytes", _limit_text(m["kernel"], False))
             except CgroupError as e:
                 warnings.append(f"memory.kernel was ignored: {e}")
+        if m.get("kernelTCP"):
+            try:
+                self._write(d, "memory.kmem.tcp.limit_in_bytes", _limit_text(m["kernelTCP"], False))
+            except CgroupError as e:
+                warnings.append(f"memory.kernelTCP was ignored: {e}")
         swappiness = m.get("swappiness")
         if swappiness is not None and swappiness != -1:
             if not 0 <= swappiness <= 100:

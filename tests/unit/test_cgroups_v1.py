@@ -192,10 +192,10 @@ def test_memory_other_settings(tree, cg):
             }
         }
     )
-    assert warnings == ["memory.kernelTCP is not supported and was ignored"]
+    assert warnings == []
     assert tree.read(at("memory", "memory.soft_limit_in_bytes")) == str(1 << 19)
     assert tree.read(at("memory", "memory.kmem.limit_in_bytes")) == str(1 << 22)
-    assert tree.read(at("memory", "memory.kmem.tcp.limit_in_bytes")) == V1_UNLIMITED
+    assert tree.read(at("memory", "memory.kmem.tcp.limit_in_bytes")) == str(1 << 21)
     assert tree.read(at("memory", "memory.swappiness")) == "0"
     assert tree.read(at("memory", "memory.oom_control")) == "1"
     assert tree.read(at("memory", "memory.use_hierarchy")) == "1"
