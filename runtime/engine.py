@@ -80,6 +80,16 @@ def signal_number(sig: int | str | None, default: int = signals.SIGTERM) -> int:
         raise ValueError(f"unknown signal {sig!r}") from None
 
 
+def frozen(info: dict) -> bool:
+    """Whether a container's cgroup is frozen (paused), from its inspect/list record."""
+    from runtime.oci.cgroups import CgroupError, open_cgroup
+
+    try:
+        return open_cgroup(info.get("cgroups_path"), info["id"]).is_frozen()
+    except (CgroupError, OSError):
+        return False
+
+
 def new_container_id() -> str:
     return os.urandom(32).hex()
 
@@ -333,14 +343,7 @@ class Engine:
         """True when the container's processes are frozen (its cgroup's freezer)."""
         container_id = self.resolve(ref)
         state = self._live_status(self._state(container_id))
-        if state["status"] not in _ACTIVE:
-            return False
-        from runtime.oci.cgroups import CgroupError, open_cgroup
-
-        try:
-            return open_cgroup(state.get("cgroups_path"), container_id).is_frozen()
-        except (CgroupError, OSError):
-            return False
+        return state["status"] in _ACTIVE and frozen(state)
 
     def pause(self, ref: str) -> None:
         self._pause_or_resume(ref, "pause")

@@ -106,9 +106,9 @@ def exec_engine(backend: Backend, *, privileged: bool = False):
 
 
 def is_paused(info: dict) -> bool:
-    from runtime.engine import Engine
+    from runtime.engine import frozen
 
-    return Engine(runtime=info.get("runtime") or "composer-runtime").is_paused(info["id"])
+    return info.get("status") == "running" and frozen(info)
 
 
 def refuse_paused(infos: list[dict], action: str) -> None:

@@ -158,3 +158,20 @@ def test_version(capsys):
     short = capsys.readouterr().out.strip()
     assert run(["--version"]) == OK
     assert short in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "files", "project", "extra"),
+    [
+        (["-f", "x.yaml", "logs", "-f", "web"], "logs", ["x.yaml"], None, {"follow": True}),
+        (["-p", "up", "up", "-d"], "up", [], "up", {"detach": True}),
+        (["logs", "--file", "a.yaml", "-f"], "logs", ["a.yaml"], None, {"follow": True}),
+        (["config", "-p", "demo", "-q"], "config", [], "demo", {"quiet": True}),
+    ],
+)
+def test_global_options_go_before_or_after_the_command(argv, command, files, project, extra):
+    from composer.cli.app import parse
+
+    args = parse(argv)
+    assert (args.command, args.files, args.project_name) == (command, files, project)
+    assert all(getattr(args, key) == value for key, value in extra.items())
