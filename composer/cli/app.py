@@ -199,7 +199,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     name, before, after = argv[at], argv[:at], argv[at + 1 :]
     if "-h" in before or "--help" in before:
         return build_parser().parse_args(argv)
-    front = argparse.ArgumentParser(prog="composer", add_help=False)
+    front = argparse.ArgumentParser(prog="composer", add_help=False, formatter_class=_HelpFormatter)
     front.add_argument("-v", "--version", action="store_true")
     _add_global_options(front, suppress=False)
     args = front.parse_args(before)
