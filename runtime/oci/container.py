@@ -272,7 +272,10 @@ def create_container(
             os.mkfifo(os.path.join(state_dir, name), 0o600)
         cgroup = _cgroup(config, container_id)
         cgroup.create()
-        cgroup.apply(linux_cfg.get("resources") or {}, linux_cfg.get("devices") or [])
+        for warning in cgroup.apply(
+            linux_cfg.get("resources") or {}, linux_cfg.get("devices") or []
+        ):
+            print(f"composer-runtime: warning: {warning}", file=sys.stderr)
         spawn_args = (config, bundle, record, joins, new_flags, masks, seccomp_program, state_dir)
         pid = _spawn(*spawn_args, console_socket, cgroup, preserve_fds)
     except BaseException:
@@ -542,7 +545,11 @@ def _stage2(
     if process.get("terminal"):
         linux.setup_terminal(console_fd, console=True, size=process.get("consoleSize"))
     # sysctls before the read-only paths: /proc/sys is usually one of them
-    linux.set_identity(config, bool(new_flags & syscalls.CLONE_NEWUTS))
+    # A uts namespace joined by path is the container's own too (runtime-spec, namespaces).
+    joined_uts = any(
+        ns.get("type") == "uts" and ns.get("path") for ns in linux_cfg.get("namespaces") or ()
+    )
+    linux.set_identity(config, bool(new_flags & syscalls.CLONE_NEWUTS) or joined_uts)
     linux.finish_rootfs(config)
     linux.set_process_attributes(process, linux_cfg)
     no_new_privs = bool(process.get("noNewPrivileges"))

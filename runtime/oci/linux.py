@@ -506,15 +506,16 @@ def finish_rootfs(config: dict, sys_=syscalls) -> None:
 # ---------------------------------------------------------------- process
 
 
-def set_identity(config: dict, new_uts: bool, sys_=syscalls) -> None:
-    """hostname, domainname and sysctls: these belong to namespaces the container owns."""
+def set_identity(config: dict, own_uts: bool, sys_=syscalls) -> None:
+    """hostname, domainname and sysctls: these belong to namespaces the container owns
+    (own_uts: a uts namespace made for it or joined by path, not the runtime's)."""
     linux = config.get("linux") or {}
     for key, setter in (("hostname", sys_.sethostname), ("domainname", sys_.setdomainname)):
         value = config.get(key)
         if value is None:
             continue
-        if not new_uts:
-            raise ConfigError(f"{key} needs a new uts namespace")
+        if not own_uts:
+            raise ConfigError(f"{key} needs a uts namespace of the container's own")
         setter(value)
     for key, value in (linux.get("sysctl") or {}).items():
         path = "/proc/sys/" + key.replace(".", "/")

@@ -252,3 +252,24 @@ def test_join_pid_and_uts_namespaces_by_path(runtime, busybox_bundle, tmp_path):
     assert lines[0].strip() == "sleep 60"
     assert lines[1] == hostname
     assert lines[2] != "1"
+
+
+def test_hostname_is_set_in_a_uts_namespace_joined_by_path(runtime, busybox_bundle, tmp_path):
+    # runtime-spec: a namespace given by path is the container's; its hostname is set there.
+    holder = subprocess.Popen(["unshare", "--uts", "sleep", "60"])
+    try:
+        time.sleep(0.2)
+
+        def join(config: dict) -> None:
+            config["hostname"] = "joined-uts"
+            for entry in config["linux"]["namespaces"]:
+                if entry["type"] == "uts":
+                    entry["path"] = f"/proc/{holder.pid}/ns/uts"
+
+        _configure(busybox_bundle, ["hostname"], join)
+        out = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id()).stdout
+        assert out.strip() == "joined-uts"
+        assert os.uname().nodename != "joined-uts"  # the host's stays as it was
+    finally:
+        holder.kill()
+        holder.wait()
