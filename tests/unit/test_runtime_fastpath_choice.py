@@ -41,3 +41,14 @@ def test_syscall_seam_loads_only_the_c_half_of_ctypes():
     code = "import sys, runtime.oci.syscalls; print('ctypes' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_program_exits_early_with_its_output_and_status(tmp_path):
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "runtime.cli", "--root", str(tmp_path), *args]
+        return subprocess.run(argv, capture_output=True, text=True)  # stdout is a pipe
+
+    listed = cli("list", "--format", "json")
+    assert (listed.returncode, listed.stdout.strip()) == (0, "[]")
+    missing = cli("state", "nope")
+    assert missing.returncode == 1 and "'nope' does not exist" in missing.stderr
