@@ -131,7 +131,9 @@ def container_spec(
     uid, gid = resolve_user(service.user or image_config.get("User"), rootfs)
     binds: list[Bind] = []
     tmpfs = [_tmpfs_entry(text) for text in service.tmpfs]
-    for mount in service.volumes:
+    for index, mount in enumerate(service.volumes):
+        if mount.type == "bind":
+            _ensure_bind_source(service, index, mount)
         binds_or_tmpfs = _mount(mount, volume_path)
         if isinstance(binds_or_tmpfs, Bind):
             binds.append(binds_or_tmpfs)
@@ -177,6 +179,21 @@ def container_spec(
         resources=resources,
         namespaces=dict(namespaces or {}),
         init=TINI if service.init else None,
+    )
+
+
+def _ensure_bind_source(service: Service, index: int, mount: Mount) -> None:
+    """A missing bind source is made when the file allows it (the short syntax does, like
+    docker), else it is an error naming the entry."""
+    source = mount.source or ""
+    if os.path.exists(source):
+        return
+    if mount.bind_create_host_path:
+        os.makedirs(source, exist_ok=True)
+        return
+    raise ServiceSpecError(
+        f"services.{service.name}.volumes[{index}]: bind source {source} does not exist "
+        "(create it, or set bind.create_host_path: true)"
     )
 
 

@@ -47,6 +47,15 @@ def _volume_name(project: Project, mount: Mount) -> str:
     return os.urandom(16).hex()  # anonymous: found again by its label, not its name
 
 
+def stop_timeout(service: Service | None, requested: float | None) -> float:
+    """-t if given, else the service's stop_grace_period, else docker's 10 s."""
+    if requested is not None:
+        return requested
+    if service is not None and service.stop_grace_period is not None:
+        return service.stop_grace_period
+    return 10.0
+
+
 def restart_policy(service: Service) -> str | None:
     """`restart:`, else deploy.restart_policy in the same words."""
     if service.restart:
@@ -212,7 +221,7 @@ def _wire_network(
             ipv4=attachment.ipv4_address,
             ipv6=attachment.ipv6_address,
             mac=attachment.mac_address or service.mac_address,
-            ifname=f"eth{index}",
+            ifname=attachment.interface_name or f"eth{index}",
             aliases=aliases,
             priority=attachment.priority,
         )
@@ -382,7 +391,7 @@ def remove(
     info: dict,
     backend: Backend,
     *,
-    timeout: float | None = 10,
+    timeout: float | None = None,
     volumes: bool = False,
     service: Service | None = None,
 ) -> str | None:
@@ -396,7 +405,7 @@ def remove(
         if service is not None:
             with contextlib.suppress(Exception):  # a failing pre_stop must not block removal
                 run_hooks(backend, container_id, service, "pre_stop")
-        reply = backend.engine.stop(container_id, timeout=10 if timeout is None else timeout)
+        reply = backend.engine.stop(container_id, timeout=stop_timeout(service, timeout))
         stop_reason = (reply or {}).get("stop_reason")
     undo(container_id, directory, backend, project)
     backend.engine.remove(container_id, force=True)

@@ -136,7 +136,7 @@ def stop(
             if service is not None:
                 with contextlib.suppress(Exception):  # a failing pre_stop must not block a stop
                     ctr.run_hooks(backend, info["id"], service, "pre_stop")
-            return backend.engine.stop(info["id"], timeout=10 if timeout is None else timeout)
+            return backend.engine.stop(info["id"], timeout=ctr.stop_timeout(service, timeout))
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             replies = list(pool.map(stop_one, running))

@@ -275,3 +275,49 @@ def test_a_paused_project_stops_and_goes_down_without_hanging(project):
     project.run("pause")
     project.run("down", "-t", "0", timeout=60)
     assert project.ps() == []
+
+
+def test_bind_sources_and_interface_names(project):
+    (project.directory / "data").mkdir()
+    (project.directory / "data" / "greeting").write_text("hi from the host\n")
+    project.write("""
+services:
+  app:
+    image: busybox:latest
+    command: ["sh", "-c", "cat /data/greeting; ls -d /made; ip -o link show custom0; sleep 600"]
+    volumes:
+      - ./data:/data:ro
+      - ./made-for-me:/made
+    networks:
+      default:
+        interface_name: custom0
+  strict:
+    image: busybox:latest
+    profiles: [strict]
+    command: ["true"]
+    volumes:
+      - type: bind
+        source: ./missing
+        target: /missing
+""")
+    project.run("up", "-d")
+    logs = project.wait_for_log("app", "custom0")
+    assert "hi from the host" in logs and "/made" in logs
+    assert (project.directory / "made-for-me").is_dir()  # the short syntax creates it
+    result = project.run("--profile", "strict", "up", "-d", "strict", check=False)
+    assert result.returncode == 1
+    assert "services.strict.volumes[0]: bind source" in result.stderr
+    assert "does not exist" in result.stderr
+
+
+def test_stop_grace_period_bounds_the_wait_for_a_slow_stopper(project):
+    project.write("""
+services:
+  slow:
+    image: busybox:latest
+    stop_grace_period: 1s
+    command: ["sh", "-c", "trap 'echo got TERM; sleep 30' TERM; while true; do sleep 0.1; done"]
+""")
+    project.run("up", "-d")
+    result = project.run("down")
+    assert "still running 1s after SIGTERM: killed with SIGKILL" in result.stderr
