@@ -240,6 +240,9 @@ def build_image(
             pull=spec.pull,
             store=backend.store,
             on_step=on_step,
+            on_output=lambda line: report(f"Image {name}", line.rstrip()),
         )
     except BuildError as e:
-        raise OperationError(f"service {service.name}: build failed: {e}") from None
+        tail = "".join(f"\n    {line}" for line in e.output.splitlines()[-15:])
+        shown = f"; its last output:{tail}" if tail else ""
+        raise OperationError(f"service {service.name}: build failed: {e}{shown}") from None
