@@ -1,9 +1,14 @@
-"""Container start cost: `composer-runtime` next to crun and runc on one bundle.
+"""Container start cost: `composer-runtime` next to crun and runc on the same bundles.
 
-create+start+wait+delete of a `true` container (`run`, and create/start/delete as
-three commands), in blocks per command over several rounds so machine drift is
-spread over all of them. Ratios are against crun. Also the shim's resident
-memory next to conmon's and containerd-shim's published figures.
+Two bundles, one busybox rootfs running `true`:
+  runc-spec   `runc spec`-like config (no seccomp), as /work/shared/anchors/runtime-floor.sh
+  docker      runtime.oci.spec.build_config: Docker's default capabilities, masked paths
+              and seccomp profile (what the engine runs)
+Per runtime and bundle: `run` (create+start+wait+delete in one command) and
+create/start/delete as three commands. Commands run in blocks of their own (warm-up
+first), the blocks go round ROUNDS times, so machine drift spreads over all of them.
+Then the engine's start (shim + create + start, until the shim reports the container
+running) of a `sleep` container under each runtime. Medians; ratios against crun and runc.
 """
 
 from __future__ import annotations
@@ -20,40 +25,61 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 from rootfs import make_busybox_rootfs  # noqa: E402
 
 RUNTIME = str(ROOT / ".venv" / "bin" / "composer-runtime")
 RUNS = int(os.environ.get("RUNS", "30"))
+ENGINE_RUNS = int(os.environ.get("ENGINE_RUNS", "10"))
 ROUNDS = 3
+PEERS = (("crun", "crun"), ("runc", "runc"), ("composer-runtime", RUNTIME))
+# More rows for an A/B of a change: EXTRA_RUNTIMES="before=/path/to/old/composer-runtime"
+EXTRA = [
+    tuple(item.split("=", 1)) for item in os.environ.get("EXTRA_RUNTIMES", "").split(",") if item
+]
 
 
-def make_bundle(directory: Path) -> Path:
-    from runtime.oci.spec import default_spec
+def make_bundles(directory: Path) -> dict[str, Path]:
+    from runtime.oci.spec import ContainerSpec, build_config, default_spec
 
-    bundle = directory / "bundle"
-    make_busybox_rootfs(bundle / "rootfs")
-    config = default_spec(["true"])
-    config["ociVersion"] = "1.0.2"  # what Debian 12's crun and runc accept
-    config["root"] = {"path": "rootfs", "readonly": True}
-    (bundle / "config.json").write_text(json.dumps(config))
-    return bundle
+    rootfs = make_busybox_rootfs(directory / "rootfs")
+    runc_spec = default_spec(["true"])
+    runc_spec["ociVersion"] = "1.0.2"  # what Debian 12's crun and runc accept
+    runc_spec["root"] = {"path": str(rootfs), "readonly": True}
+    docker = build_config(ContainerSpec(rootfs=str(rootfs), args=["true"]))
+    bundles = {}
+    for name, config in (("runc-spec", runc_spec), ("docker", docker)):
+        bundle = directory / name
+        bundle.mkdir()
+        (bundle / "config.json").write_text(json.dumps(config))
+        bundles[name] = bundle
+    return bundles
 
 
-def commands(bundle: Path, state: Path) -> dict[str, list[str]]:
+def commands(bundles: dict[str, Path], state: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for label, binary in (("crun", "crun"), ("runc", "runc"), ("composer-runtime", RUNTIME)):
-        if not shutil.which(binary):
-            continue
-        root = ["--root", str(state / label)]
-        cid = f"bench-{os.getpid()}-{label}"
-        out[f"{label} run"] = [binary, *root, "run", "--bundle", str(bundle), cid]
-        out[f"{label} create+start+delete"] = [
-            "sh",
-            "-c",
-            f"{binary} --root {state / label} create --bundle {bundle} {cid}c && "
-            f"{binary} --root {state / label} start {cid}c && "
-            f"{binary} --root {state / label} delete --force {cid}c",
-        ]
+    for bundle_name, bundle in bundles.items():
+        for label, binary in [*PEERS, *EXTRA]:
+            if not shutil.which(binary):
+                continue
+            root = state / label
+            cid = f"bench-{os.getpid()}-{label}-{bundle_name}"
+            out[f"{label} run ({bundle_name})"] = [
+                binary,
+                "--root",
+                str(root),
+                "run",
+                "--bundle",
+                str(bundle),
+                cid,
+            ]
+            out[f"{label} create+start+delete ({bundle_name})"] = [
+                "sh",
+                "-c",
+                f"{binary} --root {root} create --bundle {bundle} {cid}c && "
+                f"{binary} --root {root} start {cid}c && "
+                f"{binary} --root {root} delete --force {cid}c",
+            ]
     return out
 
 
@@ -69,12 +95,61 @@ def once(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def engine_starts(rootfs: Path, state: Path) -> dict[str, list[float]]:
+    """Engine.start of a `sleep` container per runtime (the shim reports it running)."""
+    from runtime.engine import Engine
+    from runtime.oci.spec import ContainerSpec
+
+    samples: dict[str, list[float]] = {}
+    for label, binary in [*PEERS, *EXTRA]:
+        if not shutil.which(binary):
+            continue
+        engine = Engine(
+            state / f"engine-{label}", runtime=label if (label, binary) in PEERS else binary
+        )
+        times = samples.setdefault(f"engine start: {label}", [])
+        for i in range(ENGINE_RUNS + 1):
+            cid = engine.create(ContainerSpec(rootfs=str(rootfs), args=["sleep", "60"]))
+            try:
+                start = time.perf_counter()
+                engine.start(cid)
+                if i:  # the first is warm-up
+                    times.append(time.perf_counter() - start)
+            finally:
+                engine.remove(cid, force=True)
+    return samples
+
+
+def report(samples: dict[str, list[float]]) -> None:
+    def base(peer: str, label: str) -> float | None:
+        for prefix, _binary in sorted([*PEERS, *EXTRA], key=lambda p: -len(p[0])):
+            if label.startswith(prefix) or label.startswith(f"engine start: {prefix}"):
+                twin = label.replace(prefix, peer, 1)
+                values = samples.get(twin)
+                return statistics.median(values) if values else None
+        return None
+
+    header = f"{'command':52s} {'median ms':>10s} {'min':>7s} {'x crun':>7s} {'x runc':>7s}"
+    print(header)
+    for label, values in samples.items():
+        median = statistics.median(values)
+        ratios = []
+        for peer in ("crun", "runc"):
+            reference = base(peer, label)
+            ratios.append(f"{median / reference:7.2f}" if reference else f"{'-':>7s}")
+        line = f"{label:52s} {median * 1e3:10.1f} {min(values) * 1e3:7.1f} {' '.join(ratios)}"
+        print(line)
+
+
 def main() -> None:
     if os.geteuid() != 0:
         sys.exit("runtime_bench needs root")
+    # Bytecode up front: where PYTHONDONTWRITEBYTECODE is set every start would recompile.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "runtime")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = make_bundle(Path(tmp))
-        cmds = commands(bundle, Path(tmp) / "state")
+        bundles = make_bundles(Path(tmp))
+        state = Path(tmp) / "state"
+        cmds = commands(bundles, state)
         samples: dict[str, list[float]] = {label: [] for label in cmds}
         for round_index in range(ROUNDS):
             for label, argv in cmds.items():
@@ -82,11 +157,8 @@ def main() -> None:
                     elapsed = once(argv)
                     if round_index or i >= 2:  # first two are warm-up
                         samples[label].append(elapsed)
-    base = statistics.median(samples["crun run"])
-    print(f"{'command':40s} {'median ms':>10s} {'min':>7s} {'x crun run':>10s}")
-    for label, values in samples.items():
-        median = statistics.median(values)
-        print(f"{label:40s} {median * 1e3:10.1f} {min(values) * 1e3:7.1f} {median / base:10.2f}")
+        samples.update(engine_starts(Path(tmp) / "rootfs", state))
+    report(samples)
 
 
 if __name__ == "__main__":
