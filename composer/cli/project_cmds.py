@@ -60,6 +60,17 @@ def add_up(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-t", "--timeout", type=float, help="stop timeout when recreating")
     parser.add_argument("--wait", action="store_true", help="wait until running or healthy")
     parser.add_argument("--wait-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--pull",
+        choices=["always", "missing", "never"],
+        help="pull images before starting (default: each service's pull_policy)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="with --wait: print the result as JSON for scripts",
+    )
     parser.add_argument("--no-color", action="store_true")
     parser.add_argument("--no-log-prefix", action="store_true")
     parser.add_argument("--timestamps", action="store_true")
@@ -117,6 +128,7 @@ def run_up(args: argparse.Namespace) -> int:
         parallel=max(getattr(args, "parallel", -1), 0),
         timeout=args.timeout,
         dependency_timeout=args.wait_timeout,
+        pull=args.pull,
     )
     backend = _backend()
     if args.dry_run:
@@ -131,8 +143,20 @@ def run_up(args: argparse.Namespace) -> int:
         from composer.ops.status import wait_ready
 
         problem = wait_ready(project, backend, services, args.wait_timeout)
-        if problem:
+        if args.format == "json":
+            import json
+
+            from composer.ops.status import ps_rows
+
+            rows = ps_rows(project, backend, services=services, all=True)
+            print(
+                json.dumps(
+                    {"ready": problem is None, "error": problem, "containers": rows}, indent=2
+                )
+            )
+        elif problem:
             Output.from_args(args).error(problem)
+        if problem:
             return 1
     if args.detach or args.wait or args.no_start:
         return 0

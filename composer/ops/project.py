@@ -195,10 +195,12 @@ def ensure_image(
     *,
     build: str,
     report: Callable[[str, str], None],
+    pull: str | None = None,
 ):
-    """The service's image: built (build: always, or missing), or obtained."""
+    """The service's image: built (build: always, or missing), or obtained. `pull`
+    (up --pull) overrides the service's pull_policy."""
     name = image_name(project, service)
-    policy = service.pull_policy or "missing"
+    policy = pull or service.pull_policy or "missing"
     if service.build is not None and policy != "never":
         local = backend.store.resolve(name)
         if build == "always" or policy == "build" or (local is None and build != "never"):

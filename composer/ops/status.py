@@ -169,13 +169,14 @@ def wait_ready(
             if service not in services:
                 continue
             health = (info.get("health") or {}).get("status")
+            job = _is_job(project, service)
             if info.get("status") == "exited":
-                if info.get("exit_code") != 0 or not _is_job(project, service):
+                if info.get("exit_code") != 0 or not job:
                     problems.append((info, f"exited with code {info.get('exit_code')}"))
             elif health == "unhealthy":
                 problems.append((info, f"is unhealthy: {_health_reason(info['health'])}"))
-            elif info.get("status") != "running" or health == "starting":
-                waiting.append(info)
+            elif info.get("status") != "running" or health == "starting" or job:
+                waiting.append(info)  # a job is ready once it has exited 0
         if problems:
             return "\n".join(_failure(backend, info, why) for info, why in problems)
         if not waiting:
@@ -186,14 +187,17 @@ def wait_ready(
 
 
 def _is_job(project: Project, service: str) -> bool:
-    """A one-shot job: something waits for it to complete, or restart is "no"."""
+    """A one-shot job: another service waits for it to complete, or it is marked
+    `x-composer: {job: true}` (with restart "no")."""
     waited = any(
         dep.condition == "service_completed_successfully"
         for s in project.services.values()
         for name, dep in s.depends_on.items()
         if name == service
     )
-    return waited or project.services[service].restart in (None, "no")
+    definition = project.services[service]
+    marked = bool((definition.options.get("x-composer") or {}).get("job"))
+    return waited or (marked and definition.restart in (None, "no"))
 
 
 def _failure(backend: Backend, info: dict, why: str) -> str:

@@ -39,6 +39,7 @@ class UpRequest:
     parallel: int = 0  # 0: no limit
     timeout: float | None = None  # stop timeout when recreating
     dependency_timeout: float = 300.0
+    pull: str | None = None  # --pull: always, missing, never (else each pull_policy)
 
 
 def up(project: Project, backend: Backend, request: UpRequest, report: Report) -> list[str]:
@@ -55,7 +56,9 @@ def up(project: Project, backend: Backend, request: UpRequest, report: Report) -
         ensure_networks(backend, project, used_networks(project, services), report)
         ensure_volumes(backend, project, services, report)
         images = {
-            s.name: ensure_image(backend, project, s, build=request.build, report=report)
+            s.name: ensure_image(
+                backend, project, s, build=request.build, report=report, pull=request.pull
+            )
             for s in services
         }
         _ensure_dns(backend, project)

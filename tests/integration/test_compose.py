@@ -321,3 +321,29 @@ services:
     project.run("up", "-d")
     result = project.run("down")
     assert "still running 1s after SIGTERM: killed with SIGKILL" in result.stderr
+
+
+def test_wait_reports_json_for_scripts_and_names_a_failing_service(project):
+    project.write("""
+services:
+  ok:
+    image: busybox:latest
+    command: ["sleep", "600"]
+    healthcheck:
+      test: ["CMD", "true"]
+      start_interval: 100ms
+  broken:
+    image: busybox:latest
+    command: ["sh", "-c", "sleep 0.5; echo cannot start; exit 2"]
+    restart: "no"
+    x-composer:
+      job: true
+""")
+    result = project.run("up", "-d", "--wait", "--format", "json", check=False)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ready"] is False
+    assert "broken" in report["error"] and "exited with code 2" in report["error"]
+    assert "cannot start" in report["error"]  # the last log lines come along
+    states = {row["Service"]: row["State"] for row in report["containers"]}
+    assert states == {"ok": "running", "broken": "exited"}
