@@ -129,6 +129,9 @@ def bindable(protocol: str, host_ip: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
     with socket.socket(family, kind) as sock:
+        # As a server would: connections in TIME_WAIT from an earlier holder do not make
+        # the port busy, only a socket bound to it now does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
         except OSError as e:
