@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 # Debian packages the tests use (busybox-static builds the 2 MB test image).
-APT_PACKAGES := busybox-static iproute2 nftables libseccomp2 crun runc tini docker-registry apache2-utils mmdebstrap debootstrap
+APT_PACKAGES := busybox-static iproute2 nftables libseccomp2 crun runc tini docker-registry apache2-utils mmdebstrap debootstrap iperf3 dnsperf
 
 .PHONY: test unit integration e2e lint demo bench deps venv clean
 
