@@ -278,12 +278,12 @@ def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rpartition(b")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    except PermissionError:
-        return True  # someone else's process: it exists
-    return True
+    # A killed process whose parent has not reaped it yet is a zombie: it is gone.
+    return state != b"Z"
 
 
 def _command_line() -> str:

@@ -40,7 +40,7 @@ from runtime.network.dns_records import (
     records_dir,
     records_path,
 )
-from runtime.state import Lock, LockBusy, atomic_write_json, read_json, state_root
+from runtime.state import Lock, LockBusy, atomic_write_json, pid_alive, read_json, state_root
 
 DNS_PORT = 53
 TTL = 0  # answers must not outlive the container; resolvers may not cache them
@@ -884,20 +884,11 @@ def stop_server(project: str, root: str | os.PathLike | None = None, timeout: fl
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while server_pid(project, root) is not None or _running(pid):
+    while server_pid(project, root) is not None or pid_alive(pid):
         if time.monotonic() > deadline:
             raise RuntimeError(f"DNS server {pid} for {project} did not stop")
         time.sleep(0.01)
     return True
-
-
-def _running(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie waiting for its parent."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b")")[2].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
 
 
 def forget_project(project: str, root: str | os.PathLike | None = None) -> bool:
