@@ -217,9 +217,14 @@ class Lock:
         return self
 
     def _lock(self, fd: int, wait: float | None) -> None:
-        # flock has no timeout of its own; poll with a short, growing pause instead.
-        deadline = None if wait is None else time.monotonic() + wait
-        pause = 0.005
+        # flock has no timeout of its own; poll with a short, growing pause instead. The
+        # cap stays small: holders are often brief (a record write), and a long sleep
+        # would keep a waiter idle well after the lock was free.
+        if wait is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return
+        deadline = time.monotonic() + wait
+        pause = 0.001
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -232,10 +237,8 @@ class Lock:
                 raise LockBusy(
                     f"cannot {self.purpose}: {self.path} is locked{waited} by {self.holder()}"
                 )
-            time.sleep(
-                pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
-            )
-            pause = min(pause * 2, 0.1)
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.01)
 
     def holder(self) -> str:
         """Who holds the lock, as the holder recorded it."""

@@ -114,6 +114,7 @@ from runtime.state import Lock
 with Lock(sys.argv[1], "hold for the test"):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
+print("released", flush=True)
 """
 
 
@@ -149,7 +150,7 @@ def test_lock_waits_for_release(tmp_path):
     try:
         with Lock(path, "patient", timeout=30) as lock:
             assert lock.held
-            assert proc.poll() is not None  # got it only after the holder finished
+            assert proc.stdout.readline() == "released\n"  # the holder let go; we waited
     finally:
         proc.kill()
         proc.wait()
@@ -192,7 +193,7 @@ def test_lock_timeout_none_is_blocking_wait(tmp_path):
     proc = _holder(path, 0.2)
     try:
         with Lock(path, "forever", timeout=None):
-            assert proc.poll() is not None
+            assert proc.stdout.readline() == "released\n"
     finally:
         proc.kill()
         proc.wait()
