@@ -1,11 +1,15 @@
 """Container lifecycle of the OCI runtime-spec: create, start, state, kill, delete, exec.
 
 State lives in <root>/<id>/: state.json and, while the container is "created", two fifos.
-`create` forks twice. Stage 1 is born in the container's cgroup, joins or unshares the
-namespaces (the parent maps a new user namespace) and forks stage 2, the container's
-PID 1, which sets up the root filesystem and the process, reports ready, then blocks
-reading exec.fifo. `start` writes one byte there and waits on exec.done, which the init
-holds open until its execve succeeds (or writes why it failed).
+Usually `create` clones once: the container's PID 1 is born in its new namespaces and
+cgroup (clone3), joins the v1 hierarchies, sets up the root filesystem and the process,
+reports ready, then blocks reading exec.fifo. Where that cannot be (namespaces joined by
+path, a user namespace to map, time offsets, execCPUAffinity.initial; see
+_clones_directly) it forks twice: stage 1 is born in the cgroup, joins or unshares the
+namespaces (the parent maps a new user namespace) and forks stage 2, the init. `start`
+writes one byte to exec.fifo and waits on exec.done, which the init holds open until its
+execve succeeds (or writes why it failed). Capabilities and the seccomp program (BPF,
+cached per profile) are worked out by the parent before any fork.
 """
 
 from __future__ import annotations
