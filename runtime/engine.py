@@ -485,6 +485,9 @@ class Engine:
                 from runtime.images.rootfs import release_rootfs
 
                 release_rootfs(directory, self.root)
+            from runtime.mounts import unmount_under
+
+            unmount_under(directory)  # whatever else a caller mounted there (a netns file)
             import shutil
 
             shutil.rmtree(directory)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from runtime.mounts import mount_points_under
+
 APT_ETC = Path("/etc/apt")
 OS_RELEASE = Path("/etc/os-release")
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -95,7 +97,6 @@ POLICY_RC_D = ("usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n")
 
 
 WORK_PREFIX = ".bootstrap-"  # <state root>/.bootstrap-<pid>-<random>: one bootstrap's tree
-MOUNTINFO = Path("/proc/self/mountinfo")
 
 
 class BootstrapError(Exception):
@@ -408,17 +409,6 @@ def clean_tree(root: str | os.PathLike) -> None:
             (root / host_file).write_text("")
     _write(root, *APT_CONTAINER_CONFIG)
     _write(root, *POLICY_RC_D, mode=0o755)
-
-
-def mount_points_under(path: Path) -> list[str]:
-    """Mount points at or below `path`, deepest first (mountinfo escapes spaces as \\040)."""
-    prefix = os.fspath(path).rstrip("/")
-    points = []
-    for line in MOUNTINFO.read_text().splitlines():
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
-        if point == prefix or point.startswith(prefix + "/"):
-            points.append(point)
-    return sorted(points, key=lambda p: -p.count("/"))
 
 
 def remove_work(work: Path) -> None:

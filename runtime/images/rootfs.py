@@ -64,16 +64,9 @@ def images_in_use(root: str | os.PathLike | None = None) -> set[str]:
 
 def is_mounted(path: str | os.PathLike) -> bool:
     """Whether something is mounted exactly on `path` (in this mount namespace)."""
-    import re
+    from runtime.mounts import is_mounted as mounted
 
-    target = os.fsencode(os.path.realpath(path))
-    unescape = re.compile(rb"\\([0-7]{3})")  # mountinfo writes space, tab, \ and \n as \ooo
-    with open("/proc/self/mountinfo", "rb") as f:
-        for line in f:
-            mount_point = unescape.sub(lambda m: bytes([int(m[1], 8)]), line.split()[4])
-            if mount_point == target:
-                return True
-    return False
+    return mounted(path)
 
 
 def _escape(path: str) -> str:

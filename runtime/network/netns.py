@@ -54,12 +54,9 @@ def _loopback_up() -> None:
 
 def is_netns(path: str | os.PathLike) -> bool:
     """True when path is a mounted namespace file (not just an empty file)."""
-    try:
-        with open("/proc/self/mountinfo") as fh:
-            target = os.path.realpath(path)
-            return any(line.split()[4] == target for line in fh)
-    except OSError:
-        return False
+    from runtime.mounts import is_mounted
+
+    return is_mounted(path)
 
 
 def remove_netns(path: str | os.PathLike) -> None:

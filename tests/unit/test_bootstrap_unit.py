@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime import mounts
 from runtime.images import bootstrap as bs
 from runtime.images.bootstrap import AptSource, BootstrapError, Target
 
@@ -429,7 +430,7 @@ def _mountinfo(tmp_path: Path, *points: str) -> Path:
 def test_mount_points_under(tmp_path, monkeypatch):
     work = tmp_path / "w"
     monkeypatch.setattr(
-        bs,
+        mounts,
         "MOUNTINFO",
         _mountinfo(
             tmp_path,
@@ -455,7 +456,7 @@ def _dead_pid() -> int:
 
 
 def test_sweep_removes_only_trees_of_dead_bootstraps(tmp_path, monkeypatch):
-    monkeypatch.setattr(bs, "MOUNTINFO", _mountinfo(tmp_path))
+    monkeypatch.setattr(mounts, "MOUNTINFO", _mountinfo(tmp_path))
     dead = tmp_path / f".bootstrap-{_dead_pid()}-abcd"
     live = tmp_path / f".bootstrap-{os.getpid()}-abcd"
     for tree in (dead, live):
@@ -470,7 +471,7 @@ def test_a_tree_still_mounted_is_left_alone(tmp_path, monkeypatch):
     work = tmp_path / f".bootstrap-{_dead_pid()}-abcd"
     _touch(work, "rootfs/sys/kernel/x")
     # umount of a path that is not really mounted fails, so the mount "stays".
-    monkeypatch.setattr(bs, "MOUNTINFO", _mountinfo(tmp_path, f"{work}/rootfs/sys"))
+    monkeypatch.setattr(mounts, "MOUNTINFO", _mountinfo(tmp_path, f"{work}/rootfs/sys"))
     with pytest.raises(BootstrapError, match="still mounted"):
         bs.sweep_stale_work(tmp_path)
     assert (work / "rootfs/sys/kernel/x").is_file()
@@ -557,7 +558,7 @@ def test_layer_tar_is_reproducible_with_source_date_epoch(tmp_path, monkeypatch)
 
 def test_clean_tree_refuses_a_tree_with_mounts(tmp_path, monkeypatch):
     _touch(tmp_path, "sys/kernel/x")
-    monkeypatch.setattr(bs, "MOUNTINFO", _mountinfo(tmp_path, f"{tmp_path}/sys"))
+    monkeypatch.setattr(mounts, "MOUNTINFO", _mountinfo(tmp_path, f"{tmp_path}/sys"))
     with pytest.raises(BootstrapError, match="still has mounts"):
         bs.clean_tree(tmp_path)
     assert (tmp_path / "sys/kernel/x").is_file()

@@ -14,7 +14,7 @@ from runtime.oci.cgroups import (
     parse_mountinfo,
     parse_self_cgroup,
 )
-from tests.fakecgroupfs import V1_UNLIMITED, FakeCgroupTree
+from tests.fakecgroupfs import FakeCgroupTree
 
 CTR = "composer/ctr"
 
