@@ -277,6 +277,7 @@ def _is_operational(err: Exception) -> bool:
         ("runtime.state", "LockBusy"),
         ("runtime.images.registry", "RegistryError"),
         ("runtime.images.auth", "AuthError"),
+        ("runtime.network.ports", "PortError"),
     ]
     # Only modules already imported can have raised it: no import on this path.
     classes = [getattr(sys.modules[m], n, None) for m, n in kinds if m in sys.modules]
