@@ -118,6 +118,7 @@ def ensure_networks(
 ) -> None:
     from runtime.network.manager import NetworkNotFound
 
+    present = {n.name for n in backend.networks.list()}
     for key in keys:
         network = project.networks[key]
         if network.external:
@@ -136,8 +137,9 @@ def ensure_networks(
             labels=dict(network.labels),
             ipam=_ipam(network),
             driver_opts=dict(network.driver_opts),
-        )
-        report(f"Network {network.name}", "Created")
+        )  # idempotent: it also repairs a network whose bridge or rules went missing
+        if network.name not in present:
+            report(f"Network {network.name}", "Created")
 
 
 def _ipam(network) -> dict | None:
