@@ -3,12 +3,13 @@ podman's aardvark-dns, both serving the same records (5 services x 4 replicas, e
 an alias, plus the client: 21 containers) in a private network namespace.
 
 A second namespace is the client, joined to the server's by a bridge and veth of their
-own (nothing touches the host's network). Per server: a sequential run of SEQUENTIAL
-queries from one socket (p50/p99 latency of a lone query) and a dnsperf load of
-DNSPERF_SECONDS with 8 clients (queries/s, mean latency). dnsperf gives no percentiles,
-hence the sequential run. Also: names only aardvark knows, through our server (its
+own (nothing touches the host's network). Per server and round: a sequential run of
+SEQUENTIAL queries from one socket (p50/p99 latency of a lone query) and a dnsperf load
+of DNSPERF_SECONDS with 8 clients (queries/s, mean latency); medians over ROUNDS rounds,
+the servers taking turns within each. dnsperf gives no percentiles, hence the
+sequential run. Also: names only aardvark knows, through our server (its
 forwarding path, aardvark as the upstream) and straight from aardvark.
-Env: DNSPERF_SECONDS (3), SEQUENTIAL (2000).
+Env: DNSPERF_SECONDS (2), SEQUENTIAL (1000), ROUNDS (3).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
 AARDVARK = "/usr/lib/podman/aardvark-dns"
-DNSPERF_SECONDS = int(os.environ.get("DNSPERF_SECONDS", "3"))
-SEQUENTIAL = int(os.environ.get("SEQUENTIAL", "2000"))
+DNSPERF_SECONDS = int(os.environ.get("DNSPERF_SECONDS", "2"))
+SEQUENTIAL = int(os.environ.get("SEQUENTIAL", "1000"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
 PROJECT = "bench"
 NETWORK = "bench_default"
 SUBNET, GATEWAY, CLIENT = "10.89.77.0/24", "10.89.77.1", "10.89.77.2"
@@ -149,6 +152,20 @@ def measure(client_ns: str, port: int, names: list[str], query_file: Path) -> di
     return result
 
 
+def combine(results: list[dict]) -> dict:
+    """Medians over the rounds; lost queries and failed answers are summed."""
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        return {"error": errors[0]}
+    combined = {}
+    for key in ("qps", "mean_s", "p50", "p99"):
+        values = [r[key] for r in results if r.get(key) is not None]
+        combined[key] = statistics.median(values) if values else None
+    for key in ("lost", "failed"):
+        combined[key] = sum(r.get(key) or 0 for r in results)
+    return combined
+
+
 def stop(proc: subprocess.Popen | None) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -231,7 +248,6 @@ def main() -> None:
             cwd=ROOT,
         )
         wait_for(lambda: answers(client_ns, 53, "svc0"), "our DNS server")
-        rows = [("ours", measure(client_ns, 53, names, queries))]
         aardvark_problem = None
         if not os.access(AARDVARK, os.X_OK):
             aardvark_problem = f"{AARDVARK} not installed (podman's aardvark-dns)"
@@ -254,17 +270,19 @@ def main() -> None:
                 wait_for(lambda: answers(client_ns, AARDVARK_PORT, "svc0"), "aardvark-dns")
             except RuntimeError as e:
                 aardvark_problem = f"aardvark-dns could not be configured: {e}"
+        targets = [("ours", 53, names, queries)]
         if aardvark_problem is None:
-            rows.append(("aardvark-dns", measure(client_ns, AARDVARK_PORT, names, queries)))
-            rows.append(
-                ("ours, forwarding to aardvark", measure(client_ns, 53, external, external_queries))
-            )
-            rows.append(
-                (
-                    "aardvark-dns, same names",
-                    measure(client_ns, AARDVARK_PORT, external, external_queries),
-                )
-            )
+            targets += [
+                ("aardvark-dns", AARDVARK_PORT, names, queries),
+                ("ours, forwarding to aardvark", 53, external, external_queries),
+                ("aardvark-dns, same names", AARDVARK_PORT, external, external_queries),
+            ]
+        # Servers take turns within a round, so machine drift spreads over all of them.
+        runs: dict[str, list[dict]] = {label: [] for label, *_ in targets}
+        for _ in range(ROUNDS):
+            for label, port, asked, query_file in targets:
+                runs[label].append(measure(client_ns, port, asked, query_file))
+        rows = [(label, combine(results)) for label, results in runs.items()]
         report(rows, aardvark_problem)
     finally:
         stop(ours)
@@ -279,10 +297,12 @@ def main() -> None:
 
 def report(rows: list[tuple[str, dict]], aardvark_problem: str | None) -> None:
     print(
-        f"\nDNS, 21 containers' records; dnsperf {DNSPERF_SECONDS} s x 8 clients, "
-        f"{SEQUENTIAL} sequential queries"
+        f"\nDNS, 21 containers' records; {ROUNDS} rounds of dnsperf {DNSPERF_SECONDS} s x 8 "
+        f"clients and {SEQUENTIAL} sequential queries (medians; lost summed)"
     )
-    print(f"  {'server':<30} {'queries/s':>10} {'mean':>8} {'p50':>8} {'p99':>8} {'lost':>6}")
+    print(
+        f"  {'server':<30} {'queries/s':>10} {'mean':>8} {'p50':>8} {'p99':>8} {'lost':>6} {'bad':>4}"
+    )
     base = dict(rows).get("aardvark-dns", {}).get("qps")
     for label, r in rows:
         if "error" in r:
@@ -293,9 +313,11 @@ def report(rows: list[tuple[str, dict]], aardvark_problem: str | None) -> None:
         p50 = f"{r['p50']:.0f}us" if r.get("p50") is not None else "-"
         p99 = f"{r['p99']:.0f}us" if r.get("p99") is not None else "-"
         lost = f"{r['lost']:.0f}" if r.get("lost") is not None else "-"
-        print(f"  {label:<30} {qps:>10} {mean:>8} {p50:>8} {p99:>8} {lost:>6}")
+        bad = f"{r['failed']:.0f}" if r.get("failed") is not None else "-"
+        print(f"  {label:<30} {qps:>10} {mean:>8} {p50:>8} {p99:>8} {lost:>6} {bad:>4}")
     if base and rows[0][1].get("qps"):
         print(f"  ours / aardvark-dns queries/s: {rows[0][1]['qps'] / base:.2f}x")
+    print("  lost: dnsperf queries unanswered; bad: sequential queries failed or empty")
     if aardvark_problem:
         print(f"  aardvark-dns: {aardvark_problem}")
 

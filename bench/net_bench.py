@@ -159,6 +159,7 @@ def report(samples: dict[str, list[float]], docker_problem: str | None) -> None:
     ceiling = medians.get(OURS[0])
     peer = {OURS[1]: DOCKER[0], OURS[2]: DOCKER[1]}
     print(f"\nTCP throughput, iperf3 {SECONDS_PER_RUN} s x {ROUNDS} rounds (medians)")
+    print("  ratios of throughput (above 1: faster than loopback / than docker's same path)")
     print(f"  {'path':<42} {'Gbit/s':>8} {'/loopback':>10} {'/docker':>8}")
     for label in (*OURS, *DOCKER):
         if label not in medians:

@@ -4,8 +4,8 @@ docker-registry on 127.0.0.1 (plain HTTP, temporary storage, stopped at the end)
 The image (~100 MB compressed: busybox plus LAYERS layers of incompressible data) is made
 in a scratch store and pushed with our push(), untimed. Each run pulls into an empty
 store (ours) or an empty OCI directory (skopeo); medians of RUNS, MB/s over the blobs'
-compressed bytes, ratio against skopeo. skopeo's time includes its process start-up
-(tens of ms), ours is the call alone. Env: RUNS (3), PULL_MB (100), LAYERS (4).
+compressed bytes, ratio against skopeo. skopeo's time and `composer pull`'s include
+process start-up; pull()'s is the call alone. Env: RUNS (3), PULL_MB (100), LAYERS (4).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import Result
 
 ROOT = Path(__file__).resolve().parent.parent
+COMPOSER = str(ROOT / ".venv" / "bin" / "composer")
 RUNS = int(os.environ.get("RUNS", "3"))
 PULL_MB = int(os.environ.get("PULL_MB", "100"))
 LAYERS = int(os.environ.get("LAYERS", "4"))
@@ -99,6 +100,16 @@ def main() -> None:
         def ours(target: Path) -> None:
             pull(reference, ImageStore(target), settings=settings)
 
+        compose_file = work / "compose.yaml"
+        compose_file.write_text(f"services:\n  big:\n    image: {reference}\n")
+
+        def ours_cli(target: Path) -> None:
+            argv = [COMPOSER, "-f", str(compose_file), "-p", "pullbench", "pull", "-q"]
+            env = {**os.environ, "COMPOSER_ROOT": str(target)}
+            proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr.strip() or f"exit {proc.returncode}")
+
         def skopeo(target: Path) -> None:
             argv = ["skopeo", "copy", "-q", "--src-tls-verify=false"]
             argv += [f"docker://{reference}", f"oci:{target}:latest"]
@@ -110,6 +121,7 @@ def main() -> None:
             return work / f"target-{next(counter)}"
 
         rows = [timed_runs("pull() in process", ours, fresh)]
+        rows.append(timed_runs("composer pull (whole process)", ours_cli, fresh))
         if shutil.which("skopeo"):
             rows.append(timed_runs("skopeo copy docker:// oci:", skopeo, fresh))
         else:
