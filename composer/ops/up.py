@@ -68,6 +68,7 @@ def up(project: Project, backend: Backend, request: UpRequest, report: Report) -
             request.force_recreate, request.no_recreate, request.scale, request.start
         )
         workers = request.parallel if request.parallel > 0 else max(len(services), 1)
+        changed: set[str] = set()  # services this up created, recreated or started
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for generation in graph.start_generations(selected):
                 futures = [
@@ -81,6 +82,7 @@ def up(project: Project, backend: Backend, request: UpRequest, report: Report) -
                         options,
                         request,
                         report,
+                        changed,
                     )
                     for name in generation
                 ]
@@ -159,9 +161,14 @@ def _converge_service(
     options: UpOptions,
     request: UpRequest,
     report: Report,
+    changed: set[str],
 ) -> None:
     mine = [c for c in existing if c.service == service.name]
     actions = plan_service(project, service, mine, image.digest, options)
+    if actions:
+        changed.add(service.name)  # for dependents that asked to restart with it
+    elif options.start:
+        _restart_for_dependencies(service, mine, backend, changed, report)
     if options.start and actions:
         wait_for_dependencies(project, service, backend, request.dependency_timeout, report)
     for action in actions:
@@ -193,6 +200,22 @@ def _converge_service(
             report(label, "Started")
     if options.start and not actions:
         report(f"Service {service.name}", "Up to date")
+
+
+def _restart_for_dependencies(
+    service: Service, mine: list[Existing], backend: Backend, changed: set[str], report: Report
+) -> None:
+    """depends_on `restart: true`: a dependency this up recreated or restarted takes
+    this (otherwise unchanged) service's running containers with it."""
+    causes = [name for name, dep in service.depends_on.items() if dep.restart and name in changed]
+    if not causes:
+        return
+    for container in mine:
+        if container.status == "running":
+            backend.engine.stop(container.id, timeout=ctr.stop_timeout(service, None))
+            backend.engine.start(container.id)
+            report(f"Container {container.name}", f"Restarted ({causes[0]} changed)")
+    changed.add(service.name)
 
 
 def wait_for_dependencies(

@@ -349,3 +349,31 @@ services:
     assert "cannot start" in report["error"]  # the last log lines come along
     states = {row["Service"]: row["State"] for row in report["containers"]}
     assert states == {"ok": "running", "broken": "exited"}
+
+
+def test_depends_on_restart_true_restarts_the_dependent_with_its_dependency(project):
+    compose = """
+services:
+  db:
+    image: busybox:latest
+    command: ["sh", "-c", "echo db VERSION; sleep 600"]
+  app:
+    image: busybox:latest
+    command: ["sh", "-c", "echo app started; sleep 600"]
+    depends_on:
+      db: {condition: service_started, restart: true}
+  other:
+    image: busybox:latest
+    command: ["sh", "-c", "echo other started; sleep 600"]
+    depends_on: [db]
+"""
+    project.write(compose.replace("VERSION", "1"))
+    project.run("up", "-d")
+    project.write(compose.replace("VERSION", "2"))
+    result = project.run("up", "-d")
+    assert "Restarted (db changed)" in result.stderr
+    deadline = time.monotonic() + 20
+    while project.logs("app").count("app started") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert project.logs("app").count("app started") == 2
+    assert project.logs("other").count("other started") == 1  # no restart: true there
