@@ -1,4 +1,4 @@
-"""`composer-runtime`: a runc-compatible command line over runtime.oci.container.
+"""`composer-runtime`: a runc-compatible command line over runtime.oci.container and .spawn.
 
 Start-up cost matters (one process per container operation), so this module imports
 only our small modules (the option parser is ours too: argparse and the `re` it pulls in
@@ -235,17 +235,21 @@ def _print_json(data) -> None:
 
 
 def cmd_create(args) -> int:
+    from runtime.oci import spawn
+
     _refuse_unsupported(args)
-    container.create(
+    spawn.create(
         args.root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds
     )
     return 0
 
 
 def cmd_run(args) -> int:
+    from runtime.oci import spawn
+
     _refuse_unsupported(args)
     if not args.detach:
-        container.become_subreaper()
+        spawn.become_subreaper()
     config = container.load_config(os.path.abspath(args.bundle))
     console = args.console_socket
     terminal = None
@@ -253,7 +257,7 @@ def cmd_run(args) -> int:
         terminal = _ConsoleProxy()  # like runc: a pty in the container, proxied to our stdio
         console = terminal.container_end
     try:
-        record = container.create_container(
+        record = spawn.create_container(
             args.root, args.id, args.bundle, args.pid_file, console, args.preserve_fds, config
         )
     finally:
@@ -396,7 +400,9 @@ def cmd_exec(args) -> int:
         process["terminal"] = args.tty
         if args.no_new_privs:
             process["noNewPrivileges"] = True
-    return container.exec_in(
+    from runtime.oci import spawn
+
+    return spawn.exec_in(
         args.root,
         args.id,
         process,

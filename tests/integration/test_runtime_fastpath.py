@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rootfs import read_config, unique_id, write_config
 
-from runtime.oci import container, seccomp_cache, syscalls
+from runtime.oci import container, seccomp_cache, spawn, syscalls
 
 
 def _configure(bundle: Path, args: list[str]) -> None:
@@ -28,7 +28,7 @@ def _create_quietly(root: str, container_id: str, bundle: Path, out: Path) -> di
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         try:
-            return container.create_container(root, container_id, str(bundle))
+            return spawn.create_container(root, container_id, str(bundle))
         finally:
             for fd, saved_fd in zip((1, 2), saved, strict=True):
                 os.dup2(saved_fd, fd)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from runtime.oci import container, syscalls
+from runtime.oci import spawn, syscalls
 
 PLAIN = syscalls.CLONE_NEWPID | syscalls.CLONE_NEWNS | syscalls.CLONE_NEWNET
 
@@ -18,10 +18,10 @@ def _config(**process) -> dict:
 
 def test_new_namespaces_only_clone_directly():
     cgroupns = PLAIN | syscalls.CLONE_NEWCGROUP  # unshared by the init after its cgroups
-    assert container._clones_directly(_config(), [], PLAIN)
-    assert container._clones_directly(_config(), [], cgroupns)
+    assert spawn._clones_directly(_config(), [], PLAIN)
+    assert spawn._clones_directly(_config(), [], cgroupns)
     final_only = {"execCPUAffinity": {"final": "0"}}
-    assert container._clones_directly(_config(**final_only), [], PLAIN)
+    assert spawn._clones_directly(_config(**final_only), [], PLAIN)
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_new_namespaces_only_clone_directly():
     ],
 )
 def test_what_needs_stage_one(process, joins, flags):
-    assert not container._clones_directly(_config(**process), joins, flags)
+    assert not spawn._clones_directly(_config(**process), joins, flags)
 
 
 def test_syscall_seam_loads_only_the_c_half_of_ctypes():
@@ -52,3 +52,15 @@ def test_the_program_exits_early_with_its_output_and_status(tmp_path):
     assert (listed.returncode, listed.stdout.strip()) == (0, "[]")
     missing = cli("state", "nope")
     assert missing.returncode == 1 and "'nope' does not exist" in missing.stderr
+
+
+def test_commands_that_make_no_process_leave_the_spawning_side_unloaded(tmp_path):
+    code = (
+        "import sys; from runtime.cli import _main;"
+        f"_main(['--root', {str(tmp_path)!r}, 'state', 'nope']);"
+        f"_main(['--root', {str(tmp_path)!r}, 'list']);"
+        "spawning = {'runtime.oci.spawn', 'runtime.oci.linux', 'runtime.oci.syscalls'};"
+        "print(sorted(spawning & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
