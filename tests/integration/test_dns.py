@@ -29,7 +29,7 @@ import pytest
 
 from runtime.network import dns as dnsserver
 from runtime.network.dns_records import DOMAIN, add_container, remove_container
-from runtime.state import atomic_write_json
+from runtime.state import atomic_write_json, pid_alive
 from tests import netns
 from tests.netns import ProcessNetns, assert_local_route
 
@@ -245,7 +245,7 @@ def project(in_netns, tmp_path):
 
 
 def _alive(pid: int) -> bool:
-    return dnsserver._running(pid)  # a zombie waiting for init to reap it is gone
+    return pid_alive(pid)  # a zombie waiting for init to reap it is gone
 
 
 def query(container: ProcessNetns, name: str, rdtype: str = "A", server: str = FRONT_GW, tcp=False):
