@@ -247,25 +247,11 @@ def add_create(parser: argparse.ArgumentParser) -> None:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    from composer.ops.up import UpRequest, up
+    from composer.cli.project_cmds import up_request
+    from composer.ops.up import up
 
     project = _load(args, args.services)
-    scale = {}
-    for item in args.scale:
-        name, _, count = item.partition("=")
-        if not count.isdigit():
-            raise SystemExit(f"composer: --scale takes SERVICE=N, not {item!r}")
-        scale[name] = int(count)
-    request = UpRequest(
-        services=list(args.services),
-        build="always" if args.build else "never" if args.no_build else "auto",
-        force_recreate=args.force_recreate,
-        no_recreate=args.no_recreate,
-        remove_orphans=args.remove_orphans,
-        scale=scale,
-        start=False,
-        parallel=max(getattr(args, "parallel", -1), 0),
-    )
+    request = up_request(args, start=False)
     with Progress(args) as report:
         up(project, _backend(), request, report)
     return 0

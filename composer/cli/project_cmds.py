@@ -106,30 +106,37 @@ def add_up(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_up(args: argparse.Namespace) -> int:
-    from composer.ops.up import UpRequest, up
+def up_request(args: argparse.Namespace, *, start: bool):
+    """The UpRequest that up's (or create's) options describe."""
+    from composer.ops.up import UpRequest
 
-    project = _load(args, args.services)
     scale = {}
     for item in args.scale:
         name, _, count = item.partition("=")
         if not count.isdigit():
             raise SystemExit(f"composer: --scale takes SERVICE=N, not {item!r}")
         scale[name] = int(count)
-    request = UpRequest(
+    return UpRequest(
         services=list(args.services),
-        no_deps=args.no_deps,
+        no_deps=getattr(args, "no_deps", False),
         build="always" if args.build else "never" if args.no_build else "auto",
         force_recreate=args.force_recreate,
         no_recreate=args.no_recreate,
         remove_orphans=args.remove_orphans,
         scale=scale,
-        start=not args.no_start,
+        start=start,
         parallel=max(getattr(args, "parallel", -1), 0),
-        timeout=args.timeout,
-        dependency_timeout=args.wait_timeout,
-        pull=args.pull,
+        timeout=getattr(args, "timeout", None),
+        dependency_timeout=getattr(args, "wait_timeout", 300.0),
+        pull=getattr(args, "pull", None),
     )
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from composer.ops.up import up
+
+    project = _load(args, args.services)
+    request = up_request(args, start=not args.no_start)
     backend = _backend()
     if args.dry_run:
         from composer.ops.up import dry_run
