@@ -32,6 +32,7 @@ from runtime.state import (
     atomic_write_json,
     container_dir,
     containers_dir,
+    pid_alive,
     read_json,
     runtimes_dir,
     state_root,
@@ -297,10 +298,10 @@ class Engine:
     def _live_status(self, state: dict) -> dict:
         """state.json corrected by what is alive: a killed shim cannot record anything."""
         live = dict(state)
-        shim_alive = shim.is_alive(state.get("shim_pid"), state.get("shim_start_time"))
+        shim_alive = pid_alive(state.get("shim_pid"), state.get("shim_start_time"))
         live["shim_alive"] = shim_alive
         if state.get("status") in _ACTIVE and not shim_alive:
-            if shim.is_alive(state.get("pid"), state.get("pid_start_time")):
+            if pid_alive(state.get("pid"), state.get("pid_start_time")):
                 live["status"] = "running"  # orphaned: nobody logs or reaps it
             else:
                 live["status"] = "exited"  # its end went unrecorded
@@ -412,13 +413,13 @@ class Engine:
         # No shim: signal through the runtime, by the shim's rules, and record the end.
         sig = sig or state.get("stop_signal") or signals.SIGTERM
         pid, started = state.get("pid"), state.get("pid_start_time")
-        reason = shim.futile_signal_reason(pid, sig) if shim.is_alive(pid, started) else None
+        reason = shim.futile_signal_reason(pid, sig) if pid_alive(pid, started) else None
         if not reason:
             self._run_runtime(state, "kill", container_id, str(sig))
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and shim.is_alive(pid, started):
+            while time.monotonic() < deadline and pid_alive(pid, started):
                 time.sleep(0.05)
-            if shim.is_alive(pid, started):
+            if pid_alive(pid, started):
                 reason = shim.grace_expired_reason(sig, timeout)
         if reason:
             self._run_runtime(state, "kill", container_id, "KILL")
@@ -472,7 +473,7 @@ class Engine:
                     )
                 self._thaw(container_id)
                 self._kill_for_removal(container_id, state)
-            if shim.is_alive(state.get("shim_pid"), state.get("shim_start_time")):
+            if pid_alive(state.get("shim_pid"), state.get("shim_start_time")):
                 self._wait_shim_exit(state)
             result = self._run_runtime(state, "delete", "--force", container_id)
             leftover = Path(state["runtime_root"]) / container_id
@@ -512,7 +513,7 @@ class Engine:
 
     def _wait_shim_exit(self, state: dict, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
-        while shim.is_alive(state.get("shim_pid"), state.get("shim_start_time")):
+        while pid_alive(state.get("shim_pid"), state.get("shim_start_time")):
             if time.monotonic() >= deadline:
                 raise ContainerError(f"the shim (pid {state['shim_pid']}) did not finish")
             time.sleep(0.02)
@@ -702,7 +703,7 @@ class Engine:
 
         def still_writing() -> bool:
             state = read_json(directory / "state.json", {})
-            return shim.is_alive(state.get("shim_pid"), state.get("shim_start_time"))
+            return pid_alive(state.get("shim_pid"), state.get("shim_start_time"))
 
         for record in read_records(
             directory / "log.jsonl",

@@ -33,7 +33,7 @@ import time
 
 from runtime.health import OUTPUT_LIMIT, Health, timeout_output
 from runtime.logs import LogWriter, format_time
-from runtime.state import dumps, loads, update_json
+from runtime.state import dumps, loads, process_start_time, update_json
 
 SOCKET_NAME = "shim.sock"
 PID_NAME = "shim.pid"
@@ -146,32 +146,6 @@ def futile_signal_reason(pid: int, sig: int) -> str | None:
 
 def grace_expired_reason(sig: int, timeout: float) -> str:
     return f"still running {timeout:g}s after {signal_name(sig)}: killed with SIGKILL"
-
-
-def process_start_time(pid: int) -> int | None:
-    """Clock ticks since boot when `pid` started: tells a live process from a reused pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses: fields follow the last ')'.
-    return int(stat[stat.rindex(b")") + 2 :].split()[19])
-
-
-def is_alive(pid: int | None, start_time: int | None) -> bool:
-    """Whether the process recorded as (pid, start_time) still runs (zombies count as gone)."""
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return False
-    return start_time is None or int(fields[19]) == start_time
 
 
 PF_EXITING = 0x4  # the kernel's task flag, set as soon as a process starts to exit

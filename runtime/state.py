@@ -275,18 +275,28 @@ class Lock:
         self.release()
 
 
-def pid_alive(pid: int | None) -> bool:
-    """True while a process with this pid exists. Pids are reused: where that matters,
-    compare its start time too (runtime.shim.is_alive)."""
+def process_start_time(pid: int | None) -> int | None:
+    """Clock ticks since boot when pid started (field 22 of /proc/PID/stat): tells a live
+    process from a reused pid. None when it is gone, or a zombie (killed, not yet reaped)."""
     if not pid:
-        return False
+        return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            state = stat.read().rpartition(b")")[2].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    # A killed process whose parent has not reaped it yet is a zombie: it is gone.
-    return state != b"Z"
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: the fields follow the last ')'.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def pid_alive(pid: int | None, start_time: int | None = None) -> bool:
+    """Whether the process runs (zombies count as gone); with start_time, whether it is
+    still the same process and not a later one that got the pid."""
+    started = process_start_time(pid)
+    return started is not None and (start_time is None or started == start_time)
 
 
 def _command_line() -> str:

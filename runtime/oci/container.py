@@ -57,22 +57,8 @@ def _save(root: str, record: dict) -> None:
     os.rename(tmp, path)
 
 
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (boot ticks); None if gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read()
-    except OSError:
-        return None
-    fields = text[text.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
-
-
 def _alive(record: dict) -> bool:
-    pid = record.get("pid") or 0
-    return pid > 0 and process_start_time(pid) == record.get("start_time")
+    return disk.pid_alive(record.get("pid"), record.get("start_time") or -1)
 
 
 def status_of(root: str, record: dict) -> str:

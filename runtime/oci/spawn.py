@@ -36,10 +36,10 @@ from runtime.oci.container import (
     exec_process_config,
     load_config,
     oci_state,
-    process_start_time,
     status_of,
     wait_exit_code,
 )
+from runtime.state import process_start_time
 
 
 class _Channel:

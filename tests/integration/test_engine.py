@@ -22,6 +22,7 @@ from rootfs import make_busybox_rootfs
 from runtime import shim
 from runtime.engine import ContainerError, Engine, NoSuchContainer
 from runtime.oci.spec import ContainerSpec, Resources
+from runtime.state import pid_alive
 
 RUNTIMES = ["composer-runtime", "crun", "runc"]
 NANO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
@@ -42,8 +43,8 @@ def _cgroup_dirs(cgroups_path: str) -> list[Path]:
 
 
 def assert_no_trace(engine: Engine, info: dict) -> None:
-    assert not shim.is_alive(info.get("pid"), info.get("pid_start_time"))
-    assert not shim.is_alive(info.get("shim_pid"), info.get("shim_start_time"))
+    assert not pid_alive(info.get("pid"), info.get("pid_start_time"))
+    assert not pid_alive(info.get("shim_pid"), info.get("shim_start_time"))
     assert not Path(info["dir"]).exists()
     assert not (Path(info["runtime_root"]) / info["id"]).exists()
     assert _cgroup_dirs(info["cgroups_path"]) == []
@@ -287,7 +288,7 @@ def test_names_labels_and_lookup(engine, rootfs):
 
 def _kill_shim(info: dict) -> None:
     os.kill(info["shim_pid"], signal.SIGKILL)  # the shim this test started
-    while shim.is_alive(info["shim_pid"], info["shim_start_time"]):
+    while pid_alive(info["shim_pid"], info["shim_start_time"]):
         os.sched_yield()
 
 
@@ -303,7 +304,7 @@ def test_stop_after_the_shim_died_follows_the_same_rules(engine, rootfs):
     for cid in (ignoring, trapping):
         info = engine.inspect(cid)
         assert (info["status"], info["exit_code"]) == ("exited", None)  # nobody reaped it
-        assert not shim.is_alive(info["pid"], info["pid_start_time"])
+        assert not pid_alive(info["pid"], info["pid_start_time"])
 
 
 def test_remove_ends_a_container_the_runtime_lost(engine, rootfs):
@@ -355,7 +356,7 @@ def test_start_that_hangs_in_create_is_abandoned_cleanly(engine, rootfs):
     info = engine.inspect(cid)
     assert _processes_with(marker.encode()) == []
     assert not (Path(info["runtime_root"]) / cid).exists()
-    assert not shim.is_alive(int((Path(info["dir"]) / shim.PID_NAME).read_text()), None)
+    assert not pid_alive(int((Path(info["dir"]) / shim.PID_NAME).read_text()), None)
 
 
 def test_stop_sends_the_configured_stop_signal(engine, rootfs):

@@ -11,9 +11,9 @@ import time
 import pytest
 import test_engine
 
-from runtime import shim
 from runtime.engine import ContainerError, Engine
 from runtime.oci.spec import ContainerSpec
+from runtime.state import pid_alive
 
 engine = test_engine.engine
 rootfs = test_engine.rootfs
@@ -53,11 +53,11 @@ def assert_ended_for_good(engine: Engine, cid: str) -> dict:
     assert info["status"] == "exited"
     assert info["shim_exited"] is True  # it answers the stop, then exits: give it a moment
     for _ in range(10_000):
-        if not shim.is_alive(info["shim_pid"], info["shim_start_time"]):
+        if not pid_alive(info["shim_pid"], info["shim_start_time"]):
             break
         time.sleep(0.001)
-    assert not shim.is_alive(info["shim_pid"], info["shim_start_time"])  # nothing can restart it
-    assert not shim.is_alive(info["pid"], info["pid_start_time"])
+    assert not pid_alive(info["shim_pid"], info["shim_start_time"])  # nothing can restart it
+    assert not pid_alive(info["pid"], info["pid_start_time"])
     return info
 
 

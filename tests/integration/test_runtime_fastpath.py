@@ -13,6 +13,7 @@ import pytest
 from rootfs import read_config, unique_id, write_config
 
 from runtime.oci import container, seccomp_cache, spawn, syscalls
+from runtime.state import process_start_time
 
 
 def _configure(bundle: Path, args: list[str]) -> None:
@@ -84,7 +85,7 @@ def test_without_clone3_two_stages_make_the_same_container(busybox_bundle, tmp_p
         assert lines and all(line.endswith(f"/composer/{container_id}") for line in lines)
     finally:
         container.delete(root, container_id, force=True)
-    assert container.process_start_time(pid) is None  # gone, or a zombie of the host's init
+    assert process_start_time(pid) is None  # gone, or a zombie of the host's init
 
 
 def test_cloned_init_gets_a_cgroup_namespace_rooted_at_its_cgroup(busybox_bundle, tmp_path):

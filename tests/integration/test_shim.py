@@ -19,6 +19,7 @@ import test_engine
 from runtime import shim
 from runtime.engine import ContainerError, Engine
 from runtime.oci.spec import ContainerSpec
+from runtime.state import pid_alive
 
 # The same fixtures as test_engine: one engine per runtime, checked clean afterwards.
 engine = test_engine.engine
@@ -84,7 +85,7 @@ def test_leftover_processes_without_pid_namespace_are_ended(engine, rootfs):
     assert reply["exit_code"] == 0
     assert [r["log"] for r in engine.logs(cid)] == ["started\n"]
     background = int((rootfs / "tmp" / "bg").read_text())
-    assert not shim.is_alive(background, None)
+    assert not pid_alive(background, None)
 
 
 def test_stop_without_pid_namespace_sends_sigterm(engine, rootfs):
@@ -110,7 +111,7 @@ def test_start_failure_is_reported_and_leaves_nothing(engine, rootfs):
 
 def assert_shim_ends(pid: int) -> None:
     for _ in range(10_000):  # bounded: a shim that never ends fails the test
-        if not shim.is_alive(pid, None):
+        if not pid_alive(pid, None):
             return
         time.sleep(0.001)
     raise AssertionError(f"shim {pid} still running")
