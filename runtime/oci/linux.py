@@ -22,6 +22,7 @@ import stat
 import sys
 
 from runtime.oci import syscalls
+from runtime.paths import resolve_in_root
 
 # OCI namespace type -> (clone flag, name under /proc/PID/ns)
 NAMESPACES = {
@@ -219,32 +220,6 @@ def parse_mount_options(options: list[str]) -> tuple[int, list[int], str]:
     return flags, propagation, ",".join(data)
 
 
-def resolve_in_root(root: str, path: str) -> str:
-    """`path` inside `root` with symlinks followed as if `root` were `/`: never escapes."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        try:
-            target = os.readlink(candidate)
-        except OSError:  # not a symlink, or does not exist yet
-            resolved.append(part)
-            continue
-        hops += 1
-        if hops > 255:
-            raise OSError(40, "too many levels of symbolic links", path)
-        if target.startswith("/"):
-            resolved = []
-        parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-    return os.path.join(root, *resolved)
-
-
 def remount_flags(path: str) -> int:
     """Flags the kernel would refuse to drop on a remount of `path` (locked in a user ns)."""
     current = os.statvfs(path).f_flag
@@ -273,7 +248,7 @@ def mount_entry(
     flags, propagation, data = parse_mount_options(options)
     fstype = entry.get("type") or ""
     source = entry.get("source") or fstype or "none"
-    dest = resolve_in_root(rootfs, entry["destination"])
+    dest = resolve_in_root(rootfs, entry["destination"], follow_last=True)
     is_bind = bool(flags & syscalls.MS_BIND) or fstype == "bind"
     if is_bind:
         if not os.path.isabs(source):
@@ -368,7 +343,7 @@ def _mount_hierarchy(target, mount_point, options, new_cgroupns, cgroup_dirs, fl
 def create_devices(rootfs: str, devices: list[dict], in_user_ns: bool, sys_=syscalls) -> None:
     """mknod each device below rootfs; in a user namespace bind the host's node instead."""
     for device in devices:
-        path = resolve_in_root(rootfs, device["path"])
+        path = resolve_in_root(rootfs, device["path"], follow_last=True)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         kind = _DEVICE_TYPES.get(device.get("type", "c"))
         if kind is None:
@@ -449,7 +424,7 @@ def prepare_rootfs(
     cwd = (config.get("process") or {}).get("cwd")
     if cwd:
         try:
-            os.makedirs(resolve_in_root(rootfs, cwd), exist_ok=True)
+            os.makedirs(resolve_in_root(rootfs, cwd, follow_last=True), exist_ok=True)
         except OSError:
             pass  # read-only image: exec reports a missing cwd clearly
     return rootfs

@@ -77,11 +77,13 @@ def test_resolve_in_root_never_leaves_the_root(tmp_path):
     (root / "escape").symlink_to("/etc")
     (root / "up").symlink_to("../../../../etc")
     (root / "loop").symlink_to("loop")
-    assert linux.resolve_in_root(str(root), "/escape/passwd") == str(root / "etc/passwd")
-    assert linux.resolve_in_root(str(root), "up/x") == str(root / "etc/x")
-    assert linux.resolve_in_root(str(root), "/../../etc") == str(root / "etc")
+    assert linux.resolve_in_root(str(root), "/escape/passwd", follow_last=True) == str(
+        root / "etc/passwd"
+    )
+    assert linux.resolve_in_root(str(root), "up/x", follow_last=True) == str(root / "etc/x")
+    assert linux.resolve_in_root(str(root), "/../../etc", follow_last=True) == str(root / "etc")
     with pytest.raises(OSError):
-        linux.resolve_in_root(str(root), "/loop/x")
+        linux.resolve_in_root(str(root), "/loop/x", follow_last=True)
 
 
 def _bundle(tmp_path: Path) -> Path:
