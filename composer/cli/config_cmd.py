@@ -157,16 +157,15 @@ def _print_variables(options: LoadOptions, fmt: str) -> int:
             + "\n"
         )
         return 0
-    rows = [("NAME", "REQUIRED", "DEFAULT VALUE", "ALTERNATE VALUE")]
-    rows += [
-        (v.name, "true" if v.required else "false", v.default or "", v.alternate or "")
-        for v in found
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        sys.stdout.write(
-            "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
-        )
+    from composer.cli.output import print_table
+
+    print_table(
+        ("NAME", "REQUIRED", "DEFAULT VALUE", "ALTERNATE VALUE"),
+        [
+            (v.name, "true" if v.required else "false", v.default or "", v.alternate or "")
+            for v in found
+        ],
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from composer.cli.output import print_table
 from composer.cli.project_cmds import Progress, _backend, _load
 
 # -- exec ------------------------------------------------------------------------------
@@ -234,15 +235,9 @@ def run_rm(args: argparse.Namespace) -> int:
 
 
 def add_create(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("services", nargs="*", metavar="SERVICE")
-    build = parser.add_mutually_exclusive_group()
-    build.add_argument("--build", action="store_true", help="build images before creating")
-    build.add_argument("--no-build", action="store_true", help="never build images")
-    recreate = parser.add_mutually_exclusive_group()
-    recreate.add_argument("--force-recreate", action="store_true")
-    recreate.add_argument("--no-recreate", action="store_true")
-    parser.add_argument("--remove-orphans", action="store_true")
-    parser.add_argument("--scale", action="append", default=[], metavar="SERVICE=N")
+    from composer.cli.project_cmds import add_create_options
+
+    add_create_options(parser)
     parser.add_argument("-y", "--yes", action="store_true", help="accepted: nothing is asked")
 
 
@@ -267,15 +262,11 @@ def run_top(args: argparse.Namespace) -> int:
     first = True
     for info in select(_backend(), project, args.services, oneoff=None, status=("running",)):
         rows = [row for row in map(process_row, processes(info)) if row is not None]
-        table = [TOP_COLUMNS] + [tuple(str(row[c]) for c in TOP_COLUMNS) for row in rows]
-        widths = [max(len(r[i]) for r in table) for i in range(len(TOP_COLUMNS) - 1)]
         if not first:
             print()
         first = False
         print(name_of(info))
-        for r in table:
-            cells = [cell.ljust(w) for cell, w in zip(r, widths, strict=False)]
-            print("   ".join([*cells, r[-1]]))
+        print_table(TOP_COLUMNS, [tuple(row[c] for c in TOP_COLUMNS) for row in rows])
     return 0
 
 

@@ -11,25 +11,12 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 
-from composer.cli.output import Output
+from composer.cli.output import Output, print_json, print_table
 
 NONE = "<none>"
 
 
 # -- shared output helpers (volume_cmds uses them too) -------------------------------------
-
-
-def print_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    table = [columns, *rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
-    for r in table:
-        print("   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
-
-
-def print_json(data) -> None:
-    import json
-
-    print(json.dumps(data, indent=2))
 
 
 def human_size(size: int) -> str:

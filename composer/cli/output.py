@@ -34,3 +34,17 @@ class Output:
 
     def note(self, text: str) -> None:
         print(self._paint("2", text), file=sys.stderr)
+
+
+def print_table(columns: tuple[str, ...], rows) -> None:
+    """Columns padded to their widest cell, three spaces apart (docker's table style)."""
+    table = [tuple(columns), *(tuple(str(cell) for cell in row) for row in rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    for r in table:
+        print("   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+
+
+def print_json(data) -> None:
+    import json
+
+    print(json.dumps(data, indent=2))

@@ -44,17 +44,22 @@ def Progress(args: argparse.Namespace):
 # -- up -----------------------------------------------------------------------------------
 
 
-def add_up(parser: argparse.ArgumentParser) -> None:
+def add_create_options(parser: argparse.ArgumentParser) -> None:
+    """What up and create share: services, build, recreate, orphans, scale."""
     parser.add_argument("services", nargs="*", metavar="SERVICE")
-    parser.add_argument("-d", "--detach", action="store_true", help="run in the background")
     build = parser.add_mutually_exclusive_group()
-    build.add_argument("--build", action="store_true", help="build images before starting")
+    build.add_argument("--build", action="store_true", help="build images first")
     build.add_argument("--no-build", action="store_true", help="never build images")
     recreate = parser.add_mutually_exclusive_group()
     recreate.add_argument("--force-recreate", action="store_true")
     recreate.add_argument("--no-recreate", action="store_true")
     parser.add_argument("--remove-orphans", action="store_true")
     parser.add_argument("--scale", action="append", default=[], metavar="SERVICE=N")
+
+
+def add_up(parser: argparse.ArgumentParser) -> None:
+    add_create_options(parser)
+    parser.add_argument("-d", "--detach", action="store_true", help="run in the background")
     parser.add_argument("--no-deps", action="store_true", help="do not start dependencies")
     parser.add_argument("--no-start", action="store_true", help="create, do not start")
     parser.add_argument("-t", "--timeout", type=float, help="stop timeout when recreating")
@@ -326,11 +331,10 @@ def run_ps(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row))
     else:
+        from composer.cli.output import print_table
+
         columns = ("Name", "Image", "Command", "Service", "Status", "Ports")
-        table = [columns] + [tuple(str(row[c]) for c in columns) for row in rows]
-        widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
-        for r in table:
-            print("   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+        print_table(columns, [tuple(row[c] for c in columns) for row in rows])
     return 0
 
 

@@ -10,8 +10,8 @@ import os
 from collections.abc import Callable
 
 from composer import labels as L
-from composer.cli.image_cmds import confirm, human_size, print_json, print_table
-from composer.cli.output import Output
+from composer.cli.image_cmds import confirm, human_size
+from composer.cli.output import Output, print_json, print_table
 
 # Set by composer/ops/containers.py on a volume made for one container (no name given).
 ANONYMOUS = L.PREFIX + "anonymous"
