@@ -104,22 +104,30 @@ def merged_logs(
         and (index is None or (i.get("labels") or {}).get(L.NUMBER) == str(index))
     ]
 
+    # Following starts from before the history was read, and skips what the history
+    # already gave: a line written in between is neither lost nor shown twice.
+    follow_from = time.time()
+    last_seen: dict[str, str] = {}
+
     def tagged(info: dict) -> Iterator[tuple[str, dict]]:
         name = info.get("name") or info["id"][:12]
         service = (info.get("labels") or {}).get(L.SERVICE, "")
         for record in backend.engine.logs(
             info["id"], follow=False, since=since, until=until, tail=tail
         ):
+            last_seen[info["id"]] = record["time"]
             yield record["time"], {**record, "container": name, "service": service}
 
     for _, record in heapq.merge(*(tagged(i) for i in infos), key=lambda pair: pair[0]):
         yield record
     if not follow:
         return
-    yield from _follow(backend, infos)
+    yield from _follow(backend, infos, follow_from, last_seen)
 
 
-def _follow(backend: Backend, infos: list[dict]) -> Iterator[dict]:
+def _follow(
+    backend: Backend, infos: list[dict], since: float, last_seen: dict[str, str]
+) -> Iterator[dict]:
     """New records of running containers as they come, until all have stopped."""
     import queue
     import threading
@@ -130,9 +138,11 @@ def _follow(backend: Backend, infos: list[dict]) -> Iterator[dict]:
     def pump(info: dict) -> None:
         name = info.get("name") or info["id"][:12]
         service = (info.get("labels") or {}).get(L.SERVICE, "")
+        seen = last_seen.get(info["id"], "")
         try:
-            for record in backend.engine.logs(info["id"], follow=True, since=time.time()):
-                lines.put({**record, "container": name, "service": service})
+            for record in backend.engine.logs(info["id"], follow=True, since=since):
+                if record["time"] > seen:
+                    lines.put({**record, "container": name, "service": service})
         finally:
             # The container's end, for `up --abort-on-container-exit` and friends.
             lines.put({"exited": True, "id": info["id"], "container": name, "service": service})
