@@ -11,7 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from composer.model import Mount, Service
+from composer.loader.errors import LoadError, Problem
+from composer.model import Mount, Project, Service
 
 if TYPE_CHECKING:
     from runtime.oci.spec import ContainerSpec
@@ -22,6 +23,70 @@ TINI = "/usr/bin/tini-static"
 
 class ServiceSpecError(Exception):
     """A service that cannot be turned into a container (e.g. an unknown user)."""
+
+
+class MissingSourceError(LoadError, ServiceSpecError):
+    """Host files the project names are not there: shown like a loader error, with the
+    file, line and column that name them."""
+
+
+def check_host_sources(project: Project, service: Service) -> None:
+    """Before a container of service is made: create the missing bind sources the file
+    allows to be created, and fail, listing each at its place in the files, for any other
+    host path the container needs that does not exist (bind sources, secret and config
+    files).
+
+    Docker compose's rule for binds: the short syntax creates a missing source (as
+    `create_host_path: true`), so does the long syntax with a `bind:` block that does not
+    say otherwise; the long syntax without one, or with `create_host_path: false`, does not.
+    """
+    positions = project.positions
+    problems: list[Problem] = []
+    for index, mount in enumerate(service.volumes):
+        if mount.type != "bind" or os.path.exists(mount.source or ""):
+            continue
+        if mount.bind_create_host_path:
+            os.makedirs(mount.source or "", exist_ok=True)
+            continue
+        where = ("services", service.name, "volumes", index)
+        problems.append(
+            positions.problem(
+                f"bind source {mount.source} does not exist",
+                where,
+                mark_path=(*where, "source"),
+                value=mount.source,
+                hint="create it, or set bind.create_host_path: true",
+            )
+        )
+    for kind, defined in (("secrets", project.secrets), ("configs", project.configs)):
+        for grant in getattr(service, kind):
+            resource = defined.get(grant.source)
+            if resource is None or not resource.file or os.path.exists(resource.file):
+                continue
+            problems.append(
+                positions.problem(
+                    f"{kind[:-1]} file {resource.file} does not exist "
+                    f"(service {service.name} uses it)",
+                    (kind, grant.source, "file"),
+                    value=resource.file,
+                )
+            )
+    if problems:
+        raise MissingSourceError(problems)
+
+
+def check_build_context(project: Project, service: Service) -> None:
+    """A local build context must be a directory; else fail at the line that names it."""
+    from composer.loader.normalize import looks_remote
+
+    build = service.build
+    if build is None or looks_remote(build.context) or os.path.isdir(build.context):
+        return
+    where = ("services", service.name, "build", "context")
+    problem = project.positions.problem(
+        f"build context {build.context} is not a directory", where, value=build.context
+    )
+    raise MissingSourceError([problem])
 
 
 def command_line(service: Service, image_config: Mapping[str, Any]) -> list[str]:
@@ -121,7 +186,7 @@ def container_spec(
     extra_binds: tuple = (),
     namespaces: Mapping[str, str] | None = None,
 ) -> ContainerSpec:
-    """The ContainerSpec for one container of service.
+    """The ContainerSpec for one container of service (check_host_sources has run).
 
     volume_path(mount) gives the host directory of a named or anonymous volume.
     extra_binds: generated files (resolv.conf, hosts, secrets …) as runtime Binds.
@@ -131,9 +196,7 @@ def container_spec(
     uid, gid = resolve_user(service.user or image_config.get("User"), rootfs)
     binds: list[Bind] = []
     tmpfs = [_tmpfs_entry(text) for text in service.tmpfs]
-    for index, mount in enumerate(service.volumes):
-        if mount.type == "bind":
-            _ensure_bind_source(service, index, mount)
+    for mount in service.volumes:
         binds_or_tmpfs = _mount(mount, volume_path)
         if isinstance(binds_or_tmpfs, Bind):
             binds.append(binds_or_tmpfs)
@@ -179,21 +242,6 @@ def container_spec(
         resources=resources,
         namespaces=dict(namespaces or {}),
         init=TINI if service.init else None,
-    )
-
-
-def _ensure_bind_source(service: Service, index: int, mount: Mount) -> None:
-    """A missing bind source is made when the file allows it (the short syntax does, like
-    docker), else it is an error naming the entry."""
-    source = mount.source or ""
-    if os.path.exists(source):
-        return
-    if mount.bind_create_host_path:
-        os.makedirs(source, exist_ok=True)
-        return
-    raise ServiceSpecError(
-        f"services.{service.name}.volumes[{index}]: bind source {source} does not exist "
-        "(create it, or set bind.create_host_path: true)"
     )
 
 

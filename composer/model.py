@@ -25,6 +25,7 @@ from composer.loader.normalize import (
     sort_problems,
     unresolved,
 )
+from composer.loader.positions import NO_POSITIONS, SourcePositions
 from composer.record import field, field_names, record
 
 K = TypeVar("K")
@@ -404,6 +405,8 @@ class Project:
     secrets: FrozenMap = EMPTY  # key → Secret
     configs: FrozenMap = EMPTY  # key → Config
     extensions: FrozenMap = EMPTY  # top-level x-* keys
+    # Where each key was written (composer.loader.positions), for errors found at `up`.
+    positions: SourcePositions = field(default=NO_POSITIONS, compare=False)
 
     def service_names(self) -> tuple[str, ...]:
         return tuple(self.services)
@@ -578,6 +581,7 @@ class _ModelBuilder:
             secrets=FrozenMap(self.resources("secrets", self.file_object(Secret))),
             configs=FrozenMap(self.resources("configs", self.file_object(Config))),
             extensions=freeze({k: to_plain(v) for k, v in tree.items() if str(k).startswith("x-")}),
+            positions=SourcePositions(tree),
         )
         if self.problems:
             raise LoadError(sort_problems(self.problems))

@@ -530,7 +530,7 @@ def env_lookup(env: Any, name: str) -> str | None:
     return getter(name) if callable(getter) else None
 
 
-def _looks_remote(context: str) -> bool:
+def looks_remote(context: str) -> bool:
     """A build context that is a URL or git reference, not a local directory."""
     return "://" in context or context.startswith(("git@", "github.com/"))
 
@@ -761,7 +761,7 @@ class _Normalizer:
         own = build.mark
         if build.get("context") in (None, ""):
             build.set("context", ".", own, own)
-        if isinstance(build["context"], str) and not _looks_remote(build["context"]):
+        if isinstance(build["context"], str) and not looks_remote(build["context"]):
             build["context"] = host_path(build["context"], self.project_dir)
         if "dockerfile" not in build and "dockerfile_inline" not in build:
             build.set("dockerfile", "Dockerfile", own, own)
