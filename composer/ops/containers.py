@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from composer import labels as L
-from composer.containers import container_spec
+from composer.containers import check_host_sources, container_spec
 from composer.model import Mount, Project, Service
 from composer.ops.backend import Backend
 from composer.plan import container_name
@@ -129,6 +129,7 @@ def create(
     from runtime.engine import new_container_id
     from runtime.images.rootfs import prepare_rootfs
 
+    check_host_sources(project, service)  # before anything is made that must be undone
     container_id = new_container_id()
     directory = backend.container_dir(container_id)
     directory.mkdir(parents=True)
