@@ -481,6 +481,9 @@ def cmd_features(_args) -> int:
                 "namespaces": sorted(linux.NAMESPACES),
                 "cgroup": {"v1": True, "v2": True},
                 "seccomp": {"enabled": True},
+                # applied where the kernel runs them, refused where it does not
+                "apparmor": {"enabled": True},
+                "selinux": {"enabled": True},
             },
         }
     )

@@ -127,10 +127,11 @@ class ConfigError(ValueError):
 _UNSUPPORTED_LINUX = ("intelRdt", "memoryPolicy", "netDevices")
 
 
-def check_config(config: dict) -> None:
+def check_config(config: dict, sys_=syscalls) -> None:
     """Errors the runtime-spec requires, found before any process or mount exists."""
     process = config.get("process") or {}
     linux = config.get("linux") or {}
+    check_lsm_labels(process, linux, sys_)
     for key in _UNSUPPORTED_LINUX:
         if linux.get(key):
             raise ConfigError(f"linux.{key} is not supported by this runtime")
@@ -151,6 +152,42 @@ def check_config(config: dict) -> None:
     personality = linux.get("personality")
     if personality and personality.get("domain") not in _PERSONALITY_DOMAINS:
         raise ConfigError(f"unknown personality domain {personality.get('domain')!r}")
+
+
+# config key -> the security module that applies it
+_LSM_LABELS = (
+    ("process", "apparmorProfile", "apparmor"),
+    ("process", "selinuxLabel", "selinux"),
+    ("linux", "mountLabel", "selinux"),
+)
+
+
+def check_lsm_labels(process: dict, linux_cfg: dict, sys_=syscalls) -> None:
+    """A label for a security module this kernel does not run is refused: ignoring it
+    would run the container less confined than asked."""
+    where = {"process": process, "linux": linux_cfg}
+    for section, key, lsm in _LSM_LABELS:
+        if where[section].get(key) and not sys_.lsm_enabled(lsm):
+            raise ConfigError(f"{section}.{key} is set but {lsm} is not enabled on this kernel")
+
+
+def set_exec_labels(process: dict, sys_=syscalls) -> None:
+    """AppArmor profile and SELinux label of the next execve. Before no_new_privs and the
+    capability drop, which would forbid the transition; needs the container's /proc."""
+    profile = process.get("apparmorProfile")
+    if profile:
+        sys_.set_exec_attr("apparmor", f"exec {profile}")
+    label = process.get("selinuxLabel")
+    if label:
+        sys_.set_exec_attr("selinux", label)
+
+
+def with_mount_label(data: str, fstype: str, label: str | None) -> str:
+    """SELinux context= for a filesystem mounted fresh (binds keep their files' labels;
+    proc, sysfs, cgroup and mqueue are labelled by the policy)."""
+    if not label or fstype in ("", "bind", "proc", "sysfs", "cgroup", "cgroup2", "mqueue"):
+        return data
+    return ",".join(filter(None, [data, f'context="{label}"']))
 
 
 # ---------------------------------------------------------------- namespaces
@@ -242,11 +279,13 @@ def mount_entry(
     new_cgroupns: bool = True,
     sys_=syscalls,
     cgroup_dirs: list[str] | tuple[str, ...] = (),
+    mount_label: str | None = None,
 ) -> None:
     """One entry of config.json "mounts", below `rootfs` (before pivot_root)."""
     options = entry.get("options") or []
     flags, propagation, data = parse_mount_options(options)
     fstype = entry.get("type") or ""
+    data = with_mount_label(data, fstype, mount_label)
     source = entry.get("source") or fstype or "none"
     dest = resolve_in_root(rootfs, entry["destination"], follow_last=True)
     is_bind = bool(flags & syscalls.MS_BIND) or fstype == "bind"
@@ -411,9 +450,10 @@ def prepare_rootfs(
     sys_.mount(None, "/", None, first | syscalls.MS_REC)
     sys_.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
     mounts = config.get("mounts") or []
+    mount_label = linux.get("mountLabel")
     for entry in mounts:
         new_cgroupns = bool(new_flags & syscalls.CLONE_NEWCGROUP)
-        mount_entry(rootfs, bundle, entry, new_cgroupns, sys_, cgroup_dirs)
+        mount_entry(rootfs, bundle, entry, new_cgroupns, sys_, cgroup_dirs, mount_label)
     devices = list(linux.get("devices") or [])
     if dev_is_ours(mounts):
         configured = {d["path"] for d in devices}

@@ -330,7 +330,10 @@ def _supervise_create(parent: _Channel, config, record, stage1) -> int:
                     raise ContainerError(early.get("message", f"unexpected {early['type']}"))
                 pid = early["pid"]
                 record.update(pid=pid, start_time=process_start_time(pid))
-            hook_state = {**oci_state("", record, "creating"), "pid": pid}
+            # runtime-spec runtime.md: "creating" is lifecycle step 2, these hooks are steps
+            # 3-5, and "created" is "after step 2", before the user program: so "created"
+            # (as crun and runtime-tools; runc says "creating").
+            hook_state = {**oci_state("", record, "created"), "pid": pid}
             try:
                 for stage in ("prestart", "createRuntime"):
                     hooks.run_hooks(config, stage, hook_state)
@@ -435,6 +438,7 @@ def _stage2(
     linux.set_identity(config, bool(new_flags & syscalls.CLONE_NEWUTS) or joined_uts)
     linux.finish_rootfs(config)
     linux.set_process_attributes(process, linux_cfg)
+    linux.set_exec_labels(process)
     no_new_privs = bool(process.get("noNewPrivileges"))
     if seccomp_program and not no_new_privs:  # without no_new_privs loading needs CAP_SYS_ADMIN
         seccomp_program.load()
@@ -458,7 +462,7 @@ def _stage2(
     os.close(exec_fd)
     try:
         if hook_state is not None:
-            hooks.run_hooks(config, "startContainer", {**hook_state, "status": "created"})
+            hooks.run_hooks(config, "startContainer", hook_state)
         linux.exec_process(process, keep_fds)
     except BaseException as err:  # `start` is listening on the done fifo
         os.write(done_fd, _describe(err).encode()[:4000])
@@ -511,6 +515,7 @@ def exec_in(
         raise ContainerError("exec with a terminal needs --console-socket")
     caps = process.get("capabilities")
     try:
+        linux.check_lsm_labels(process, {})
         masks = linux.capability_masks(caps) if caps is not None else None
     except ValueError as err:
         raise ContainerError(str(err)) from None
@@ -591,6 +596,7 @@ def _exec_stage2(channel, process, masks, seccomp_program, console_fd, keep_fds)
     elif console_fd >= 0:
         os.close(console_fd)
     linux.set_process_attributes(process, None)
+    linux.set_exec_labels(process)
     no_new_privs = bool(process.get("noNewPrivileges"))
     if seccomp_program and not no_new_privs:
         seccomp_program.load()

@@ -301,6 +301,34 @@ def mknod(path: str, mode: int, major: int, minor: int) -> None:
     os.mknod(path, mode, os.makedev(major, minor))
 
 
+def lsm_enabled(name: str) -> bool:
+    """Whether this kernel runs the security module `name` ("apparmor" or "selinux")."""
+    try:
+        with open("/sys/kernel/security/lsm") as f:  # where securityfs is mounted
+            return name in f.read().strip().split(",")
+    except OSError:
+        pass
+    if name == "apparmor":
+        try:
+            with open("/sys/module/apparmor/parameters/enabled") as f:
+                return f.read().strip() == "Y"
+        except OSError:
+            return False
+    return name == "selinux" and os.path.exists("/sys/fs/selinux/enforce")
+
+
+def set_exec_attr(name: str, text: str) -> None:
+    """Write `text` to the LSM `name`'s exec attribute: the label of the next execve."""
+    path = f"/proc/self/attr/{name}/exec"  # kernels with stacking give each LSM its own
+    if not os.path.exists(path):
+        path = "/proc/self/attr/exec"
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
 # Thin aliases over os so the seam is complete: linux.py calls only this module.
 chdir = os.chdir
 chroot = os.chroot

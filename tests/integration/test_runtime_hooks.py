@@ -53,9 +53,9 @@ def test_every_hook_runs_in_order_with_the_state_on_stdin(runtime, busybox_bundl
     runtime("delete", "--force", container_id)
     assert (logs / "order").read_text().split() == STAGES
     expected_status = {
-        "prestart": "creating",
-        "createRuntime": "creating",
-        "createContainer": "creating",
+        "prestart": "created",
+        "createRuntime": "created",
+        "createContainer": "created",
         "startContainer": "created",
         "poststart": "running",
         "poststop": "stopped",
