@@ -30,11 +30,13 @@ import signal
 import struct
 import sys
 import time
+from collections import namedtuple
 
 from runtime.network.dns_records import (
     DOMAIN,
     Resolver,
     Result,
+    generation_path,
     load_records,
     project_networks,
     records_dir,
@@ -49,6 +51,7 @@ TCP_IDLE_TIMEOUT = 10.0
 MAX_FORWARDING = 1024  # UDP queries waiting for an upstream; more get SERVFAIL at once
 WORKERS = 8  # threads for TCP clients and TCP retries of truncated upstream answers
 RESCAN_INTERVAL = 2.0  # networks are also watched with inotify; this is the safety net
+UDP_BURST = 256  # UDP queries answered from one socket before the loop looks at the others
 
 
 # ---------------------------------------------------------------- container files
@@ -216,6 +219,7 @@ def local_response(resolver: Resolver, query, source: str, arrived_on: str | Non
 
 _A, _PTR, _AAAA, _OPT = 1, 12, 28, 41
 _HEADER = struct.Struct("!6H")
+_COUNTS = struct.Struct("!5H")  # the header after the id
 _ANSWER = struct.Struct("!HHHIH")  # name pointer, type, class, ttl, rdlength
 EDNS_PAYLOAD = 1232  # what we accept over UDP: fits an unfragmented IPv6 packet
 
@@ -230,11 +234,26 @@ def quick_response(
     no records but an optional EDNS0 OPT; FORWARD if such a query is not ours. None for
     anything else, which takes the dnspython path (about ten times the cost a query).
     """
-    import socket
+    usual = _parse_usual(wire)
+    if usual is None:
+        return None
+    result, rdatas = _resolve_usual(resolver, usual, resolver.scope(source, arrived_on), True)
+    if result.kind == "forward":
+        return FORWARD
+    if rdatas is None:
+        return None
+    return _usual_reply(wire, usual, result.kind, rdatas, udp)
 
+
+# What quick_response needs from the query: its flags, the name as text, the type, where the
+# question ends, whether it has an OPT record and the largest UDP answer it accepts.
+_Usual = namedtuple("_Usual", "flags name qtype question_end edns limit")
+
+
+def _parse_usual(wire: bytes) -> _Usual | None:
     if len(wire) < 17:
         return None
-    query_id, flags, questions, answers, authorities, additionals = _HEADER.unpack_from(wire)
+    flags, questions, answers, authorities, additionals = _COUNTS.unpack_from(wire, 2)
     # QR and opcode bits clear: a standard query.
     if flags & 0xF800 or questions != 1 or answers or authorities or additionals > 1:
         return None
@@ -268,27 +287,34 @@ def quick_response(
         name = b".".join(labels).decode("ascii")
     except UnicodeDecodeError:
         return None
-    scope = resolver.scope(source, arrived_on)
-    if qtype == _PTR:
-        result = resolver.reverse(name, scope)
+    return _Usual(flags, name, qtype, question_end, bool(additionals), limit)
+
+
+def _resolve_usual(resolver: Resolver, usual: _Usual, scope: list[str], rotate: bool):
+    """(Result, its values in wire form or None if one cannot be written by hand)."""
+    import socket
+
+    if usual.qtype == _PTR:
+        result = resolver.reverse(usual.name, scope)
         rdatas = [_wire_name(value) for value in result.values]
-    else:
-        family = socket.AF_INET if qtype == _A else socket.AF_INET6
-        result = resolver.lookup(name, 4 if qtype == _A else 6, scope)
-        rdatas = [socket.inet_pton(family, value) for value in result.values]
-    if result.kind == "forward":
-        return FORWARD
-    if None in rdatas:
-        return None
+        return result, None if None in rdatas else rdatas
+    family = socket.AF_INET if usual.qtype == _A else socket.AF_INET6
+    result = resolver.lookup(usual.name, 4 if usual.qtype == _A else 6, scope, rotate)
+    return result, [socket.inet_pton(family, value) for value in result.values]
+
+
+def _usual_reply(wire: bytes, usual: _Usual, kind: str, rdatas: list[bytes], udp: bool) -> bytes:
+    """The response to `wire`: its id, question and EDNS presence; `rdatas` as answers."""
+    qtype, question_end = usual.qtype, usual.question_end
     records = b"".join(_ANSWER.pack(0xC00C, qtype, 1, TTL, len(r)) + r for r in rdatas)
-    opt_record = b"\x00" + struct.pack("!HHIH", _OPT, EDNS_PAYLOAD, 0, 0) if additionals else b""
+    opt_record = b"\x00" + struct.pack("!HHIH", _OPT, EDNS_PAYLOAD, 0, 0) if usual.edns else b""
     # QR, AA, RA, the client's RD; NXDOMAIN or NOERROR.
-    flags = 0x8000 | 0x0400 | 0x0080 | (flags & 0x0100) | (3 if result.kind == "nxdomain" else 0)
+    flags = 0x8000 | 0x0400 | 0x0080 | (usual.flags & 0x0100) | (3 if kind == "nxdomain" else 0)
     count = len(rdatas)
-    if udp and question_end + len(records) + len(opt_record) > limit:
+    if udp and question_end + len(records) + len(opt_record) > usual.limit:
         flags |= 0x0200  # TC: the client asks again over TCP
         records, count = b"", 0
-    header = _HEADER.pack(query_id, flags, 1, count, 0, 1 if additionals else 0)
+    header = _HEADER.pack(wire[0] << 8 | wire[1], flags, 1, count, 0, int(usual.edns))
     return header + wire[12:question_end] + records + opt_record
 
 
@@ -300,6 +326,73 @@ def _wire_name(text: str) -> bytes | None:
     if any(not 0 < len(label) <= 63 for label in labels):
         return None
     return b"".join(bytes([len(label)]) + label for label in labels) + b"\x00"
+
+
+_NOT_USUAL = False  # a remembered query that takes the full path
+
+
+class UdpAnswers:
+    """quick_response's UDP answers, remembered for one Resolver snapshot.
+
+    Keyed on the asker's address, the network asked on and the query's bytes after its id:
+    the same bytes from the same asker get the same answer, under the new query's id, the
+    addresses turned by the resolver's wheel (Resolver.next_turn, shared with lookup). The
+    server makes a new UdpAnswers with each new Resolver, so a change to the records or
+    networks is seen at the next query.
+    """
+
+    LIMIT = 8192  # remembered queries; then start over (a stream of unique names)
+
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self._known: dict[tuple, object] = {}
+
+    def answer(self, wire: bytes, source: str, arrived_on: str | None) -> bytes | None:
+        """What quick_response(…, udp=True) says to `wire`, mostly without working it out."""
+        key = (source, arrived_on, wire[2:])
+        entry = self._known.get(key)
+        if entry is None:
+            if len(self._known) >= self.LIMIT:
+                self._known.clear()
+            entry = self._known[key] = self._learn(wire, source, arrived_on)
+        if entry.__class__ is bytes:
+            return entry if entry is FORWARD else wire[:2] + entry
+        if entry is _NOT_USUAL:
+            return None
+        return wire[:2] + entry.next_tail()
+
+    def _learn(self, wire: bytes, source: str, arrived_on: str | None):
+        usual = _parse_usual(wire)
+        if usual is None:
+            return _NOT_USUAL
+        scope = self.resolver.scope(source, arrived_on)
+        result, rdatas = _resolve_usual(self.resolver, usual, scope, rotate=False)
+        if result.kind == "forward":
+            return FORWARD
+        if rdatas is None:
+            return _NOT_USUAL
+        if result.rotation is None:
+            return _usual_reply(wire, usual, result.kind, rdatas, udp=True)[2:]
+        return _Rotation(self.resolver, result.rotation, wire, usual, rdatas)
+
+
+class _Rotation:
+    """An answer with addresses in turn: one response tail a turn, each built when first due."""
+
+    __slots__ = ("_build", "_next_turn", "_rdatas", "_rotation", "_tails")
+
+    def __init__(self, resolver: Resolver, rotation, wire: bytes, usual: _Usual, rdatas) -> None:
+        self._next_turn = resolver.next_turn
+        self._rotation, self._rdatas = rotation, rdatas
+        self._tails: list[bytes | None] = [None] * len(rdatas)
+        self._build = lambda turned: _usual_reply(wire, usual, "answer", turned, udp=True)[2:]
+
+    def next_tail(self) -> bytes:
+        shift = self._next_turn(self._rotation, len(self._tails))
+        tail = self._tails[shift]
+        if tail is None:
+            tail = self._tails[shift] = self._build(self._rdatas[shift:] + self._rdatas[:shift])
+        return tail
 
 
 def failure(query, rcode_name: str = "SERVFAIL"):
@@ -431,25 +524,48 @@ class Server:
         self.upstream_sockets: dict[int, object] = {}  # by address family
         self.listeners: dict[str, tuple] = {}  # address → (udp socket, tcp socket, network)
         self.networks: dict = {}
-        self._records_key = None
-        self._records_path = str(records_path(project, root))  # stat()ed every query
+        self._records_path = str(records_path(project, root))
+        self._records_key = None  # the records file's identity when last read
+        self._generation_path = str(generation_path(project, root))
+        self._generation_map = None  # the writers' change count, mapped (see current_resolver)
+        self._generation_ino = None
+        self._generation = None  # the count when the records were last read
         self.resolver = Resolver({}, {})
+        self.answers = UdpAnswers(self.resolver)
         self._written: dict | None = None  # the pid file's content
         self.running = True
 
     # -- what to serve
 
     def current_resolver(self) -> Resolver:
-        """The resolver for the records on disk now: a stat a query, rebuilt when they change."""
-        try:
-            st = os.stat(self._records_path)
-            key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            key = None
-        if key != self._records_key:
-            self._records_key = key
-            self.resolver = Resolver(load_records(self.project, self.root), self.networks)
+        """The resolver for the records on disk now, rebuilt when they change.
+
+        Every query asks, so the check is a memory read: the writers count each change in a
+        file (dns_records.generation_path) that we map, after the records are in place.
+        """
+        if self._generation_map is None or self._generation_map[:] != self._generation:
+            self._reload()
         return self.resolver
+
+    def _reload(self) -> None:
+        import mmap
+
+        if self._generation_map is None or _file_key(self._generation_path)[0] != (
+            self._generation_ino
+        ):
+            fd = os.open(self._generation_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                if os.fstat(fd).st_size < 8:
+                    os.ftruncate(fd, 8)  # a writer's pwrite of 8 bytes races harmlessly
+                self._generation_map = mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
+                self._generation_ino = os.fstat(fd).st_ino
+            finally:
+                os.close(fd)
+        # The count before the records: a change in between shows at the next query.
+        self._generation = self._generation_map[:]
+        self._records_key = _file_key(self._records_path)
+        self.resolver = Resolver(load_records(self.project, self.root), self.networks)
+        self.answers = UdpAnswers(self.resolver)
 
     def rescan(self) -> None:
         """Listen on exactly the gateways of the project's networks; stop when none are left."""
@@ -465,7 +581,12 @@ class Server:
                 self.listeners[address] = (udp, tcp, name)
         if networks != self.networks:
             self.networks = networks
-            self._records_key = None  # rebuild: scoping depends on the networks too
+            self._reload()  # scoping depends on the networks too
+        elif (
+            _file_key(self._records_path) != self._records_key
+            or _file_key(self._generation_path)[0] != self._generation_ino
+        ):
+            self._reload()  # the safety net: records written without counting, count file replaced
         self.write_pid_file()
         if not networks:
             self.running = False
@@ -556,20 +677,26 @@ class Server:
         return response.to_wire(want_shuffle=False)
 
     def on_udp(self, sock, address: str) -> None:
-        for _ in range(64):  # drain a burst, then let the other sockets have a turn
+        network = self.listeners[address][2]
+        receive, send = sock.recvfrom, sock.sendto
+        # Drain until EAGAIN (a select turn a query would cost more than the answer), up to
+        # a burst, then let the other sockets have a turn.
+        for _ in range(UDP_BURST):
             try:
-                wire, client = sock.recvfrom(65535)
+                wire, client = receive(65535)
             except OSError:  # EAGAIN: drained
                 return
-            network = self.listeners[address][2]
             resolver = self.current_resolver()
-            quick = quick_response(resolver, wire, client[0], network, udp=True)
+            quick = self.answers.answer(wire, client[0], network)
             if quick is FORWARD:
                 upstreams = self.upstreams_for(resolver, client[0], network)
                 self.forward_udp(sock, client, wire, None, upstreams)
                 continue
             if quick is not None:
-                self._send(sock, quick, client)
+                try:
+                    send(quick, client)
+                except OSError:
+                    pass  # the client went away; UDP has no one to tell
                 continue
             try:
                 prepared = self.prepare(wire, client[0], address)
@@ -755,6 +882,15 @@ class Server:
             os.close(wake_write)
 
 
+def _file_key(path: str) -> tuple:
+    """(inode, mtime, size): changes when the file is replaced or written."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (None, None, None)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def _recv_exactly(conn, size: int) -> bytes | None:
     data = b""
     while len(data) < size:
@@ -903,6 +1039,7 @@ def forget_project(project: str, root: str | os.PathLike | None = None) -> bool:
     for leftover in (
         path,
         path.with_name(f"{path.name}.lock"),
+        generation_path(project, root),
         server_file(project, root),
         records_dir(root) / f"{project}.server.lock",
         records_dir(root) / f"{project}.log",

@@ -37,6 +37,12 @@ def records_path(project: str, root: str | os.PathLike | None = None):
     return records_dir(root) / f"{project}.json"
 
 
+def generation_path(project: str, root: str | os.PathLike | None = None):
+    """8 bytes counting the records' changes: the server maps it and compares it per query
+    (a memory read where a stat of the records would be a syscall)."""
+    return records_path(project, root).with_suffix(".generation")
+
+
 def load_records(project: str, root: str | os.PathLike | None = None) -> dict:
     records = read_json(records_path(project, root), None)
     if not records:
@@ -51,7 +57,18 @@ def _update(project: str, root, change) -> dict:
         records = load_records(project, root)
         change(records["containers"])
         atomic_write_json(path, records)
+        _count_change(generation_path(project, root))
         return records
+
+
+def _count_change(path) -> None:
+    # After the rename: a server that sees the new count finds the new records.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        count = int.from_bytes(os.pread(fd, 8, 0).ljust(8, b"\0"), "little")
+        os.pwrite(fd, ((count + 1) % 2**64).to_bytes(8, "little"), 0)
+    finally:
+        os.close(fd)
 
 
 def add_container(
@@ -184,12 +201,13 @@ def project_networks(
 # ---------------------------------------------------------------- resolution
 
 
-class Result(namedtuple("Result", "kind values why", defaults=((), ""))):
+class Result(namedtuple("Result", "kind values why rotation", defaults=((), "", None))):
     """What a query resolves to.
 
     kind: "answer" (values may be empty: the name is ours but has no record of that type),
           "nxdomain" (a name in our space that does not exist), "forward" (not ours).
     values: addresses for A/AAAA, names for PTR. why: which record answered, for people.
+    rotation: the key for Resolver.next_turn when the answer has addresses to rotate.
     """
 
     __slots__ = ()
@@ -342,12 +360,19 @@ class Resolver:
             owners = ", ".join(sorted(h.name for h in holders))
             known = self._answers[key] = (addresses, f"{kinds} {label} on {network}: {owners}")
         addresses, why = known
-        if rotate and len(addresses) > 1:  # a different first address each query spreads the load
-            turn = self._turn.get(key, 0)
-            self._turn[key] = turn + 1
-            shift = turn % len(addresses)
+        if len(addresses) < 2:
+            return Result("answer", list(addresses), why)
+        if rotate:  # a different first address each query spreads the load
+            shift = self.next_turn(key, len(addresses))
             addresses = addresses[shift:] + addresses[:shift]
-        return Result("answer", list(addresses), why)
+        return Result("answer", list(addresses), why, key)
+
+    def next_turn(self, rotation, count: int) -> int:
+        """Where the next answer of `rotation` (Result.rotation) starts among `count` addresses;
+        the server's prebuilt answers turn the same wheel as lookup()."""
+        turn = self._turn.get(rotation, 0)
+        self._turn[rotation] = turn + 1
+        return turn % count
 
     def reverse(self, qname: str, scope: list[str]) -> Result:
         """PTR for one of our addresses: <container name>.<network>."""
