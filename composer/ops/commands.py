@@ -88,12 +88,12 @@ def exec_engine(backend: Backend, *, privileged: bool = False):
     we hold (Engine.exec has no option for it: its runtime exec gets --cap flags)."""
     if not privileged:
         return backend.engine
-    from runtime.engine import Engine
+    from composer.ops.journal import engine_class
     from runtime.oci.capabilities import available
 
     caps = tuple(f"--cap={name}" for name in available())
 
-    class PrivilegedExec(Engine):
+    class PrivilegedExec(engine_class()):
         def _runtime_argv(self, state: dict, *args: str) -> list[str]:
             if args[:1] == ("exec",):
                 args = ("exec", *caps, *args[1:])
@@ -536,6 +536,22 @@ def _replay(info: dict, since_ns: int) -> list[dict]:
     return events
 
 
+def _journaled(
+    info: dict, directory, offset: int, offsets: dict[str, int], since_ns: int | None = None
+) -> list[dict]:
+    """The kills and execs (composer.ops.journal) recorded after `offset` (and at or
+    after since_ns); remembers where reading stopped."""
+    from composer.ops import journal
+    from runtime.logs import parse_time
+
+    entries, offsets[info["id"]] = journal.read(directory, offset)
+    return [
+        _event(info, entry["action"], entry["time"], **entry.get("attributes", {}))
+        for entry in entries
+        if since_ns is None or parse_time(entry["time"]) >= since_ns
+    ]
+
+
 def container_events(
     backend: Backend,
     project: str,
@@ -551,22 +567,33 @@ def container_events(
     def wanted(info: dict) -> bool:
         return not services or (info.get("labels") or {}).get(L.SERVICE) in services
 
+    from composer.ops import journal
+
     seen: dict[str, tuple[dict, dict]] = {}
+    journaled: dict[str, int] = {}  # how far each container's journal has been read
     first = True
     while True:
         current = {i["id"]: i for i in backend.containers(project) if wanted(i)}
         events: list[dict] = []
         for container_id, info in current.items():
             now = _snapshot(info)
+            directory = backend.container_dir(container_id)
             if first:
                 if since_ns is not None:
                     events.extend(_replay(info, since_ns))
+                    events.extend(_journaled(info, directory, 0, journaled, since_ns))
+                else:
+                    journaled[container_id] = journal.size(directory)
             else:
                 before = seen.get(container_id)
                 events.extend(_changes(info, before[1] if before else None, now))
+                events.extend(
+                    _journaled(info, directory, journaled.get(container_id, 0), journaled)
+                )
             seen[container_id] = (info, now)
         for container_id in [c for c in seen if c not in current]:
             info, last = seen.pop(container_id)
+            journaled.pop(container_id, None)
             if last["status"] in ("running", "restarting"):
                 events.append(_event(info, "die"))
             events.append(_event(info, "destroy"))
