@@ -19,9 +19,10 @@ class Backend:
 
     @cached_property
     def engine(self):
-        from runtime.engine import Engine
+        # Kills and execs through it are journaled for `composer events`.
+        from composer.ops.journal import engine_class
 
-        return Engine(self.root, self.runtime)
+        return engine_class()(self.root, self.runtime)
 
     @cached_property
     def store(self):
