@@ -177,13 +177,24 @@ class Engine:
         restart: str | None = None,
         healthcheck=None,
         container_id: str | None = None,
+        *,
+        restart_delay: float | None = None,
+        restart_window: float | None = None,
+        restart_max_attempts: int | None = None,
+        stdin_open: bool = False,
+        stdin_once: bool = False,
     ) -> str:
         """Write the container's bundle and state; return its id. Nothing runs yet.
 
         `spec` is a runtime.oci.spec.ContainerSpec, or a ready OCI config dict.
         stop_signal: what `stop` sends first (default SIGTERM), e.g. Compose's stop_signal.
         restart: "no" (default), "always", "on-failure[:N]" or "unless-stopped"; the shim
-        applies it. healthcheck: a dict or composer.model.Healthcheck (test, interval,
+        applies it. restart_delay: seconds between restarts instead of docker's backoff;
+        restart_window: a restarted run that lasts this long no longer counts towards
+        restart_max_attempts (a retry limit for any policy); as deploy.restart_policy.
+        stdin_open: the container's stdin is a pipe (or its terminal) fed through attach();
+        stdin_once: it ends when the first attached client's input does, and the first run
+        starts only when that client attaches (`composer run`). healthcheck: a dict or composer.model.Healthcheck (test, interval,
         timeout, retries, start_period, start_interval in seconds; see runtime.health).
         container_id: chosen by the caller when it prepared the container's directory
         first (an image's overlay root filesystem in <dir>/rootfs, released by remove).
@@ -197,6 +208,11 @@ class Engine:
         from runtime.health import normalize
 
         shim.parse_restart_policy(restart)  # refused here, not later in a detached shim
+        for label, value in (("delay", restart_delay), ("window", restart_window)):
+            if value is not None and value < 0:
+                raise ValueError(f"restart {label} must not be negative: {value}")
+        if restart_max_attempts is not None and restart_max_attempts < 0:
+            raise ValueError(f"restart max attempts must not be negative: {restart_max_attempts}")
         health_settings = normalize(healthcheck)
         container_id = container_id or new_container_id()
         self.containers.mkdir(parents=True, exist_ok=True)
@@ -231,6 +247,11 @@ class Engine:
                     "cgroups_path": linux["cgroupsPath"],
                     "stop_signal": signal_number(stop_signal),
                     "restart_policy": restart or "no",
+                    "restart_delay": restart_delay,
+                    "restart_window": restart_window,
+                    "restart_max_attempts": restart_max_attempts,
+                    "stdin_open": stdin_open,
+                    "stdin_once": stdin_once and stdin_open,
                     "healthcheck": health_settings,
                 },
             )
@@ -269,6 +290,11 @@ class Engine:
                         "stop_signal": state.get("stop_signal"),
                         "cgroups_path": state.get("cgroups_path"),
                         "restart": state.get("restart_policy"),
+                        "restart_delay": state.get("restart_delay"),
+                        "restart_window": state.get("restart_window"),
+                        "restart_max_attempts": state.get("restart_max_attempts"),
+                        "stdin_open": state.get("stdin_open", False),
+                        "stdin_once": state.get("stdin_once", False),
                         "healthcheck": state.get("healthcheck"),
                     },
                     timeout=self.start_timeout,
@@ -684,6 +710,34 @@ class Engine:
         config = read_json(Path(state["bundle"]) / "config.json")
         return Path(state["bundle"]) / config["root"]["path"]
 
+    def attach(self, ref: str, stdin: int | None = 0, stdout: int = 1, stderr: int = 2) -> None:
+        """Relay the container's output to `stdout`/`stderr` and, if its stdin is open,
+        `stdin` (an fd; None: none) to it, until its run ends; a "once" container's first
+        run starts now. With a terminal on both sides, ours is raw meanwhile and its size
+        follows ours (SIGWINCH). NoSuchContainer / ContainerError if there is nothing to
+        attach to."""
+        container_id = self.resolve(ref)
+        directory = self._dir(container_id)
+        state = self._live_status(self._state(container_id))
+        if not state["shim_alive"]:
+            raise ContainerError(f"container {container_id[:12]} is not running")
+        try:
+            sock = shim.connect_attach(directory)
+        except shim.ShimUnreachable as e:
+            raise ContainerError(f"cannot attach to {container_id[:12]}: {e}") from None
+        if not state.get("stdin_open"):
+            stdin = None
+        follow_size = bool(state.get("terminal")) and stdin is not None and os.isatty(stdin)
+        try:
+            with _raw_terminal(stdin if follow_size else None):
+                if follow_size:
+                    with _size_followed(directory, stdin):
+                        _relay_attached(sock, stdin, stdout, stderr)
+                else:
+                    _relay_attached(sock, stdin, stdout, stderr)
+        finally:
+            sock.close()
+
     def logs(
         self,
         ref: str,
@@ -774,6 +828,75 @@ def _relay_terminal(master: int, in_fd: int | None, out_fd: int | None) -> None:
     finally:
         if saved is not None:
             termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+
+
+def _relay_attached(sock, stdin: int | None, stdout: int, stderr: int) -> None:
+    """Copy stdin -> sock (its end: shutdown) and the frames from sock -> stdout/stderr,
+    until the shim closes the connection."""
+    import select
+    import socket
+
+    frames = shim.FrameReader()
+    watched = [sock.fileno()] + ([stdin] if stdin is not None else [])
+    while True:
+        for fd in select.select(watched, [], [])[0]:
+            if fd == stdin:
+                try:
+                    data = os.read(stdin, 65536)
+                except OSError:
+                    data = b""
+                if data:
+                    try:
+                        sock.sendall(data)
+                    except OSError:  # the shim closed it: the run is over, output follows
+                        data = b""
+                if not data:
+                    watched.remove(stdin)
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_WR)
+                continue
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return
+            for stream, data in frames.feed(chunk):
+                _write_all(stderr if stream == "stderr" else stdout, data)
+
+
+@contextlib.contextmanager
+def _raw_terminal(fd: int | None):
+    """Our terminal raw while attached: keys (^C too) go to the container's terminal."""
+    if fd is None:
+        yield
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+@contextlib.contextmanager
+def _size_followed(directory: Path, terminal: int):
+    """Give the container's terminal our size now and after every SIGWINCH."""
+
+    def resize(*_) -> None:
+        columns, lines = os.get_terminal_size(terminal)
+        with contextlib.suppress(shim.ShimUnreachable, OSError, ValueError):
+            shim.request(directory, {"cmd": "resize", "rows": lines, "cols": columns}, timeout=5)
+
+    previous = signals.signal(signals.SIGWINCH, resize)
+    try:
+        resize()
+        yield
+    finally:
+        signals.signal(signals.SIGWINCH, previous)
 
 
 def _write_all(fd: int, data: bytes) -> None:

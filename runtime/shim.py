@@ -13,7 +13,10 @@ runtime's `create` and `start`, and then:
   bundle, and marks the restart in the log;
 - runs the healthcheck: probes are `<runtime> exec` children of ours, timed by the
   same poll loop (runtime.health decides what their results mean);
-- answers a JSON-line control socket, shim.sock: status, kill, stop, wait;
+- answers a JSON-line control socket, shim.sock: status, kill, stop, wait, resize;
+- relays attach.sock: every client gets the output as frames (attach_frame), and with
+  stdin open what clients send goes to the container's stdin (a pipe, or the pty
+  master); a client's end of input closes the container's stdin when it is "once";
 - runs `<runtime> delete` when the container is gone for good, then exits.
 
 Memory matters (one shim per container), so the process runs under `python -S -E -s`
@@ -40,6 +43,7 @@ PID_NAME = "shim.pid"
 ERROR_NAME = "shim.err"
 STATE_NAME = "state.json"
 CONSOLE_NAME = "console.sock"
+ATTACH_NAME = "attach.sock"
 INIT_PID_NAME = "init.pid"
 PROBE_PID_NAME = "probe.pid"
 
@@ -51,6 +55,15 @@ _SIGNAL_NAMES.update({10: "SIGUSR1", 12: "SIGUSR2", 15: "SIGTERM", 28: "SIGWINCH
 # After init exits, output may still come from processes that inherited the pipes
 # (no pid namespace); wait this long before `delete --force` ends them.
 DRAIN_GRACE = 1.0
+
+# A "once" container (`composer run`) starts when its client attaches, so no output
+# comes before anyone reads it; a client that never comes is waited for this long.
+ATTACH_WAIT = 30.0
+# An attached client that takes longer than this to accept output is dropped (the
+# log keeps everything; the container is not held up by one stalled reader).
+ATTACH_SEND_TIMEOUT = 5.0
+STREAM_IDS = {"stdout": 1, "stderr": 2}
+TIOCSWINSZ = 0x5414
 
 # Restart backoff, as docker's: 100 ms doubling up to a minute, back to 100 ms once a
 # run lasted RESTART_RESET seconds.
@@ -87,7 +100,8 @@ def parse_restart_policy(text: str | None) -> tuple[str, int]:
 
 
 def should_restart(policy: tuple[str, int], exit_code: int, restarts: int, by_user: bool) -> bool:
-    """Whether a run that ended with `exit_code`, after `restarts` restarts, starts again.
+    """Whether a run that ended with `exit_code`, after `restarts` counted restarts,
+    starts again (a retry limit on "always" comes from deploy.restart_policy).
 
     A stop or kill through the shim ends every policy's loop (there is no daemon that
     would bring an "always" container back later).
@@ -95,9 +109,24 @@ def should_restart(policy: tuple[str, int], exit_code: int, restarts: int, by_us
     name, max_retries = policy
     if by_user or name == "no":
         return False
-    if name == "on-failure":
-        return exit_code != 0 and (max_retries == 0 or restarts < max_retries)
-    return True
+    if max_retries and restarts >= max_retries:
+        return False
+    return exit_code != 0 or name != "on-failure"
+
+
+def counts_as_attempt(ran_for: float, window: float | None) -> bool:
+    """Whether a restarted run that lasted `ran_for` s counts towards the retry limit:
+    with a window (deploy.restart_policy.window), only a run that ended within it does,
+    and one that outlasted it resets the count, as swarm decides a restart succeeded."""
+    return window is None or ran_for < window
+
+
+def restart_wait(fixed_delay: float | None, previous: float, ran_for: float) -> float:
+    """The wait before the next run: deploy.restart_policy.delay when given, else
+    docker's backoff (next_backoff)."""
+    if fixed_delay is not None:
+        return fixed_delay
+    return next_backoff(previous, ran_for)
 
 
 def next_backoff(previous: float, ran_for: float) -> float:
@@ -170,19 +199,19 @@ class ShimUnreachable(Exception):
     """The shim's control socket does not answer (the shim exited or was killed)."""
 
 
-def _connect(container_dir: str, timeout: float | None) -> _socket.socket:
+def _connect(container_dir: str, timeout: float | None, name: str = SOCKET_NAME) -> _socket.socket:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     sock.settimeout(timeout)
-    path = os.path.join(container_dir, SOCKET_NAME)
+    path = os.path.join(container_dir, name)
     dir_fd = None
     if len(path) > 100:  # sun_path holds 108 bytes: reach deep dirs through /proc/self/fd
         dir_fd = os.open(container_dir, os.O_PATH | os.O_CLOEXEC)
-        path = f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}"
+        path = f"/proc/self/fd/{dir_fd}/{name}"
     try:
         sock.connect(path)
     except OSError as e:
         sock.close()
-        raise ShimUnreachable(f"no shim answers on {container_dir}/{SOCKET_NAME}: {e}") from e
+        raise ShimUnreachable(f"no shim answers on {container_dir}/{name}: {e}") from e
     finally:
         if dir_fd is not None:
             os.close(dir_fd)
@@ -193,7 +222,8 @@ def request(container_dir: str | os.PathLike, message: dict, timeout: float | No
     """Send one command to a container's shim and return its reply.
 
     Commands: {"cmd": "status"}, {"cmd": "kill", "signal": 9},
-    {"cmd": "stop", "signal": 15 | None, "timeout": 10}, {"cmd": "wait"}.
+    {"cmd": "stop", "signal": 15 | None, "timeout": 10}, {"cmd": "wait"},
+    {"cmd": "resize", "rows": 24, "cols": 80} (the container's terminal).
     stop and wait reply once the container has exited and been deleted.
     """
     sock = _connect(os.fspath(container_dir), timeout)
@@ -214,12 +244,46 @@ def request(container_dir: str | os.PathLike, message: dict, timeout: float | No
     return loads(data)
 
 
+def connect_attach(container_dir: str | os.PathLike) -> _socket.socket:
+    """A blocking connection to the container's attach.sock: send input on it (shutdown
+    for end of input), read output frames from it (FrameReader) until it closes."""
+    return _connect(os.fspath(container_dir), None, ATTACH_NAME)
+
+
+def attach_frame(stream: str, data: bytes) -> bytes:
+    """One piece of output as attach.sock sends it: stream id (1 stdout, 2 stderr),
+    4-byte big-endian length, the bytes."""
+    return bytes((STREAM_IDS[stream],)) + len(data).to_bytes(4, "big") + data
+
+
+class FrameReader:
+    """Splits what attach.sock sends back into (stream, bytes) pieces."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> list[tuple[str, bytes]]:
+        self.buffer += data
+        pieces = []
+        while len(self.buffer) >= 5:
+            size = int.from_bytes(self.buffer[1:5], "big")
+            if len(self.buffer) < 5 + size:
+                break
+            stream = "stderr" if self.buffer[0] == STREAM_IDS["stderr"] else "stdout"
+            pieces.append((stream, self.buffer[5 : 5 + size]))
+            self.buffer = self.buffer[5 + size :]
+        return pieces
+
+
 def launch(options: dict, timeout: float = 60) -> dict:
     """Start a detached shim for one container; return its ready message.
 
     options: id, dir (the container dir), runtime (argv list), runtime_root, bundle,
-    terminal, stop_signal, cgroups_path, restart (a policy string), healthcheck
-    (runtime.health.normalize's settings, or None). Returns {"pid", "shim_pid", ...} once the
+    terminal, stop_signal, cgroups_path, restart (a policy string), restart_delay and
+    restart_window (seconds or None), restart_max_attempts (a limit for any policy, or
+    None), stdin_open, stdin_once (input ends with the first client's; the first run
+    starts when a client attaches), healthcheck (runtime.health.normalize's settings, or
+    None). Returns {"pid", "shim_pid", ...} once the
     container runs, or raises RuntimeError with the runtime's complaint.
     """
     import subprocess
@@ -314,8 +378,12 @@ class Shim:
         self.poller = select.poll()
         self.deleted = False  # the runtime's delete ran for the current run
 
-        self.restart_policy = parse_restart_policy(options.get("restart"))
+        name, max_retries = parse_restart_policy(options.get("restart"))
+        self.restart_policy = (name, options.get("restart_max_attempts") or max_retries)
+        self.restart_delay = options.get("restart_delay")  # None: docker's backoff
+        self.restart_window = options.get("restart_window")
         self.restart_count = 0
+        self.attempts = 0  # restarts that count towards the limit (see counts_as_attempt)
         self.backoff = 0.0
         self.restart_at: float | None = None  # when the next run starts, if one will
         self.by_user = False  # this run's end was asked for (stop or kill through us)
@@ -325,6 +393,16 @@ class Shim:
         self.health = Health(settings) if settings else None
         self.next_probe_at: float | None = None
         self.probe: dict | None = None  # the probe running now
+
+        self.stdin_open = bool(options.get("stdin_open"))
+        self.stdin_once = bool(options.get("stdin_once"))
+        self.stdin_fd = -1  # where input goes: a pipe's write end, or the pty master
+        self.stdin_pending = bytearray()  # input the container has not taken yet
+        self.stdin_ended = False  # a client's input ended and the container was told
+        self.attached: dict[int, _socket.socket] = {}
+        self.attach_input_done: set[int] = set()  # clients whose input has ended
+        # A "once" container's first run waits for its client until then.
+        self.start_deadline: float | None = None
 
     # -- runtime commands
 
@@ -356,9 +434,22 @@ class Shim:
     # -- start
 
     def start(self) -> dict:
+        """Create and start a run; its fields for state.json. A "once" container's first
+        run is only created: it starts when its client attaches (start_deferred)."""
+        self._create()
+        if self.stdin_once and self.restart_count == 0 and self.start_deadline is None:
+            self.start_deadline = time.monotonic() + ATTACH_WAIT
+            return {**self._run_fields(), "awaiting_attach": True}
+        return self._start_created()
+
+    def _create(self) -> None:
         pid_file = os.path.join(self.dir, INIT_PID_NAME)
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         create = ["create", "--bundle", self.bundle, "--pid-file", pid_file]
+        stdin = null
+        if self.stdin_open and not self.terminal:
+            stdin, self.stdin_fd = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(self.stdin_fd, False)
         if self.terminal:
             console, console_path = self._console_listener()
             try:
@@ -369,7 +460,11 @@ class Shim:
                 complaint = _read_all(err_r)
                 if code == 0:
                     try:
-                        self.streams[receive_terminal(console)] = "stdout"
+                        master = receive_terminal(console)
+                        self.streams[master] = "stdout"
+                        if self.stdin_open:
+                            os.set_blocking(master, False)
+                            self.stdin_fd = master
                     except OSError as e:
                         self._run_captured(["delete", "--force", self.id])
                         raise StartFailed(f"no terminal from {self.runtime[-1]}: {e}") from None
@@ -379,9 +474,11 @@ class Shim:
         else:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            code = self._run([*create, self.id], (null, out_w, err_w))
+            code = self._run([*create, self.id], (stdin, out_w, err_w))
             os.close(out_w)
             os.close(err_w)
+            if stdin != null:
+                os.close(stdin)  # the container holds the read end now
             if code == 0:
                 self.streams = {out_r: "stdout", err_r: "stderr"}
                 complaint = b""
@@ -389,25 +486,51 @@ class Shim:
                 complaint = _read_all(out_r) + _read_all(err_r)
         os.close(null)
         if code != 0:
+            self._close_stdin()
             raise StartFailed(f"{self.runtime[-1]} create: {_tail(complaint)} (exit {code})")
 
         with open(pid_file) as f:
             self.init_pid = int(f.read().strip())
         self.memory_cgroup = _memory_cgroup(self.init_pid)
+
+    def _start_created(self) -> dict:
         code, complaint = self._run_captured(["start", self.id])
         if code != 0:
             self._run_captured(["delete", "--force", self.id])
+            self._close_stdin()
             raise StartFailed(
                 f"{self.runtime[-1]} start: {_tail(complaint.encode())} (exit {code})"
             )
         return {
+            **self._run_fields(),
+            "started_at": format_time(time.time_ns()),
+            **self._began_run(),
+        }
+
+    def _run_fields(self) -> dict:
+        return {
             "status": "running",
             "pid": self.init_pid,
             "pid_start_time": process_start_time(self.init_pid),
-            "started_at": format_time(time.time_ns()),
             "shim_pid": os.getpid(),
             "shim_start_time": process_start_time(os.getpid()),
         }
+
+    def start_deferred(self) -> None:
+        """Start the created first run of a "once" container (its client is here, or
+        ATTACH_WAIT passed)."""
+        self.start_deadline = None
+        if self.exit is not None:
+            return  # ended (stopped or killed) before it started
+        try:
+            running = self._start_created()
+        except StartFailed as e:
+            self.log.note(str(e))
+            self.exit = {"status": "exited", "exit_code": None, "start_error": str(e)}
+            self.deleted = True
+            update_json(self.state_path, self.exit, "record a failed start")
+            return
+        update_json(self.state_path, {**running, "awaiting_attach": False}, "record the start")
 
     def _console_listener(self) -> tuple[_socket.socket, str]:
         listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
@@ -421,15 +544,18 @@ class Shim:
 
     # -- the loop
 
-    def serve(self, listener: _socket.socket, wake_fd: int) -> None:
+    def serve(self, listener: _socket.socket, wake_fd: int, attach: _socket.socket) -> None:
         poller = self.poller
         self._watch_streams()
         poller.register(listener.fileno(), select.POLLIN)
+        poller.register(attach.fileno(), select.POLLIN)
         poller.register(wake_fd, select.POLLIN)
         self.reap()  # init may have exited before the SIGCHLD handler was in place
         drain_deadline = None
         while True:
             run_over = False
+            if self.start_deadline is not None and time.monotonic() >= self.start_deadline:
+                self.start_deferred()
             if self.exit is not None:
                 now = time.monotonic()
                 if drain_deadline is None:
@@ -441,6 +567,7 @@ class Shim:
                     self.deleted = True
                     drain_deadline = now + DRAIN_GRACE
                 if run_over:
+                    self._end_attachments()  # attached clients see the run end
                     if self.restart_at is None:
                         break
                     if now >= self.restart_at:
@@ -453,28 +580,36 @@ class Shim:
                 events = poller.poll(self._poll_timeout(None if run_over else drain_deadline))
             except InterruptedError:
                 continue
-            for fd, _event in events:
+            for fd, event in events:
+                if fd == self.stdin_fd and (event & select.POLLOUT or fd not in self.streams):
+                    self._flush_stdin()  # a pipe reports only POLLOUT, or POLLERR if gone
+                    if fd not in self.streams or not event & ~select.POLLOUT:
+                        continue
                 if fd == wake_fd:
                     _read_available(wake_fd)
                     self.reap()
                 elif fd == listener.fileno():
                     self._accept(listener, poller)
+                elif fd == attach.fileno():
+                    self._accept_attach(attach)
                 elif fd in self.streams:
                     self._read_stream(fd, poller)
+                elif fd in self.attached:
+                    self._read_attached(fd)
                 elif fd in self.clients:
                     self._read_client(fd, poller)
                 elif self.probe and fd == self.probe["fd"]:
                     self._read_probe()
             self._check_kill_deadline()
             self._check_probe_deadline()
-        self.finish(listener)
+        self.finish(listener, attach)
 
     def _watch_streams(self) -> None:
         for fd in self.streams:
             self.poller.register(fd, select.POLLIN)
 
     def _poll_timeout(self, drain_deadline: float | None) -> int | None:
-        deadlines = [self.kill_deadline, drain_deadline]
+        deadlines = [self.kill_deadline, drain_deadline, self.start_deadline]
         if self.exit is None:
             deadlines.append(self.next_probe_at)
         elif drain_deadline is None:
@@ -489,6 +624,8 @@ class Shim:
     def _read_stream(self, fd: int, poller) -> None:
         try:
             data = os.read(fd, 65536)
+        except BlockingIOError:
+            return  # a pty master made non-blocking for input
         except OSError as e:
             if e.errno != errno.EIO:  # EIO: the pty's other side closed
                 raise
@@ -496,13 +633,135 @@ class Shim:
         stream = self.streams[fd]
         if data:
             self.log.write(stream, data)
+            self._send_attached(stream, data)
             return
         self._close_stream(fd)
 
     def _close_stream(self, fd: int) -> None:
+        if fd == self.stdin_fd:  # the pty master: input and output end together
+            self.stdin_fd = -1
+            self.stdin_pending.clear()
         self.log.flush_partial(self.streams.pop(fd))
         self.poller.unregister(fd)
         os.close(fd)
+
+    # -- attach.sock and the container's stdin
+
+    def _accept_attach(self, listener: _socket.socket) -> None:
+        try:
+            fd, _ = listener._accept()
+        except BlockingIOError:
+            return
+        sock = _socket.socket(fileno=fd)
+        sock.setblocking(False)
+        self.attached[fd] = sock
+        wants_input = self.stdin_fd >= 0 and not self.stdin_ended and not self.stdin_pending
+        self.poller.register(fd, select.POLLIN if wants_input else 0)
+        if self.start_deadline is not None:
+            self.start_deferred()
+
+    def _read_attached(self, fd: int) -> None:
+        sock = self.attached[fd]
+        if fd in self.attach_input_done:
+            self._drop_attached(fd)  # a hangup: its input had ended, now it is gone
+            return
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            if self.stdin_fd >= 0 and not self.stdin_ended:
+                self.stdin_pending += data
+                self._flush_stdin()
+            return
+        # Its input ended; it may still read output, so it stays until it hangs up.
+        self.attach_input_done.add(fd)
+        self.poller.modify(fd, 0)
+        if self.stdin_once and not self.stdin_ended:
+            self.stdin_ended = True
+            if self.terminal:
+                self.stdin_pending += b"\x04"  # end of input, as a terminal's ^D says it
+            self._flush_stdin()
+
+    def _flush_stdin(self) -> None:
+        """Write pending input; what the container does not take yet waits for POLLOUT,
+        and meanwhile no client's input is read (the clients wait, not our memory)."""
+        fd = self.stdin_fd
+        if fd < 0:
+            self.stdin_pending.clear()
+            return
+        try:
+            while self.stdin_pending:
+                del self.stdin_pending[: os.write(fd, self.stdin_pending)]
+        except BlockingIOError:
+            pass
+        except OSError:  # the container closed its stdin (or exited): input goes nowhere
+            self.stdin_pending.clear()
+            if fd not in self.streams:
+                self._close_stdin()
+                return
+        waiting = bool(self.stdin_pending)
+        base = select.POLLIN if fd in self.streams else 0
+        if fd in self.streams:
+            self.poller.modify(fd, base | (select.POLLOUT if waiting else 0))
+        elif waiting:
+            self.poller.register(fd, select.POLLOUT)
+        else:
+            try:
+                self.poller.unregister(fd)
+            except KeyError:
+                pass
+        for client in self.attached:
+            if client not in self.attach_input_done:
+                self.poller.modify(client, 0 if waiting or self.stdin_ended else select.POLLIN)
+        if not waiting and self.stdin_ended and fd not in self.streams:
+            self._close_stdin()  # end of input: the pipe's reader sees end-of-file
+
+    def _close_stdin(self) -> None:
+        """Close the stdin pipe's write end (a pty master is closed as an output stream)."""
+        fd, self.stdin_fd = self.stdin_fd, -1
+        self.stdin_pending.clear()
+        if fd >= 0 and fd not in self.streams:
+            try:
+                self.poller.unregister(fd)
+            except KeyError:
+                pass
+            os.close(fd)
+
+    def _send_attached(self, stream: str, data: bytes) -> None:
+        if not self.attached:
+            return
+        frame = attach_frame(stream, data)
+        for fd, sock in list(self.attached.items()):
+            try:
+                sock.settimeout(ATTACH_SEND_TIMEOUT)
+                sock.sendall(frame)
+                sock.setblocking(False)
+            except OSError:  # gone, or stalled: it can read the rest from the log
+                self._drop_attached(fd)
+
+    def _drop_attached(self, fd: int) -> None:
+        sock = self.attached.pop(fd)
+        self.attach_input_done.discard(fd)
+        self.poller.unregister(fd)
+        sock.close()
+
+    def _end_attachments(self) -> None:
+        for fd in list(self.attached):
+            self._drop_attached(fd)
+        self._close_stdin()
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the container's terminal size (the kernel sends its process SIGWINCH)."""
+        import fcntl  # only here: most shims never resize
+
+        master = next((fd for fd in self.streams if self.terminal), -1)
+        if master < 0:
+            raise ValueError("the container has no terminal")
+        size = int(rows).to_bytes(2, sys.byteorder) + int(cols).to_bytes(2, sys.byteorder)
+        fcntl.ioctl(master, TIOCSWINSZ, size + bytes(4))
 
     def reap(self) -> None:
         while True:
@@ -526,10 +785,13 @@ class Shim:
         self.next_probe_at = None
         # Decided now and written with the exit, so nobody reads "exited" while a
         # restart is still coming.
-        restart = should_restart(self.restart_policy, exit_code, self.restart_count, self.by_user)
+        ran_for = time.monotonic() - self.run_started
+        if self.restart_count:  # this run was a restart: did it hold?
+            counted = counts_as_attempt(ran_for, self.restart_window)
+            self.attempts = self.attempts + 1 if counted else 0
+        restart = should_restart(self.restart_policy, exit_code, self.attempts, self.by_user)
         if restart:
-            ran_for = time.monotonic() - self.run_started
-            self.backoff = next_backoff(self.backoff, ran_for)
+            self.backoff = restart_wait(self.restart_delay, self.backoff, ran_for)
             self.restart_at = time.monotonic() + self.backoff
         self.exit = {
             "status": "restarting" if restart else "exited",
@@ -559,6 +821,7 @@ class Shim:
         """Delete the ended run and start a new one; False if it cannot start."""
         for fd in list(self.streams):  # held by leftovers that delete --force just ended
             self._close_stream(fd)
+        self._close_stdin()  # each run gets a new stdin
         if not self.deleted:
             self._run_captured(["delete", "--force", self.id])
             self.deleted = True
@@ -581,7 +844,7 @@ class Shim:
             return False
         self.deleted = False
         self._watch_streams()
-        update_json(self.state_path, {**running, **self._began_run()}, "record the restart")
+        update_json(self.state_path, running, "record the restart")
         return True
 
     def _log_boundary(self) -> None:
@@ -786,6 +1049,9 @@ class Shim:
         if cmd == "wait":
             self.waiters.append(sock)
             return None
+        if cmd == "resize":
+            self.resize(message["rows"], message["cols"])
+            return {"ok": True}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def stop(self, sig: int | None, timeout: float | None) -> None:
@@ -818,7 +1084,10 @@ class Shim:
 
     # -- end
 
-    def finish(self, listener: _socket.socket) -> None:
+    def finish(self, listener: _socket.socket, attach: _socket.socket) -> None:
+        self._end_attachments()
+        attach.close()
+        _unlink(ATTACH_NAME)
         self.log.close()
         if not self.deleted:
             code, complaint = self._run_captured(["delete", "--force", self.id])
@@ -1050,6 +1319,11 @@ def main(argv: list[str]) -> None:
         listener.bind(SOCKET_NAME)  # relative to the container dir: no sun_path limit
         listener.listen(16)
         listener.setblocking(False)
+        _unlink(ATTACH_NAME)
+        attach = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        attach.bind(ATTACH_NAME)
+        attach.listen(16)
+        attach.setblocking(False)
         failure = None
         try:
             wake_fd = _wakeup_pipe()
@@ -1060,13 +1334,14 @@ def main(argv: list[str]) -> None:
                 failure = str(e)
                 update_json(STATE_NAME, {"status": "created", "start_error": failure}, "failed")
             else:
-                fields = {**running, **shim._began_run(), "shim_exited": False}
-                update_json(STATE_NAME, fields, "record the start")
+                update_json(STATE_NAME, {**running, "shim_exited": False}, "record the start")
                 report({"ok": True, **running})
-                shim.serve(listener, wake_fd)
+                shim.serve(listener, wake_fd, attach)
         finally:
             listener.close()
+            attach.close()
             _unlink(SOCKET_NAME)
+            _unlink(ATTACH_NAME)
         if os.path.getsize(ERROR_NAME) == 0:
             _unlink(ERROR_NAME)  # nothing went wrong: no empty file left behind
         if failure:
