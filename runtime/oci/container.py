@@ -12,6 +12,7 @@ syscall modules it needs: the other commands start without loading them.
 from __future__ import annotations
 
 import os
+import sys
 from _signal import SIGKILL  # the C module: `signal` adds enums and 5 ms of start-up
 
 from runtime import state as disk
@@ -247,6 +248,11 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     config = record["config"]
     cgroup = _cgroup(config, container_id)
     _destroy_cgroup(cgroup)
+    if record.get("mounts"):  # made in the runtime's mount namespace (no namespace of its own)
+        from runtime.oci.linux import unmount_all
+
+        for warning in unmount_all(record["mounts"]):
+            print(f"composer-runtime: warning: {warning}", file=sys.stderr)
     _remove_tree(state_dir)
     if hooks.has_hooks(config, "poststop"):
         hooks.run_hooks(config, "poststop", oci_state(root, record, "stopped"))

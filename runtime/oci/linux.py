@@ -16,6 +16,7 @@ The order container.py calls these in, and why:
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import stat
@@ -433,22 +434,28 @@ def prepare_rootfs(
     in_user_ns: bool,
     sys_=syscalls,
     cgroup_dirs: list[str] | tuple[str, ...] = (),
+    own_mount_ns: bool = True,
 ) -> str:
-    """Mounts, devices and symlinks below the rootfs, in the container's mount namespace.
+    """Mounts, devices and symlinks below the rootfs, in the container's mount namespace
+    or (`own_mount_ns` false) in the runtime's, where delete undoes them (unmount_all).
 
     Returns the absolute rootfs path; pivot_root comes after the createContainer hooks.
     """
     linux = config.get("linux") or {}
     rootfs = os.path.realpath(os.path.join(bundle, config["root"]["path"]))
     propagation = PROPAGATION.get(linux.get("rootfsPropagation", ""), 0)
-    # Recursively slave (or private) first: no mount we make reaches the host. Shared
-    # (pivot_root refuses a shared parent) and unbindable (the rootfs bind would fail)
-    # are set on the new root after pivot_root.
-    first = syscalls.MS_SLAVE
-    if propagation & syscalls.MS_PRIVATE:
-        first = syscalls.MS_PRIVATE
-    sys_.mount(None, "/", None, first | syscalls.MS_REC)
+    if own_mount_ns:
+        # Recursively slave (or private) first: no mount we make reaches the host. Shared
+        # (pivot_root refuses a shared parent) and unbindable (the rootfs bind would fail)
+        # are set on the new root after pivot_root.
+        first = syscalls.MS_PRIVATE if propagation & syscalls.MS_PRIVATE else syscalls.MS_SLAVE
+        sys_.mount(None, "/", None, first | syscalls.MS_REC)
     sys_.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
+    if not own_mount_ns:
+        # The host's "/" stays as it is; the rootfs bind alone is cut off, so what we mount
+        # below it shows nowhere else (private, or slave when asked for).
+        first = syscalls.MS_SLAVE if propagation & syscalls.MS_SLAVE else syscalls.MS_PRIVATE
+        sys_.mount(None, rootfs, None, first | syscalls.MS_REC)
     mounts = config.get("mounts") or []
     mount_label = linux.get("mountLabel")
     for entry in mounts:
@@ -480,6 +487,52 @@ def pivot_into(rootfs: str, propagation: str | None, sys_=syscalls) -> None:
     sys_.chdir("/")
     if propagation in PROPAGATION:
         sys_.mount(None, "/", None, PROPAGATION[propagation])
+
+
+def chroot_into(rootfs: str, propagation: str | None, sys_=syscalls) -> None:
+    """Without a mount namespace of its own pivot_root would move the host's root: chroot."""
+    sys_.chdir(rootfs)
+    sys_.chroot(".")
+    sys_.chdir("/")
+    if propagation in PROPAGATION:
+        sys_.mount(None, "/", None, PROPAGATION[propagation])
+
+
+def new_mounts(before: list[str], after: list[str]) -> list[str]:
+    """Mount points in `after` and not in `before`, in `after`'s order (a path mounted on
+    twice counts twice: the rootfs bind sits on the rootfs's own mount)."""
+    left = {}
+    for path in before:
+        left[path] = left.get(path, 0) + 1
+    made = []
+    for path in after:
+        if left.get(path):
+            left[path] -= 1
+        else:
+            made.append(path)
+    return made
+
+
+def unmount_all(paths: list[str], sys_=syscalls) -> list[str]:
+    """Undo the mounts `new_mounts` found, newest first; returns warnings.
+
+    A path whose directories changed into symlinks since (the container could do that) is
+    left alone: it would lead outside the rootfs. Detaching the rootfs bind, last, takes
+    whatever is still below it.
+    """
+    warnings = []
+    for path in reversed(paths):
+        if os.path.realpath(path) != path:
+            warnings.append(f"not unmounting {path}: it leads elsewhere now")
+            continue
+        try:
+            sys_.umount2(path, syscalls.MNT_DETACH | syscalls.UMOUNT_NOFOLLOW)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as err:
+            if err.errno != errno.EINVAL:  # no longer a mount point: gone with its parent
+                warnings.append(f"unmounting {path}: {err.strerror}")
+    return warnings
 
 
 def mask_paths(paths: list[str], sys_=syscalls) -> None:

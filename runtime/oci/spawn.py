@@ -121,9 +121,6 @@ def create_container(
         seccomp_program = _seccomp_program(linux_cfg.get("seccomp"))
     except ValueError as err:
         raise ContainerError(f"config.json: {err}") from None
-    if not new_flags & syscalls.CLONE_NEWNS and "mount" not in dict(joins):
-        # pivot_root in the runtime's own mount namespace would move the host's root
-        raise ContainerError("config.json: linux.namespaces needs a mount namespace")
     if config["process"].get("terminal") and not console_socket:
         raise ContainerError("process.terminal needs --console-socket")
 
@@ -147,6 +144,12 @@ def create_container(
     _save(root, record)
     cgroup = None
     pid = 0
+    # runtime-spec: no mount namespace listed means the runtime's: the init mounts below
+    # the rootfs right here and chroots; delete unmounts what is recorded here.
+    host_mounts = not own_mount_namespace(config)
+    if host_mounts:
+        rootfs = os.path.realpath(os.path.join(bundle, config["root"]["path"]))
+        mounts_before = _mount_points_under(rootfs)
     try:
         for name in (EXEC_FIFO, EXEC_DONE):
             os.mkfifo(os.path.join(state_dir, name), 0o600)
@@ -158,10 +161,16 @@ def create_container(
             print(f"composer-runtime: warning: {warning}", file=sys.stderr)
         spawn_args = (config, bundle, record, joins, new_flags, masks, seccomp_program, state_dir)
         pid = _spawn(*spawn_args, console_socket, cgroup, preserve_fds)
+        if host_mounts:
+            record["mounts"] = linux.new_mounts(mounts_before, _mount_points_under(rootfs))
     except BaseException:
         # Best effort: the error that brought us here is the one to report.
         if pid:
             _kill_quietly(pid)
+        if host_mounts:
+            made = linux.new_mounts(mounts_before, _mount_points_under(rootfs))
+            for warning in linux.unmount_all(made):
+                print(f"composer-runtime: warning: cleanup: {warning}", file=sys.stderr)
         if cgroup is not None:
             try:
                 _destroy_cgroup(cgroup)
@@ -179,6 +188,18 @@ def create_container(
             delete(root, container_id, force=True)  # a caller without the pid cannot manage it
             raise
     return record
+
+
+def own_mount_namespace(config: dict) -> bool:
+    """Whether the container gets a mount namespace (new or joined), not the runtime's."""
+    namespaces = (config.get("linux") or {}).get("namespaces") or ()
+    return any(entry.get("type") == "mount" for entry in namespaces)
+
+
+def _mount_points_under(path: str) -> list[str]:
+    from runtime.mounts import mount_points
+
+    return [p for p in mount_points() if p == path or p.startswith(path + "/")]
 
 
 def _spawn(
@@ -418,7 +439,10 @@ def _stage2(
     if not process.get("terminal"):
         os.setsid()
     linux.preload_modules(process, config)
-    rootfs = linux.prepare_rootfs(config, bundle, new_flags, in_user_ns, cgroup_dirs=cgroup_dirs)
+    own_mount_ns = own_mount_namespace(config)
+    rootfs = linux.prepare_rootfs(
+        config, bundle, new_flags, in_user_ns, cgroup_dirs=cgroup_dirs, own_mount_ns=own_mount_ns
+    )
     hook_state = None
     if hooks.has_hooks(config, "prestart", "createRuntime", "createContainer", "startContainer"):
         channel.send({"type": "hooks"})
@@ -427,7 +451,8 @@ def _stage2(
             raise ContainerError("create aborted")
         hook_state = reply["state"]
         hooks.run_hooks(config, "createContainer", hook_state)
-    linux.pivot_into(rootfs, linux_cfg.get("rootfsPropagation"))
+    enter_root = linux.pivot_into if own_mount_ns else linux.chroot_into
+    enter_root(rootfs, linux_cfg.get("rootfsPropagation"))
     if process.get("terminal"):
         linux.setup_terminal(console_fd, console=True, size=process.get("consoleSize"))
     # sysctls before the read-only paths: /proc/sys is usually one of them
@@ -525,6 +550,9 @@ def exec_in(
         raise ContainerError(f"config.json: {err}") from None
     linux.preload_modules(process, config)
     ns_fds = _container_namespaces(record["pid"], config)
+    root_fd = -1
+    if not own_mount_namespace(config):  # the init's chroot is the way in
+        root_fd = os.open(f"/proc/{record['pid']}/root", os.O_PATH | os.O_CLOEXEC)
     cgroup = _cgroup(config, container_id)
     if not detach:
         become_subreaper()
@@ -534,9 +562,9 @@ def exec_in(
     if first == 0:
         parent.close()
         setup = (process, masks, seccomp_program, console_fd, preserve_fds)
-        _run_child(child, _exec_stage1, to_join, ns_fds, setup)
+        _run_child(child, _exec_stage1, to_join, root_fd, ns_fds, setup)
     child.close()
-    for fd in [*ns_fds, console_fd]:
+    for fd in [*ns_fds, console_fd, root_fd]:
         if fd >= 0:
             os.close(fd)
     pid = 0
@@ -579,9 +607,12 @@ def _container_namespaces(pid: int, config: dict) -> list[int]:
     return fds
 
 
-def _exec_stage1(channel, to_join, ns_fds, setup) -> None:
+def _exec_stage1(channel, to_join, root_fd, ns_fds, setup) -> None:
     linux.set_cpu_affinity(setup[0], "initial")
     _join_cgroup(to_join)
+    if root_fd >= 0:
+        os.fchdir(root_fd)
+        syscalls.chroot(".")
     for fd in ns_fds:
         syscalls.setns(fd, 0)
     pid = os.fork()  # a joined pid namespace applies to children only

@@ -221,16 +221,6 @@ def test_join_a_mount_namespace_by_path(runtime, busybox_bundle, tmp_path):
         holder.wait()
 
 
-def test_no_mount_namespace_is_refused(runtime, busybox_bundle):
-    def without_mount(config: dict) -> None:
-        namespaces = config["linux"]["namespaces"]
-        config["linux"]["namespaces"] = [ns for ns in namespaces if ns["type"] != "mount"]
-
-    _configure(busybox_bundle, ["true"], without_mount)
-    result = runtime("run", "--bundle", str(busybox_bundle), runtime.new_id(), check=False)
-    assert result.returncode != 0 and "mount namespace" in result.stderr
-
-
 def test_join_pid_and_uts_namespaces_by_path(runtime, busybox_bundle, tmp_path):
     _configure(busybox_bundle, ["sleep", "60"])
     _sleeper, pid = _start_sleeper(runtime, busybox_bundle, tmp_path)
