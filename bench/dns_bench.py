@@ -163,6 +163,10 @@ def combine(results: list[dict]) -> dict:
         combined[key] = statistics.median(values) if values else None
     for key in ("lost", "failed"):
         combined[key] = sum(r.get(key) or 0 for r in results)
+    for key in ("qps", "p99"):  # the spread, to tell a change from noise
+        combined[f"{key}_rounds"] = " ".join(
+            f"{r[key]:.0f}" if r.get(key) else "-" for r in results
+        )
     return combined
 
 
@@ -315,6 +319,9 @@ def report(rows: list[tuple[str, dict]], aardvark_problem: str | None) -> None:
         lost = f"{r['lost']:.0f}" if r.get("lost") is not None else "-"
         bad = f"{r['failed']:.0f}" if r.get("failed") is not None else "-"
         print(f"  {label:<30} {qps:>10} {mean:>8} {p50:>8} {p99:>8} {lost:>6} {bad:>4}")
+    for label, r in rows:
+        if "error" not in r:
+            print(f"  rounds, {label}: q/s {r['qps_rounds']}, p99 {r['p99_rounds']}")
     if base and rows[0][1].get("qps"):
         print(f"  ours / aardvark-dns queries/s: {rows[0][1]['qps'] / base:.2f}x")
     print("  lost: dnsperf queries unanswered; bad: sequential queries failed or empty")
