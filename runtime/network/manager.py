@@ -3,9 +3,14 @@
 One JSON record per network (COMPOSER_ROOT/networks/<name>.json) holds its subnets, bridge,
 endpoints (one per attached container) and published ports. Every change runs under one
 lock (networks/.lock) and is written before the kernel is touched ("attaching", "removing")
-and after ("attached"), so a crash in the middle leaves a record that names everything the
+and after ("attached"), so a killed command leaves a record that names everything the
 next `remove` or `cleanup_stale` must undo. The kernel side is rebuilt from the records:
 bridges and veths (bridge.py), the nftables table (nft.py).
+
+Only a network's "ready" record is fsynced: endpoints, ports and half-made states describe
+kernel objects (veths, rules, bridges) that a machine crash takes with it, so losing their
+last write to one costs nothing, while an fsync a write was ~4 ms of every attach. A record
+that a crash left unreadable counts as absent.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -96,9 +102,9 @@ class NetworkManager:
 
     # ------------------------------------------------------------------ records
 
-    def _lock(self, purpose: str) -> state.Lock:
+    def _lock(self, purpose: str) -> _Locked:
         self.dir.mkdir(parents=True, exist_ok=True)
-        return state.Lock(self.dir / ".lock", purpose, timeout=60)
+        return _Locked(state.Lock(self.dir / ".lock", purpose, timeout=60))
 
     def _path(self, name: str) -> Path:
         if not _NAME.match(name):
@@ -110,19 +116,22 @@ class NetworkManager:
             return []
         records = []
         for path in sorted(self.dir.glob("*.json")):
-            record = state.read_json(path, None)
+            record = _read_record(path)
             if record is not None:
                 records.append(record)
         return records
 
     def _read(self, name: str) -> dict:
-        record = state.read_json(self._path(name), None)
+        record = _read_record(self._path(name))
         if record is None:
             raise NetworkNotFound(f"network {name} not found")
         return record
 
-    def _write(self, record: dict) -> None:
-        state.atomic_write_json(self._path(record["name"]), record)
+    def _write(self, record: dict, *, durable: bool = False) -> None:
+        if durable:
+            state.atomic_write_json(self._path(record["name"]), record)
+        else:
+            _replace_json(self._path(record["name"]), record)
 
     def _sync_rules(self) -> None:
         """Rebuild our nftables table from every record not being removed."""
@@ -159,7 +168,7 @@ class NetworkManager:
         if mtu is None and driver_opts and MTU_OPTION in driver_opts:
             mtu = int(driver_opts[MTU_OPTION])
         with self._lock(f"create network {name}"):
-            record = state.read_json(path, None)
+            record = _read_record(path)
             if record is not None and record.get("state") == "ready":
                 if record.get("project") != project:
                     raise NetworkError(
@@ -177,7 +186,7 @@ class NetworkManager:
                 self._teardown(record)
                 raise
             record["state"] = "ready"
-            self._write(record)
+            self._write(record, durable=True)  # a network outlives a reboot, as docker's
             return Network.from_record(record)
 
     def _plan(self, name, project, subnet, internal, ipv6, labels, mtu, ipam_options) -> dict:
@@ -241,7 +250,7 @@ class NetworkManager:
     def remove(self, name: str) -> None:
         """Remove the network with its veths, rules and allocation (idempotent)."""
         with self._lock(f"remove network {name}"):
-            record = state.read_json(self._path(name), None)
+            record = _read_record(self._path(name))
             if record is None:
                 return
             self._teardown(record)
@@ -355,20 +364,23 @@ class NetworkManager:
     def detach(self, container_id: str, network: str) -> None:
         """Disconnect the container from the network (idempotent)."""
         with self._lock(f"detach {container_id[:12]} from {network}"):
-            record = state.read_json(self._path(network), None)
+            record = _read_record(self._path(network))
             if record is None or container_id not in record["endpoints"]:
                 return
-            self._drop_endpoint(record, container_id)
-            self._sync_rules()
+            if self._drop_endpoint(record, container_id):
+                self._sync_rules()
 
-    def _drop_endpoint(self, record: dict, container_id: str) -> None:
+    def _drop_endpoint(self, record: dict, container_id: str) -> bool:
+        """Remove the endpoint and its veth; True if it had published ports (the rules
+        name ports, never endpoints, so only then do they change)."""
         endpoint = record["endpoints"][container_id]
         endpoint["state"] = "detaching"
-        record["ports"].pop(container_id, None)
+        had_ports = record["ports"].pop(container_id, None) is not None
         self._write(record)
         bridge.remove_link(endpoint["host_ifname"])
         del record["endpoints"][container_id]
         self._write(record)
+        return had_ports
 
     # ------------------------------------------------------------------ ports
 
@@ -448,33 +460,79 @@ class NetworkManager:
     def cleanup_stale(self) -> list[str]:
         """Remove what a crashed command left: half-made networks and endpoints, and
         endpoints whose container is gone (its veth died with its namespace). Returns what
-        was removed, as text."""
+        was removed, as text. The rules are rebuilt only when a record changed; `create`
+        repairs the bridge and rules of a network in use."""
         removed = []
         with self._lock("clean up stale networks"):
+            rules_changed = False
+            links = set(bridge.links_with_prefix(bridge.VETH_PREFIX))
             for record in self._records():
                 if record.get("state") != "ready":
                     self._teardown(record)
                     removed.append(f"network {record['name']}")
                     continue
                 for container_id, endpoint in list(record["endpoints"].items()):
-                    alive = os.path.exists(endpoint["netns"]) and bridge.link_exists(
-                        endpoint["host_ifname"]
-                    )
+                    alive = endpoint["host_ifname"] in links and os.path.exists(endpoint["netns"])
                     if endpoint["state"] == "attaching" and state.pid_alive(
                         endpoint.get("attaching_pid")
                     ):
                         continue  # another command is wiring it right now
                     if endpoint["state"] != "attached" or not alive:
-                        self._drop_endpoint(record, container_id)
+                        rules_changed |= self._drop_endpoint(record, container_id)
                         removed.append(f"endpoint {container_id[:12]} on {record['name']}")
                 for container_id in list(record.get("ports", {})):
                     if container_id not in record["endpoints"]:
                         del record["ports"][container_id]
                         self._write(record)
-                self._realize(record)
-            if not self._records():
-                nft.remove_table(self.table)
+                        rules_changed = True
+            if rules_changed:
+                self._sync_rules()
         return removed
+
+
+class _Locked:
+    """The networks' flock, queued behind a lock of this process first: threads of one
+    command (containers wired in parallel) then wait in line instead of polling flock."""
+
+    _local: dict[str, threading.Lock] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, lock: state.Lock) -> None:
+        self.lock = lock
+        with self._guard:
+            self.local = self._local.setdefault(lock.path, threading.Lock())
+
+    def __enter__(self) -> state.Lock:
+        self.local.acquire()
+        try:
+            return self.lock.acquire()
+        except BaseException:
+            self.local.release()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.lock.release()
+        finally:
+            self.local.release()
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        return state.read_json(path, None)
+    except ValueError:  # cut short by a crash before its write reached the disk
+        return None
+
+
+def _replace_json(path: Path, data: dict) -> None:
+    """Atomic for other processes (rename), without fsync: see the module's docstring."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes((state.dumps(data) + "\n").encode())
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _gateway_interface(family_record: Mapping) -> str:

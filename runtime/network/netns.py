@@ -3,7 +3,11 @@
 The namespace is made and wired (veths, addresses, routes, published ports)
 before the container's process exists, and the container joins it by path:
 so the service's first instruction already has its network. A bind mount of
-/proc/<pid>/ns/net keeps the namespace alive without any process in it.
+the namespace file keeps it alive without any process in it.
+
+The calling thread makes it: network namespaces belong to threads, so one thread
+can step into a new one and back while the others carry on (a forked child
+instead cost ~10-50 ms a container under parallel load).
 """
 
 from __future__ import annotations
@@ -18,25 +22,27 @@ from runtime.oci import syscalls
 def create_netns(path: str | os.PathLike) -> str:
     """Make a new network namespace pinned at path (idempotent); return the path."""
     path = os.fspath(path)
-    if is_netns(path):
+    if os.path.exists(path) and is_netns(path):
         return path
     with open(path, "a"):
         pass
-    pid = os.fork()
-    if pid == 0:  # child: a new netns, bound onto the file; same mount namespace as ours
-        code = 1
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWNET)
         try:
-            syscalls.unshare(syscalls.CLONE_NEWNET)
-            syscalls.mount("/proc/self/ns/net", path, None, syscalls.MS_BIND)
+            syscalls.mount("/proc/thread-self/ns/net", path, None, syscalls.MS_BIND)
             _loopback_up()  # a new namespace's loopback is down; containers expect it up
-            code = 0
         finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
+            # Back where this thread was (not the process's: a caller may have moved it).
+            syscalls.setns(home, syscalls.CLONE_NEWNET)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            syscalls.umount2(path, syscalls.MNT_DETACH)
         with contextlib.suppress(OSError):
             os.unlink(path)
-        raise OSError(errno.EPERM, f"could not create a network namespace at {path}")
+        raise OSError(e.errno, f"could not create a network namespace at {path}: {e}") from None
+    finally:
+        os.close(home)
     return path
 
 

@@ -645,3 +645,50 @@ def test_a_command_killed_mid_attach_leaves_what_remove_cleans(manager, containe
     assert not bridge.link_exists(endpoint["host_ifname"])
     assert not bridge.link_exists(network.bridge)
     assert a.run("ip", "-o", "link", "show", "eth0", check=False).returncode != 0
+
+
+def test_a_netns_is_made_by_the_calling_thread_which_stays_where_it_was(in_netns, tmp_path):
+    import threading
+
+    from runtime.network.netns import create_netns, is_netns, remove_netns
+
+    made, seen = [], {}
+
+    def make(i: int) -> None:
+        path = str(tmp_path / f"ns{i}")
+        create_netns(path)
+        seen[i] = netns.netns_inode()
+        made.append(path)
+
+    threads = [threading.Thread(target=make, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert netns.netns_inode() == in_netns.inode
+        assert set(seen.values()) == {in_netns.inode}  # each thread came back to the sandbox
+        inodes = {netns.netns_inode(path) for path in made}
+        assert len(inodes) == 4 and in_netns.inode not in inodes
+        out = subprocess.run(
+            ["nsenter", f"--net={made[0]}", "ip", "-o", "link", "show", "lo"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert ",UP" in out  # loopback is up, as containers expect
+        assert create_netns(made[0]) == made[0]  # idempotent: the same namespace
+        assert netns.netns_inode(made[0]) in inodes
+    finally:
+        for path in made:
+            remove_netns(path)
+    assert not any(is_netns(path) for path in made)
+
+
+def test_a_record_a_crash_cut_short_counts_as_absent(manager):
+    manager.create("p1_default", project="p1")
+    (manager.dir / "p1_cut.json").write_text("")  # a write that never reached the disk
+    assert [n.name for n in manager.list()] == ["p1_default"]
+    assert manager.cleanup_stale() == []
+    network = manager.create("p1_cut", project="p1")  # made anew over the remains
+    assert manager.inspect("p1_cut") == network
