@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from composer.cli import memo
 from composer.cli.output import Output
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
 def run(args: argparse.Namespace) -> int:
     out = Output.from_args(args)
     options = options_from_args(args)
+    # Output to a file, or input from stdin, is more than the memo can replay.
+    reads_stdin = "-" in options.files or "-" in options.env_files
+    memo.config_ran(replayable=not (args.output or reads_stdin))
     if args.variables:
         return _print_variables(options, args.format)
     from composer.loader import load

@@ -13,7 +13,7 @@ by raising composer.loader.errors.LoadError, with every problem it found.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from composer.loader.errors import LoadError, Problem
@@ -36,12 +36,13 @@ class LoadOptions:
     selected_services: list[str] = field(default_factory=list)  # named on the command line
     interpolate: bool = True  # False for --no-interpolate
     strict_env: bool = False  # --strict-env: unset variables are errors
-    environ: dict[str, str] | None = None  # the shell environment (os.environ by default)
+    environ: Mapping[str, str] | None = None  # the shell environment (os.environ by default)
     cwd: str | None = None  # where relative -f paths start (os.getcwd() by default)
     stdin_text: str | None = None  # what `-f -` reads (sys.stdin by default)
 
-    def shell_environ(self) -> dict[str, str]:
-        return dict(os.environ) if self.environ is None else dict(self.environ)
+    def shell_environ(self) -> Mapping[str, str]:
+        """Read by name only: what a load reads of it is an input (composer/cli/memo.py)."""
+        return os.environ if self.environ is None else self.environ
 
 
 @record(frozen=False)

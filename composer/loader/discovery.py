@@ -19,6 +19,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from composer.loader import inputs
 from composer.loader.errors import LoadError, Problem, display_name, fail
 from composer.record import field, record
 
@@ -76,7 +77,7 @@ def discover(options: LoadOptions) -> Discovery:
 
 
 def _absolute(path: str, cwd: str) -> str:
-    return os.path.normpath(os.path.join(cwd, os.path.expanduser(path)))
+    return os.path.normpath(os.path.join(cwd, inputs.expanduser(path)))
 
 
 def _read_named(name: str, options: LoadOptions, cwd: str) -> ConfigFile:
@@ -107,7 +108,7 @@ def _read(path: str, shown: str, what: str = "compose file") -> str:
 def _read_default(start: str, cwd: str, warnings: list[str]) -> list[ConfigFile]:
     directory = start
     while True:
-        found = [n for n in DEFAULT_NAMES if os.path.isfile(os.path.join(directory, n))]
+        found = [n for n in DEFAULT_NAMES if inputs.isfile(os.path.join(directory, n))]
         if found:
             break
         parent = os.path.dirname(directory)
@@ -127,7 +128,7 @@ def _read_default(start: str, cwd: str, warnings: list[str]) -> list[ConfigFile]
         warnings.append(
             f"found {', '.join(found)} in {directory}; using {found[0]} (rename or remove the others)"
         )
-    overrides = [n for n in _override_names(found[0]) if os.path.isfile(os.path.join(directory, n))]
+    overrides = [n for n in _override_names(found[0]) if inputs.isfile(os.path.join(directory, n))]
     if overrides:
         chosen.append(overrides[0])
         if len(overrides) > 1:
@@ -177,7 +178,7 @@ def _compose_variables(options: LoadOptions, workdir: str) -> dict[str, str]:
         env_files = [os.path.join(workdir, ".env")]
     from_files: dict[str, str] = {}
     for path in env_files:
-        if not os.path.isfile(path):
+        if not inputs.isfile(path):
             continue  # a missing --env-file is reported by the environment pass
         shown = display_name(path, cwd)
         parsed = parse_dotenv(_read(path, shown, "env file"), shown, shell.get)

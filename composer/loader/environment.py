@@ -11,7 +11,9 @@ sees, plus its own env files (or its own `.env`) for names still unset.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
+from composer.loader import inputs
 from composer.loader.dotenv import DotenvValue, parse_dotenv
 from composer.loader.errors import LoadError, Problem, display_name
 from composer.loader.interpolate import Lookup
@@ -71,12 +73,16 @@ class Environment:
 
     def __init__(
         self,
+        shell: Mapping[str, str],
         entries: dict[str, _Entry],
         project_dir: str,
         files: list[str],
         shared: _Shared,
     ) -> None:
-        self._entries = entries
+        # The shell is consulted name by name, never copied: what a load reads of
+        # it is an input `composer config`'s memo records (composer/cli/memo.py).
+        self._shell = shell
+        self._entries = entries  # from env files
         self.project_dir = project_dir
         self.files = files  # env files read, as shown to the user
         self._shared = shared
@@ -89,8 +95,12 @@ class Environment:
     def warnings(self) -> list[str]:
         return self._shared.warnings
 
+    def _entry(self, name: str) -> _Entry | None:
+        value = self._shell.get(name)
+        return self._entries.get(name) if value is None else _Entry(value, SHELL)
+
     def lookup(self, name: str) -> str | None:
-        entry = self._entries.get(name)
+        entry = self._entry(name)
         return None if entry is None else entry.value
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -104,10 +114,10 @@ class Environment:
         return [p.strip() for p in raw.split(",") if p.strip()]
 
     def as_dict(self) -> dict[str, str]:
-        return {name: entry.value for name, entry in self._entries.items()}
+        return {**{name: entry.value for name, entry in self._entries.items()}, **self._shell}
 
     def explain(self, name: str) -> Explanation:
-        entry = self._entries.get(name)
+        entry = self._entry(name)
         default = self._shared.defaults.get(name)
         if default is not None and (entry is None or entry.value == ""):
             value, mark = default
@@ -154,11 +164,12 @@ class Environment:
             given = paths
         entries = _read_env_files(paths, given, self.lookup, self._shared, None, mark, path)
         entries.update(self._entries)
-        return Environment(entries, project_dir, [_show(p) for p in paths], self._shared)
+        files = [_show(p) for p in paths]
+        return Environment(self._shell, entries, project_dir, files, self._shared)
 
 
 def build_environment(
-    shell: dict[str, str],
+    shell: Mapping[str, str],
     env_files: list[str],
     project_dir: str,
     strict: bool = False,
@@ -179,16 +190,15 @@ def build_environment(
     shared = _Shared(strict)
     hint = "relative --env-file paths start in the current directory"
     entries = _read_env_files(paths, given, shell.get, shared, hint)
-    entries.update((name, _Entry(value, SHELL)) for name, value in shell.items())
-    return Environment(entries, project_dir, [_show(p) for p in paths], shared)
+    return Environment(shell, entries, project_dir, [_show(p) for p in paths], shared)
 
 
 def _default_env_file(project_dir: str) -> list[str]:
     path = os.path.join(project_dir, ".env")
-    return [path] if os.path.isfile(path) else []
+    return [path] if inputs.isfile(path) else []
 
 
-def _default_env_file_disabled(shell: dict[str, str]) -> bool:
+def _default_env_file_disabled(shell: Mapping[str, str]) -> bool:
     raw = shell.get("COMPOSE_DISABLE_ENV_FILE")
     if raw is None:
         return False
@@ -256,7 +266,7 @@ def _read_text(
     mark: Mark | None,
     tree_path: tuple,
 ) -> str | None:
-    if os.path.isdir(path):
+    if inputs.isdir(path):
         problems.append(Problem(f"env file {as_given} is a directory, not a file", mark, tree_path))
         return None
     try:

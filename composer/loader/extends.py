@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from composer.loader import inputs
 from composer.loader.errors import LoadError, Problem, display_name, fail
 from composer.loader.include import read_compose_file, rebase_service_paths
 from composer.loader.merge import adopt, merge_services
@@ -131,7 +132,7 @@ class _Resolver:
             raise LoadError(problems)
         if file is None:
             return value["service"], None
-        return value["service"], os.path.normpath(os.path.join(directory, os.path.expanduser(file)))
+        return value["service"], os.path.normpath(os.path.join(directory, inputs.expanduser(file)))
 
     def _load(self, file: str, reference: MapNode, path: tuple) -> None:
         mark = reference.mark_of("file")

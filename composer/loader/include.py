@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from composer.loader import inputs
 from composer.loader.errors import LoadError, Problem, display_name, fail
 from composer.loader.nodes import MapNode, Mark, SeqNode
 
@@ -127,7 +128,7 @@ def _load_entry(
 
 
 def _absolute(path: str, base: str) -> str:
-    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+    return os.path.normpath(os.path.join(base, inputs.expanduser(path)))
 
 
 def _load_file(

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from composer.loader import inputs
 from composer.loader.errors import LoadError, Problem, fail
 from composer.loader.nodes import MapNode, Mark, SeqNode
 from composer.loader.parse import LeadingZeroInt
@@ -188,7 +189,7 @@ def clean_target(target: str) -> str:
 
 def host_path(source: str, project_dir: str) -> str:
     """An absolute host path: `~` is the user's home, relative is against project_dir."""
-    expanded = os.path.expanduser(source)
+    expanded = inputs.expanduser(source)
     return os.path.normpath(os.path.join(project_dir, expanded))
 
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from composer.cache import cache_dir, write_private
 from composer.loader.errors import LoadError, Problem, format_path
 from composer.loader.nodes import locate, locate_key
 
@@ -62,11 +63,6 @@ def validate(tree: Any, schema_path: str = SCHEMA_PATH) -> None:
 # --- fast path ---------------------------------------------------------------------------
 
 
-def cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "composer")
-
-
 def fast_validator(schema_path: str = SCHEMA_PATH) -> Callable[[Any], bool]:
     """A function tree -> bool, built once per process (from the disk cache when possible)."""
     check = _fast_validators.get(schema_path)
@@ -97,7 +93,7 @@ def load_fast_validator(schema_bytes: bytes, directory: str | None) -> Callable[
     if code is None:
         code = compile(_generate_source(schema_bytes), "<compose-schema>", "exec")
         if path is not None:
-            _write_atomically(path, marshal.dumps(code))
+            write_private(path, marshal.dumps(code))
     namespace: dict[str, Any] = {"__name__": "composer_compose_schema"}
     exec(code, namespace)
     run = namespace["validate"]
@@ -114,21 +110,16 @@ def load_fast_validator(schema_bytes: bytes, directory: str | None) -> Callable[
 
 
 def _read_cached_code(path: str) -> Any:
-    """The code object cached at path, or None if absent, corrupt or not safely ours.
-
-    We execute what we load, so only a file that we own and that nobody else
-    may write is trusted.
-    """
+    """The code object cached at path, or None if absent, corrupt or not safely ours."""
     import marshal
     import types
 
+    from composer.cache import read_private
+
+    data = read_private(path)
     try:
-        with open(path, "rb") as fh:
-            info = os.fstat(fh.fileno())
-            if info.st_uid != os.geteuid() or info.st_mode & 0o022:
-                return None
-            code = marshal.loads(fh.read())
-    except (OSError, EOFError, ValueError, TypeError):
+        code = marshal.loads(data) if data else None
+    except (EOFError, ValueError, TypeError):
         return None
     return code if isinstance(code, types.CodeType) else None
 
@@ -172,20 +163,6 @@ def _generate_source(schema_bytes: bytes) -> str:
         "JsonSchemaValuesException = JsonSchemaValueException",
     )
     return source.replace("from decimal import Decimal\n", "class Decimal:\n    pass\n", 1)
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
 
 
 def _jsonschema_is_valid(schema_bytes: bytes) -> Callable[[Any], bool]:
