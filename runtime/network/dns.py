@@ -341,25 +341,35 @@ class UdpAnswers:
     networks is seen at the next query.
     """
 
-    LIMIT = 8192  # remembered queries; then start over (a stream of unique names)
+    # Then start over: a stream of unique names (or of 0x20-randomised case) must not grow
+    # the server without end.
+    LIMIT = 8192  # remembered queries
+    BUDGET = 8 << 20  # bytes of remembered queries and answers
 
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
         self._known: dict[tuple, object] = {}
+        self._size = 0
 
     def answer(self, wire: bytes, source: str, arrived_on: str | None) -> bytes | None:
         """What quick_response(…, udp=True) says to `wire`, mostly without working it out."""
         key = (source, arrived_on, wire[2:])
         entry = self._known.get(key)
         if entry is None:
-            if len(self._known) >= self.LIMIT:
-                self._known.clear()
-            entry = self._known[key] = self._learn(wire, source, arrived_on)
+            entry = self._learn(wire, source, arrived_on)
+            self._remember(len(wire) + (len(entry) if entry.__class__ is bytes else 0))
+            self._known[key] = entry
         if entry.__class__ is bytes:
             return entry if entry is FORWARD else wire[:2] + entry
         if entry is _NOT_USUAL:
             return None
-        return wire[:2] + entry.next_tail()
+        return wire[:2] + self._next_tail(entry)
+
+    def _remember(self, size: int) -> None:
+        self._size += size
+        if len(self._known) >= self.LIMIT or self._size > self.BUDGET:
+            self._known.clear()
+            self._size = size
 
     def _learn(self, wire: bytes, source: str, arrived_on: str | None):
         usual = _parse_usual(wire)
@@ -373,26 +383,29 @@ class UdpAnswers:
             return _NOT_USUAL
         if result.rotation is None:
             return _usual_reply(wire, usual, result.kind, rdatas, udp=True)[2:]
-        return _Rotation(self.resolver, result.rotation, wire, usual, rdatas)
+        return _Rotation(result.rotation, wire, usual, rdatas)
+
+    def _next_tail(self, rotation: _Rotation) -> bytes:
+        shift = self.resolver.next_turn(rotation.key, len(rotation.tails))
+        tail = rotation.tails[shift]
+        if tail is None:
+            tail = rotation.tails[shift] = rotation.build(shift)
+            self._remember(len(tail))
+        return tail
 
 
 class _Rotation:
-    """An answer with addresses in turn: one response tail a turn, each built when first due."""
+    """An answer with addresses in turn: a response tail a turn, each built when first due."""
 
-    __slots__ = ("_build", "_next_turn", "_rdatas", "_rotation", "_tails")
+    __slots__ = ("_rdatas", "_usual", "_wire", "key", "tails")
 
-    def __init__(self, resolver: Resolver, rotation, wire: bytes, usual: _Usual, rdatas) -> None:
-        self._next_turn = resolver.next_turn
-        self._rotation, self._rdatas = rotation, rdatas
-        self._tails: list[bytes | None] = [None] * len(rdatas)
-        self._build = lambda turned: _usual_reply(wire, usual, "answer", turned, udp=True)[2:]
+    def __init__(self, key, wire: bytes, usual: _Usual, rdatas: list[bytes]) -> None:
+        self.key, self._wire, self._usual, self._rdatas = key, wire, usual, rdatas
+        self.tails: list[bytes | None] = [None] * len(rdatas)
 
-    def next_tail(self) -> bytes:
-        shift = self._next_turn(self._rotation, len(self._tails))
-        tail = self._tails[shift]
-        if tail is None:
-            tail = self._tails[shift] = self._build(self._rdatas[shift:] + self._rdatas[:shift])
-        return tail
+    def build(self, shift: int) -> bytes:
+        turned = self._rdatas[shift:] + self._rdatas[:shift]
+        return _usual_reply(self._wire, self._usual, "answer", turned, udp=True)[2:]
 
 
 def failure(query, rcode_name: str = "SERVFAIL"):

@@ -185,6 +185,15 @@ def test_remembers_a_bounded_number_of_queries(root):
     )
 
 
+def test_remembers_a_bounded_number_of_bytes(root):
+    answers, full = dnsserver.UdpAnswers(resolver(root)), resolver(root)
+    answers.BUDGET = 400
+    for n in range(30):  # rotating answers count too
+        wire = make_wire("api" if n % 2 else f"name{n}.{DOMAIN}", edns=0)
+        assert fast(answers, wire, BACK_ASKER) == slow(full, wire, BACK_ASKER)
+        assert answers._size <= 400
+
+
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
