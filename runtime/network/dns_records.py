@@ -258,6 +258,7 @@ class Resolver:
         self._turn: dict[tuple, int] = {}
         self._answers: dict[tuple, tuple[list[str], str]] = {}
         self._scopes: dict[tuple, list[str]] = {}
+        self._upstreams: dict[str, tuple[str, ...]] = {}
         for container_id, entry in sorted(self.containers.items(), key=lambda c: c[1]["name"]):
             for network, attachment in entry.get("networks", {}).items():
                 if network not in networks:
@@ -318,8 +319,14 @@ class Resolver:
 
     def upstreams_for(self, source: str) -> list[str]:
         """The asking container's own upstream servers (compose `dns:`), [] for the host's."""
-        container_id = self.container_at(source) if self.network_of(source) else None
-        return list(self.containers.get(container_id, {}).get("dns") or ())
+        # Per forwarded query: remembered per asker like scope().
+        known = self._upstreams.get(source)
+        if known is None:
+            container_id = self.container_at(source) if self.network_of(source) else None
+            known = tuple(self.containers.get(container_id, {}).get("dns") or ())
+            if len(self._upstreams) < 4096:
+                self._upstreams[source] = known
+        return list(known)
 
     # -- answers
 
