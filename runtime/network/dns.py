@@ -233,6 +233,7 @@ def quick_response(
     """Our answer, built by hand, to the usual query: one IN question for A, AAAA or PTR,
     no records but an optional EDNS0 OPT; FORWARD if such a query is not ours. None for
     anything else, which takes the dnspython path (about ten times the cost a query).
+    The UDP loop asks UdpAnswers, which remembers these answers.
     """
     usual = _parse_usual(wire)
     if usual is None:
@@ -561,24 +562,29 @@ class Server:
         return self.resolver
 
     def _reload(self) -> None:
-        import mmap
-
-        if self._generation_map is None or _file_key(self._generation_path)[0] != (
-            self._generation_ino
-        ):
-            fd = os.open(self._generation_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                if os.fstat(fd).st_size < 8:
-                    os.ftruncate(fd, 8)  # a writer's pwrite of 8 bytes races harmlessly
-                self._generation_map = mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
-                self._generation_ino = os.fstat(fd).st_ino
-            finally:
-                os.close(fd)
+        """Read the records again; map the change count first if its file is new."""
+        if self._generation_map is None or self._generation_replaced():
+            self._map_generation()
         # The count before the records: a change in between shows at the next query.
         self._generation = self._generation_map[:]
         self._records_key = _file_key(self._records_path)
         self.resolver = Resolver(load_records(self.project, self.root), self.networks)
         self.answers = UdpAnswers(self.resolver)
+
+    def _generation_replaced(self) -> bool:
+        return _file_key(self._generation_path)[0] != self._generation_ino
+
+    def _map_generation(self) -> None:
+        import mmap
+
+        fd = os.open(self._generation_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)  # a writer's pwrite of 8 bytes races harmlessly
+            self._generation_map = mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
+            self._generation_ino = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
 
     def rescan(self) -> None:
         """Listen on exactly the gateways of the project's networks; stop when none are left."""
@@ -595,10 +601,7 @@ class Server:
         if networks != self.networks:
             self.networks = networks
             self._reload()  # scoping depends on the networks too
-        elif (
-            _file_key(self._records_path) != self._records_key
-            or _file_key(self._generation_path)[0] != self._generation_ino
-        ):
+        elif _file_key(self._records_path) != self._records_key or self._generation_replaced():
             self._reload()  # the safety net: records written without counting, count file replaced
         self.write_pid_file()
         if not networks:
@@ -691,12 +694,11 @@ class Server:
 
     def on_udp(self, sock, address: str) -> None:
         network = self.listeners[address][2]
-        receive, send = sock.recvfrom, sock.sendto
         # Drain until EAGAIN (a select turn a query would cost more than the answer), up to
         # a burst, then let the other sockets have a turn.
         for _ in range(UDP_BURST):
             try:
-                wire, client = receive(65535)
+                wire, client = sock.recvfrom(65535)
             except OSError:  # EAGAIN: drained
                 return
             resolver = self.current_resolver()
@@ -706,10 +708,7 @@ class Server:
                 self.forward_udp(sock, client, wire, None, upstreams)
                 continue
             if quick is not None:
-                try:
-                    send(quick, client)
-                except OSError:
-                    pass  # the client went away; UDP has no one to tell
+                self._send(sock, quick, client)
                 continue
             try:
                 prepared = self.prepare(wire, client[0], address)

@@ -10,6 +10,8 @@ atomically under a lock by whoever attaches a container to a network:
                                                            "aliases": ["web", "www"]}}}}}
 
 The records live in a subfolder so that networks/*.json stays the networks' own files.
+Beside them, <project>.generation counts the changes (8 bytes, little-endian), bumped
+after each write, for the server to notice a change without a syscall a query.
 Resolution is plain data in, plain data out (no sockets, no wire format): the server in
 runtime.network.dns feeds it queries, unit tests feed it directly.
 """
