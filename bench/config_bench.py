@@ -2,6 +2,10 @@
 
 Peers come from ../shared/anchors/setup-anchors.sh (run it first); a missing
 peer is reported as such. Ratios are against docker compose v2.
+
+composer answers a repeated `config` from its memo (composer/cli/memo.py) when
+nothing it read has changed; "composer, cold" is the same command with the
+memo off (COMPOSER_CONFIG_CACHE=0): a first run, or one after an edit.
 """
 
 from __future__ import annotations
@@ -49,9 +53,13 @@ def hundred_services(directory: Path) -> Path:
     return path
 
 
+COLD = {**os.environ, "COMPOSER_CONFIG_CACHE": "0"}
+
+
 def tools() -> list[tuple[str, list[str] | None]]:
     return [
         ("composer", [COMPOSER]),
+        ("composer, cold", [COMPOSER]),
         ("docker compose v2", [DOCKER_COMPOSE] if DOCKER_COMPOSE else None),
         ("podman-compose", [PODMAN_COMPOSE] if PODMAN_COMPOSE else None),
     ]
@@ -65,7 +73,8 @@ def measure(title: str, args_for: callable, runs: int) -> None:
                 Result(name, None, 0, "not installed (../shared/anchors/setup-anchors.sh)")
             )
             continue
-        results.append(time_command(name, base + args_for(name), runs=runs))
+        env = COLD if name == "composer, cold" else None
+        results.append(time_command(name, base + args_for(name), runs=runs, env=env))
     print_table(title, results, baseline="docker compose v2")
 
 
