@@ -995,6 +995,20 @@ class Cgroup:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
+    def remove_if_empty(self) -> bool:
+        """Remove the directories if no process and no child cgroup is left, which rmdir
+        checks itself (EBUSY otherwise): a container's usual end, without walking trees.
+        False leaves the rest to kill_all and destroy."""
+        for h, d in self._dirs.items():
+            try:
+                self._kernel.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False
+            self._remove_default_parent_if_empty(h, d)
+        return True
+
     def destroy(self, timeout: float = 5.0) -> None:
         """Remove this cgroup's directories, deepest first; never anything above them."""
         for h, d in self._dirs.items():

@@ -1,0 +1,50 @@
+"""The end of a container's cgroup: an empty cgroup goes with plain rmdirs (delete's usual
+case, no tree walk, no signals); anything left in it takes the full kill and destroy."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from runtime.oci.container import _destroy_cgroup
+from tests.fakecgroupfs import FakeCgroupTree
+
+
+@pytest.fixture(params=["v1", "v2", "hybrid"])
+def tree(tmp_path, request):
+    return FakeCgroupTree(tmp_path / "cg", request.param)
+
+
+def test_an_empty_cgroup_is_removed_without_signals(tree):
+    cgroup = tree.open()
+    cgroup.create()
+    assert cgroup.remove_if_empty()
+    assert not any(os.path.exists(d) for d in cgroup.dirs())
+    assert not any(os.path.exists(os.path.dirname(d)) for d in cgroup.dirs())  # /composer
+    assert tree.kernel.signals == []
+
+
+def test_a_cgroup_with_a_process_is_left_to_kill_and_destroy(tree):
+    cgroup = tree.open()
+    cgroup.create()
+    cgroup.add(4242)
+    assert not cgroup.remove_if_empty()
+    _destroy_cgroup(cgroup)
+    assert (4242, 9) in tree.kernel.signals
+    assert not any(os.path.exists(d) for d in cgroup.dirs())
+
+
+def test_a_cgroup_with_a_child_cgroup_is_not_taken_by_rmdir(tree):
+    cgroup = tree.open()
+    cgroup.create()
+    child = cgroup.dirs()[0] + "/nested"
+    tree.kernel.mkdir(child)
+    assert not cgroup.remove_if_empty()
+    _destroy_cgroup(cgroup)
+    assert not os.path.exists(child) and not os.path.exists(cgroup.dirs()[0])
+
+
+def test_already_removed_directories_count_as_removed(tree):
+    cgroup = tree.open()
+    assert cgroup.remove_if_empty()  # never created
