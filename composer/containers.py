@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from composer.exit_codes import FAILURE as EXIT_FAILURE
 from composer.loader.errors import LoadError, Problem
 from composer.model import Mount, Project, Service
 
@@ -27,7 +28,11 @@ class ServiceSpecError(Exception):
 
 class MissingSourceError(LoadError, ServiceSpecError):
     """Host files the project names are not there: shown like a loader error, with the
-    file, line and column that name them."""
+    file, line and column that name them; the command failed (exit 1, as docker compose),
+    the files themselves loaded."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(problems, exit_code=EXIT_FAILURE)
 
 
 def check_host_sources(project: Project, service: Service) -> None:

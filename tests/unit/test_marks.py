@@ -9,7 +9,7 @@ import os
 import pytest
 
 from composer.containers import MissingSourceError, check_build_context, check_host_sources
-from composer.exit_codes import CONFIG
+from composer.exit_codes import FAILURE
 from composer.loader import LoadOptions, load
 from composer.loader.errors import SourceCache
 from composer.loader.positions import NO_POSITIONS
@@ -160,7 +160,7 @@ def test_missing_host_paths_are_made_when_allowed_else_named_at_their_line(tmp_p
     with pytest.raises(MissingSourceError) as info:
         check_host_sources(project, project.services["web"])
     error = info.value
-    assert error.exit_code == CONFIG
+    assert error.exit_code == FAILURE
     headlines = str(error).splitlines()
     assert headlines == [
         f"compose.yaml:7:17: services.web.volumes[1]: bind source {tmp_path}/long does not exist",
