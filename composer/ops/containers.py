@@ -70,6 +70,19 @@ def restart_policy(service: Service) -> str | None:
     return "no"
 
 
+def restart_timing(service: Service) -> dict:
+    """deploy.restart_policy's delay, window and max_attempts (for any condition) as
+    Engine.create takes them; none when `restart:` is set, which keeps docker's backoff."""
+    policy = service.restart_policy
+    if service.restart or policy is None:
+        return {}
+    return {
+        "restart_delay": policy.delay,
+        "restart_window": policy.window,
+        "restart_max_attempts": policy.max_attempts or None,
+    }
+
+
 def healthcheck(service: Service, image_config: dict):
     """The service's healthcheck, else the image's HEALTHCHECK (NONE and `disable`
     are the shim's to read)."""
@@ -181,6 +194,9 @@ def create(
             labels=container_labels(project, service, number, image.digest, oneoff),
             stop_signal=service.stop_signal or image_config.get("StopSignal"),
             restart=None if oneoff else restart_policy(service),
+            **({} if oneoff else restart_timing(service)),
+            stdin_open=service.stdin_open,
+            stdin_once=oneoff,  # `run`: input ends with the user's, and it waits for them
             healthcheck=healthcheck(service, image_config),
             container_id=container_id,
         )
