@@ -875,7 +875,7 @@ def _raw_terminal(fd: int | None):
     import tty
 
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSANOW)  # not TCSAFLUSH: keep what was typed ahead
     try:
         yield
     finally:

@@ -1,5 +1,5 @@
-"""Commands on single containers of a project: exec, run, kill, pause, unpause, rm,
-create, top, port, wait, cp, events, ls.
+"""Commands on single containers of a project: exec, run, attach, kill, pause, unpause,
+rm, create, top, port, wait, cp, events, ls.
 
 Argument parsing and output only; the work is in composer/ops (run.py, commands.py).
 """
@@ -24,6 +24,9 @@ def add_exec(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-u", "--user", help="user[:group] to run as")
     parser.add_argument("-w", "--workdir", help="working directory inside the container")
     parser.add_argument("-T", "--no-TTY", dest="no_tty", action="store_true", help="no terminal")
+    parser.add_argument(
+        "-i", "--interactive", action="store_true", help="accepted: stdin is always passed on"
+    )
     parser.add_argument("--index", type=int, default=1, help="which container of the service")
     parser.add_argument("--privileged", action="store_true", help="every capability")
 
@@ -76,7 +79,12 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-u", "--user", help="user[:group] to run as")
     parser.add_argument("-w", "--workdir", help="working directory inside the container")
     parser.add_argument("-T", "--no-TTY", dest="no_tty", action="store_true", help="no terminal")
-    parser.add_argument("-i", "--interactive", action="store_true", help="accepted")
+    parser.add_argument(
+        "-i",
+        "--interactive",
+        action="store_true",
+        help="accepted: stdin is passed on unless -d, as with docker compose",
+    )
     build = parser.add_mutually_exclusive_group()
     build.add_argument("--build", action="store_true", help="build the image first")
     build.add_argument("--no-build", action="store_true", help="never build the image")
@@ -104,8 +112,9 @@ def run_run(args: argparse.Namespace) -> int:
         no_deps=args.no_deps,
         name=args.name,
         use_aliases=args.use_aliases,
-        # Output is relayed from the logs, never stdin: a terminal only if the service asks.
-        tty=bool(service and service.tty) and not args.no_tty,
+        # A terminal when the service asks for one or we are at one, unless -T.
+        tty=not args.no_tty and (bool(service and service.tty) or wants_terminal(args)),
+        interactive=not args.detach,
         user=args.user,
         workdir=args.workdir,
         build="always" if args.build else "never" if args.no_build else "auto",
@@ -117,10 +126,8 @@ def run_run(args: argparse.Namespace) -> int:
         print(name)
         return 0
     try:
-        for record in backend.engine.logs(container_id, follow=True):
-            stream = sys.stderr if record["stream"] == "stderr" else sys.stdout
-            stream.write(record["log"])
-            stream.flush()
+        # Its command starts now that we are attached: no output comes before.
+        backend.engine.attach(container_id, stdin=_stdin_fd())
         code = backend.engine.wait(container_id)
     except KeyboardInterrupt:
         backend.engine.stop(container_id, timeout=10)
@@ -128,6 +135,41 @@ def run_run(args: argparse.Namespace) -> int:
     finally:
         if args.rm:
             remove_oneoff(project, backend, container_id)
+    return 1 if code is None else code
+
+
+def _stdin_fd() -> int | None:
+    """Our stdin to relay, or None when there is none (a closed fd 0)."""
+    import os
+
+    try:
+        os.fstat(0)
+    except OSError:
+        return None
+    return 0
+
+
+# -- attach ----------------------------------------------------------------------------
+
+
+def add_attach(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("service", metavar="SERVICE")
+    parser.add_argument("--index", type=int, default=1, help="which container of the service")
+    parser.add_argument("--no-stdin", action="store_true", help="do not pass stdin on")
+
+
+def run_attach(args: argparse.Namespace) -> int:
+    from composer.ops.commands import service_container
+
+    project = _load(args)
+    backend = _backend()
+    info = service_container(backend, project, args.service, args.index)
+    # Input reaches it only with stdin_open: true (attach reads none otherwise).
+    backend.engine.attach(info["id"], stdin=None if args.no_stdin else _stdin_fd())
+    state = backend.engine.inspect(info["id"])
+    if state["status"] in ("running", "restarting"):
+        return 0  # it restarted, or the connection was dropped: it goes on without us
+    code = state.get("exit_code")
     return 1 if code is None else code
 
 
@@ -449,6 +491,7 @@ def run_ls(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "exec": ("Execute a command in a running container", add_exec, run_exec),
     "run": ("Run a one-off command on a service", add_run, run_run),
+    "attach": ("Attach to a service's running container", add_attach, run_attach),
     "kill": ("Force stop service containers", add_kill, run_kill),
     "pause": ("Pause services", add_services, run_pause),
     "unpause": ("Unpause services", add_services, run_unpause),

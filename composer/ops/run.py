@@ -38,6 +38,8 @@ class RunRequest:
     name: str | None = None
     use_aliases: bool = False
     tty: bool = False
+    # The caller attaches (Engine.attach) and relays its stdin; the container starts then.
+    interactive: bool = False
     user: str | None = None
     workdir: str | None = None
     build: str = "auto"
@@ -71,6 +73,7 @@ def oneoff_service(project: Project, service: Service, request: RunRequest) -> S
         "volumes": tuple(volumes),
         "container_name": None,
         "tty": request.tty,
+        "stdin_open": request.interactive,
     }
     if request.command is not None:
         changes["command"] = tuple(request.command)
@@ -130,7 +133,8 @@ def create_oneoff(
     project: Project, backend: Backend, request: RunRequest, report: Report
 ) -> tuple[str, str]:
     """Start the dependencies (unless no_deps), create the one-off container and start it
-    once its dependencies are ready; (id, name)."""
+    once its dependencies are ready; (id, name). An interactive one-off's command runs
+    when its caller attaches (Engine.attach), so none of its output comes before that."""
     from composer.ops.up import UpRequest, up, wait_for_dependencies
     from runtime.network import dns
 
