@@ -54,7 +54,8 @@ def down(
                 "left in place; `down --remove-orphans` removes them",
             )
         levels = ([leftovers] if remove_orphans and leftovers else []) + order
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        # One thread a container: most of a removal is waiting (the shim, the kernel).
+        with ThreadPoolExecutor(max_workers=max(len(infos), 1)) as pool:
             for level in levels:
                 doomed = [info for name in level for info in grouped.get(name, [])]
                 futures = {

@@ -61,35 +61,54 @@ def up(project: Project, backend: Backend, request: UpRequest, report: Report) -
             )
             for s in services
         }
-        _ensure_dns(backend, project)
-        existing = backend.existing(project.name)
-        _handle_orphans(backend, project, existing, request, report)
-        options = UpOptions(
-            request.force_recreate, request.no_recreate, request.scale, request.start
-        )
-        workers = request.parallel if request.parallel > 0 else max(len(services), 1)
-        changed: set[str] = set()  # services this up created, recreated or started
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for generation in graph.start_generations(selected):
-                futures = [
-                    pool.submit(
-                        _converge_service,
-                        project,
-                        project.services[name],
-                        images[name],
-                        existing,
-                        backend,
-                        options,
-                        request,
-                        report,
-                        changed,
-                    )
-                    for name in generation
-                ]
-                errors = [f.exception() for f in futures if f.exception() is not None]
-                if errors:
-                    raise errors[0]
+        # The name server boots (~0.1 s, another process) while containers are made; each
+        # container waits for it only before it starts, when its first lookup may come.
+        dns_pool = ThreadPoolExecutor(max_workers=1)
+        dns = dns_pool.submit(_ensure_dns, backend, project)
+        try:
+            _converge(project, backend, request, report, graph, selected, images, dns.result)
+            dns.result()  # its failure counts even when no container needed starting
+        finally:
+            dns_pool.shutdown(wait=True)
     return [s.name for s in services]
+
+
+def _converge(
+    project: Project,
+    backend: Backend,
+    request: UpRequest,
+    report: Report,
+    graph,
+    selected: set[str],
+    images: dict,
+    dns_ready: Callable[[], object],
+) -> None:
+    existing = backend.existing(project.name)
+    _handle_orphans(backend, project, existing, request, report)
+    options = UpOptions(request.force_recreate, request.no_recreate, request.scale, request.start)
+    workers = request.parallel if request.parallel > 0 else max(len(selected), 1)
+    changed: set[str] = set()  # services this up created, recreated or started
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for generation in graph.start_generations(selected):
+            futures = [
+                pool.submit(
+                    _converge_service,
+                    project,
+                    project.services[name],
+                    images[name],
+                    existing,
+                    backend,
+                    options,
+                    request,
+                    report,
+                    changed,
+                    dns_ready,
+                )
+                for name in generation
+            ]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            if errors:
+                raise errors[0]
 
 
 def dry_run(project: Project, backend: Backend, request: UpRequest) -> list[tuple[str, str]]:
@@ -162,13 +181,14 @@ def _converge_service(
     request: UpRequest,
     report: Report,
     changed: set[str],
+    dns_ready: Callable[[], object],
 ) -> None:
     mine = [c for c in existing if c.service == service.name]
     actions = plan_service(project, service, mine, image.digest, options)
     if actions:
         changed.add(service.name)  # for dependents that asked to restart with it
     elif options.start:
-        _restart_for_dependencies(service, mine, backend, changed, report)
+        _restart_for_dependencies(service, mine, backend, changed, report, dns_ready)
     if options.start and actions:
         wait_for_dependencies(project, service, backend, request.dependency_timeout, report)
     for action in actions:
@@ -195,6 +215,7 @@ def _converge_service(
             container_id = ctr.create(project, service, action.number, image, backend)
             report(label, "Created")
         if options.start:
+            dns_ready()
             backend.engine.start(container_id)
             ctr.run_hooks(backend, container_id, service, "post_start")
             report(label, "Started")
@@ -203,7 +224,12 @@ def _converge_service(
 
 
 def _restart_for_dependencies(
-    service: Service, mine: list[Existing], backend: Backend, changed: set[str], report: Report
+    service: Service,
+    mine: list[Existing],
+    backend: Backend,
+    changed: set[str],
+    report: Report,
+    dns_ready: Callable[[], object],
 ) -> None:
     """depends_on `restart: true`: a dependency this up recreated or restarted takes
     this (otherwise unchanged) service's running containers with it."""
@@ -213,6 +239,7 @@ def _restart_for_dependencies(
     for container in mine:
         if container.status == "running":
             backend.engine.stop(container.id, timeout=ctr.stop_timeout(service, None))
+            dns_ready()
             backend.engine.start(container.id)
             report(f"Container {container.name}", f"Restarted ({causes[0]} changed)")
     changed.add(service.name)

@@ -362,17 +362,32 @@ class NetworkManager:
             return _attachment(endpoint)
 
     def detach(self, container_id: str, network: str) -> None:
-        """Disconnect the container from the network (idempotent)."""
+        """Disconnect the container from the network (idempotent).
+
+        The veth goes outside the lock (the kernel takes ~10-50 ms to delete one): the
+        endpoint is recorded as "detaching" first, so a crash meanwhile is cleaned up."""
         with self._lock(f"detach {container_id[:12]} from {network}"):
             record = _read_record(self._path(network))
             if record is None or container_id not in record["endpoints"]:
                 return
-            if self._drop_endpoint(record, container_id):
-                self._sync_rules()
+            endpoint = record["endpoints"][container_id]
+            endpoint["state"] = "detaching"
+            if record["ports"].pop(container_id, None) is not None:
+                self._write(record)
+                self._sync_rules()  # the rules name ports, never endpoints
+            else:
+                self._write(record)
+        bridge.remove_link(endpoint["host_ifname"])
+        with self._lock(f"detach {container_id[:12]} from {network}"):
+            record = _read_record(self._path(network))
+            current = (record or {}).get("endpoints", {}).get(container_id)
+            if current is not None and current["state"] == "detaching":
+                del record["endpoints"][container_id]
+                self._write(record)
 
     def _drop_endpoint(self, record: dict, container_id: str) -> bool:
-        """Remove the endpoint and its veth; True if it had published ports (the rules
-        name ports, never endpoints, so only then do they change)."""
+        """Remove the endpoint and its veth (under the lock); True if it had published
+        ports, which then leave the rules."""
         endpoint = record["endpoints"][container_id]
         endpoint["state"] = "detaching"
         had_ports = record["ports"].pop(container_id, None) is not None
