@@ -7,12 +7,17 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from composer.cli import memo
+    if "config" in argv:  # the only command with a memo; the others skip even its import
+        from composer.cli import memo
 
-    if not memo.usable(argv):
-        from composer.cli.app import run
+        if memo.usable():
+            return _run_with_memo(argv, memo)
+    from composer.cli.app import run
 
-        return run(argv)
+    return run(argv)
+
+
+def _run_with_memo(argv: list[str], memo) -> int:
     path = memo.record_path(argv)
     code = memo.replay(path)
     if code is not None:

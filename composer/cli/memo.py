@@ -38,9 +38,9 @@ _CODE_SUFFIXES = (".py", ".pyc", ".so", ".json", ".pth")
 _KERNEL_PREFIXES = ("/proc/", "/sys/", "/dev/")
 
 
-def usable(argv: list[str]) -> bool:
+def usable() -> bool:
     """Whether this run may be answered from, or recorded into, the memo."""
-    if "config" not in argv or os.environ.get("COMPOSER_CONFIG_CACHE") == "0":
+    if os.environ.get("COMPOSER_CONFIG_CACHE") == "0":
         return False
     return not (sys.stdout.isatty() or sys.stderr.isatty())
 
