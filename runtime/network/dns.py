@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import ipaddress
 import os
 import signal
@@ -861,6 +862,9 @@ class Server:
         self.selector.register(wake_read, 1, ("signal", None))
         self.rescan()
         last_rescan = time.monotonic()
+        # What is loaded now lives as long as the server: the collector's full passes (ms,
+        # in the middle of a query) need not walk it.
+        gc.freeze()
         try:
             while self.running:
                 wait = min(RESCAN_INTERVAL, max(0.0, self.expire_forwarding()))
