@@ -310,6 +310,44 @@ def test_removed_container_is_nxdomain_at_the_next_query(project):
     assert addresses(query(web, f"proxy.{DOMAIN}")) == ["10.89.50.3"]
 
 
+def test_a_burst_of_queries_is_answered_each_under_its_own_id(project):
+    """Many queries waiting at once: the server drains them in bursts from remembered
+    answers; each reply carries its own query's id and answer, replicas still rotate."""
+    name = project["name"]
+    expected = {
+        "www": ["10.89.50.2"],
+        f"{name}-proxy-1": ["10.89.50.3"],
+        f"WebHost.{DOMAIN}": ["10.89.50.2"],
+        f"nothing.{DOMAIN}": [],
+    }
+    asked = {}
+    for n in range(100):
+        query_name = list(expected)[n % len(expected)]
+        message = dns.message.make_query(query_name, "A", use_edns=0 if n % 3 else False)
+        message.id = 1000 + n
+        asked[message.id] = (query_name, message.to_wire())
+    with inside(project["web"].path):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.settimeout(5)
+            sock.connect((FRONT_GW, 53))
+            for _, wire in asked.values():
+                sock.send(wire)
+            replies = [dns.message.from_wire(sock.recv(4096)) for _ in asked]
+        finally:
+            sock.close()
+    assert sorted(r.id for r in replies) == sorted(asked)
+    for reply in replies:
+        query_name, wire = asked[reply.id]
+        assert reply.question[0].name.to_text() == f"{query_name}."
+        assert addresses(reply) == expected[query_name]
+        assert reply.rcode() == (dns.rcode.NXDOMAIN if not expected[query_name] else 0)
+        assert (reply.edns >= 0) == (dns.message.from_wire(wire).edns >= 0)
+    firsts = [addresses(query(project["api1"], "api", server=BACK_GW))[0] for _ in range(4)]
+    assert firsts[0::2] == [firsts[0]] * 2 and firsts[1::2] == [firsts[1]] * 2
+    assert firsts[0] != firsts[1]
+
+
 def test_forwards_other_names_with_tcp_fallback(project):
     web, upstream = project["web"], project["upstream"]
     assert addresses(query(web, "example.test")) == ["192.0.2.10"]
