@@ -12,7 +12,6 @@ The shim imports this module, so it stays on the standard library's C parts: the
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import sys
 import time
@@ -220,6 +219,8 @@ class Lock:
         # flock has no timeout of its own; poll with a short, growing pause instead. The
         # cap stays small: holders are often brief (a record write), and a long sleep
         # would keep a waiter idle well after the lock was free.
+        import fcntl  # here: an extension module, and `composer-runtime` takes no lock
+
         if wait is None:
             fcntl.flock(fd, fcntl.LOCK_EX)
             return

@@ -52,8 +52,3 @@ def run_hooks(config: dict, stage: str, state: dict) -> None:
             if stage not in WARN_ONLY:
                 raise
             print(f"composer-runtime: warning: {stage} {err}", file=sys.stderr)
-
-
-def has_hooks(config: dict, *stages: str) -> bool:
-    hooks = config.get("hooks") or {}
-    return any(hooks.get(stage) for stage in stages)

@@ -16,7 +16,7 @@ import os
 import sys
 
 from runtime import state as disk
-from runtime.oci import hooks, linux, seccomp_cache, syscalls
+from runtime.oci import linux, syscalls
 from runtime.oci.container import (
     EXEC_DONE,
     EXEC_FIFO,
@@ -34,6 +34,7 @@ from runtime.oci.container import (
     _write_pid_file,
     delete,
     exec_process_config,
+    has_hooks,
     load_config,
     oci_state,
     status_of,
@@ -180,7 +181,7 @@ def create_container(
         raise
     record.update(status="created", pid=pid, start_time=process_start_time(pid))
     record.pop("creator")
-    _save(root, record)
+    _save(root, record, syscalls.rename_exchange)
     if pid_file:
         try:
             _write_pid_file(pid_file, pid)
@@ -345,6 +346,8 @@ def _supervise_create(parent: _Channel, config, record, stage1) -> int:
             pid = message["pid"]
             record.update(pid=pid, start_time=process_start_time(pid))
         elif kind == "hooks":
+            from runtime.oci import hooks
+
             while not pid:  # stage 2 may speak before stage 1 reported its pid
                 early = parent.recv() or {"type": "error", "message": "init exited"}
                 if early["type"] != "pid":
@@ -444,7 +447,9 @@ def _stage2(
         config, bundle, new_flags, in_user_ns, cgroup_dirs=cgroup_dirs, own_mount_ns=own_mount_ns
     )
     hook_state = None
-    if hooks.has_hooks(config, "prestart", "createRuntime", "createContainer", "startContainer"):
+    if has_hooks(config, "prestart", "createRuntime", "createContainer", "startContainer"):
+        from runtime.oci import hooks  # now: startContainer runs after pivot_root
+
         channel.send({"type": "hooks"})
         reply = channel.recv() or {}
         if reply.get("type") != "ack":
@@ -499,6 +504,8 @@ def _seccomp_program(seccomp_cfg: dict | None):
     runtime.oci.seccomp_cache); the init loads it after pivot_root, as late as allowed."""
     if not seccomp_cfg:
         return None
+    from runtime.oci import seccomp_cache
+
     return seccomp_cache.program(seccomp_cfg)
 
 

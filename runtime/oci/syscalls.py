@@ -144,6 +144,7 @@ _libc.prctl.argtypes = [_Int, _ULong, _ULong, _ULong, _ULong]
 _libc.capget.argtypes = [_ctypes.POINTER(_CapHeader), _ctypes.POINTER(_CapData)]
 _libc.capset.argtypes = [_ctypes.POINTER(_CapHeader), _ctypes.POINTER(_CapData)]
 _libc.personality.argtypes = [_ULong]
+_libc.renameat2.argtypes = [_Int, _CharP, _Int, _CharP, _UInt32]
 _libc.syscall.restype = _Long
 
 
@@ -299,6 +300,16 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
 
 def mknod(path: str, mode: int, major: int, minor: int) -> None:
     os.mknod(path, mode, os.makedev(major, minor))
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def rename_exchange(old: str, new: str) -> None:
+    """Swap two existing paths atomically (renameat2 RENAME_EXCHANGE)."""
+    result = _libc.renameat2(_AT_FDCWD, _b(old), _AT_FDCWD, _b(new), _RENAME_EXCHANGE)
+    _check(result, f"rename {old!r} <-> {new!r}", new)
 
 
 def lsm_enabled(name: str) -> bool:
