@@ -274,7 +274,7 @@ def cmd_run(args) -> int:
         terminal.proxy()
     code = _wait_forwarding_signals(record["pid"])
     if not args.keep:
-        container.delete(args.root, args.id, force=True)
+        container.delete(args.root, args.id, force=True, record=record)
     return code
 
 

@@ -245,15 +245,17 @@ def kill(root: str, container_id: str, sig: int, all_processes: bool = False) ->
         os.kill(record["pid"], sig)
 
 
-def delete(root: str, container_id: str, force: bool = False) -> None:
+def delete(root: str, container_id: str, force: bool = False, record: dict | None = None) -> None:
+    """`record`: the container's, as this process created it (`run`): no second read."""
     state_dir = _dir(root, container_id)
     if not os.path.isdir(state_dir):
         raise ContainerError(f"container {container_id!r} does not exist")
-    try:
-        record = _load(root, container_id)
-    except ValueError:  # a half-written create: nothing to keep
-        _remove_tree(state_dir)
-        return
+    if record is None:
+        try:
+            record = _load(root, container_id)
+        except ValueError:  # a half-written create: nothing to keep
+            _remove_tree(state_dir)
+            return
     current = status_of(root, record)
     if current != "stopped":
         if not force:

@@ -179,7 +179,9 @@ def create_container(
                 print(f"composer-runtime: warning: cleanup: {err}", file=sys.stderr)
         _remove_tree(state_dir)
         raise
-    record.update(status="created", pid=pid, start_time=process_start_time(pid))
+    if record.get("pid") != pid:  # stage 1 forked it: not read yet
+        record.update(pid=pid, start_time=process_start_time(pid))
+    record["status"] = "created"
     record.pop("creator")
     _save(root, record, syscalls.rename_exchange)
     if pid_file:
