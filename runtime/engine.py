@@ -727,14 +727,14 @@ class Engine:
             raise ContainerError(f"cannot attach to {container_id[:12]}: {e}") from None
         if not state.get("stdin_open"):
             stdin = None
-        follow_size = bool(state.get("terminal")) and stdin is not None and os.isatty(stdin)
+        ours = stdin if state.get("terminal") and stdin is not None and os.isatty(stdin) else None
+
+        def resize(rows: int, cols: int) -> None:
+            shim.request(directory, {"cmd": "resize", "rows": rows, "cols": cols}, timeout=5)
+
         try:
-            with _raw_terminal(stdin if follow_size else None):
-                if follow_size:
-                    with _size_followed(directory, stdin):
-                        _relay_attached(sock, stdin, stdout, stderr)
-                else:
-                    _relay_attached(sock, stdin, stdout, stderr)
+            with _raw_terminal(ours), _size_followed(ours, resize):
+                _relay_attached(sock, stdin, stdout, stderr)
         finally:
             sock.close()
 
@@ -798,16 +798,15 @@ def _fd_of(stream, default: int) -> int | None:
 
 
 def _relay_terminal(master: int, in_fd: int | None, out_fd: int | None) -> None:
-    """Copy in_fd -> pty and pty -> out_fd until the process on the pty has gone."""
+    """Copy in_fd -> pty and pty -> out_fd until the process on the pty has gone; our
+    terminal (if in_fd is one) is raw meanwhile, and the pty follows its size."""
     import select
-    import termios
-    import tty
 
-    saved = None
-    if in_fd is not None and os.isatty(in_fd):
-        saved = termios.tcgetattr(in_fd)
-        tty.setraw(in_fd)  # keys go to the container's terminal, not ours
-    try:
+    ours = in_fd if in_fd is not None and os.isatty(in_fd) else None
+    with (
+        _raw_terminal(ours),
+        _size_followed(ours, lambda rows, cols: shim.set_terminal_size(master, rows, cols)),
+    ):
         watched = [master] + ([in_fd] if in_fd is not None else [])
         while True:
             for fd in select.select(watched, [], [])[0]:
@@ -825,9 +824,6 @@ def _relay_terminal(master: int, in_fd: int | None, out_fd: int | None) -> None:
                 else:  # our input ended: end-of-file for the terminal too
                     watched.remove(in_fd)
                     _write_all(master, b"\x04")
-    finally:
-        if saved is not None:
-            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
 
 
 def _relay_attached(sock, stdin: int | None, stdout: int, stderr: int) -> None:
@@ -883,20 +879,28 @@ def _raw_terminal(fd: int | None):
 
 
 @contextlib.contextmanager
-def _size_followed(directory: Path, terminal: int):
-    """Give the container's terminal our size now and after every SIGWINCH."""
+def _size_followed(terminal: int | None, apply):
+    """Give the container's terminal the size of ours (`terminal`, if one) now and after
+    every SIGWINCH: apply(rows, cols)."""
+    if terminal is None or not os.isatty(terminal):
+        yield
+        return
 
     def resize(*_) -> None:
         columns, lines = os.get_terminal_size(terminal)
         with contextlib.suppress(shim.ShimUnreachable, OSError, ValueError):
-            shim.request(directory, {"cmd": "resize", "rows": lines, "cols": columns}, timeout=5)
+            apply(lines, columns)
 
-    previous = signals.signal(signals.SIGWINCH, resize)
+    try:
+        previous = signals.signal(signals.SIGWINCH, resize)
+    except ValueError:  # not the main thread: the size is given once, not followed
+        previous = None
     try:
         resize()
         yield
     finally:
-        signals.signal(signals.SIGWINCH, previous)
+        if previous is not None:
+            signals.signal(signals.SIGWINCH, previous)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -9,8 +9,10 @@ runtime's `create` and `start`, and then:
 - reaps the container's init (it is reparented to us when the runtime exits) and
   records exit code, signal, OOM kill and finish time in state.json;
 - applies the restart policy: after init exits (unless the user stopped or killed it
-  through us), waits a backoff, deletes and re-creates the container from the same
-  bundle, and marks the restart in the log;
+  through us), waits (docker's backoff, or deploy.restart_policy's fixed delay),
+  deletes and re-creates the container from the same bundle, and marks the restart in
+  the log; a retry limit counts the restarts, or with a window only those that ended
+  within it;
 - runs the healthcheck: probes are `<runtime> exec` children of ours, timed by the
   same poll loop (runtime.health decides what their results mean);
 - answers a JSON-line control socket, shim.sock: status, kill, stop, wait, resize;
@@ -755,13 +757,10 @@ class Shim:
 
     def resize(self, rows: int, cols: int) -> None:
         """Set the container's terminal size (the kernel sends its process SIGWINCH)."""
-        import fcntl  # only here: most shims never resize
-
         master = next((fd for fd in self.streams if self.terminal), -1)
         if master < 0:
             raise ValueError("the container has no terminal")
-        size = int(rows).to_bytes(2, sys.byteorder) + int(cols).to_bytes(2, sys.byteorder)
-        fcntl.ioctl(master, TIOCSWINSZ, size + bytes(4))
+        set_terminal_size(master, rows, cols)
 
     def reap(self) -> None:
         while True:
@@ -1181,6 +1180,14 @@ def _read_available(fd: int) -> None:
 def _tail(complaint: bytes, limit: int = 2000) -> str:
     text = complaint.decode(errors="replace").strip()
     return text[-limit:] or "no message"
+
+
+def set_terminal_size(fd: int, rows: int, cols: int) -> None:
+    """TIOCSWINSZ on a pty (either side): the process on it gets SIGWINCH."""
+    import fcntl  # only here: most shims never resize
+
+    size = int(rows).to_bytes(2, sys.byteorder) + int(cols).to_bytes(2, sys.byteorder)
+    fcntl.ioctl(fd, TIOCSWINSZ, size + bytes(4))  # and two unused pixel sizes
 
 
 def receive_terminal(listener: _socket.socket, timeout: float = 10) -> int:

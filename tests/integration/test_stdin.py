@@ -158,3 +158,22 @@ def test_run_on_a_terminal_gets_a_terminal_of_our_size_that_follows_ours(project
     # Raw while attached (our terminal neither echoes nor edits lines), restored after.
     assert not saved[3] & (termios.ECHO | termios.ICANON)
     assert after[3] & termios.ECHO and after[3] & termios.ICANON
+
+
+def test_exec_on_a_terminal_follows_our_size(project):
+    project.write(SERVICES)
+    project.run("up", "-d", "reader")
+    term = Terminal(project, "exec", "reader", "sh", rows=25, cols=81)
+    try:
+        term.expect("# ")
+        term.type("stty size; echo mark-$((6*7))\n")
+        term.expect("mark-42")
+        assert b"25 81" in term.output
+        term.resize(50, 132)
+        term.type("stty size; echo mark-$((6*8))\n")
+        term.expect("mark-48")
+        assert b"50 132" in term.output.split(b"mark-42")[-1]
+        term.type("exit 6\n")
+        assert term.proc.wait(60) == 6
+    finally:
+        term.close()
