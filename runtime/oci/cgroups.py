@@ -414,15 +414,16 @@ class Cgroup:
         for h, d in self._dirs.items():
             levels = self._levels(h, d)
             for i, level in enumerate(levels):
-                if h.version == 2 and i > 0:
+                if i == 0:
+                    continue  # the mount point
+                if h.version == 2:
                     self._enable_controllers(levels[i - 1])
-                if not os.path.isdir(level):
-                    try:
-                        self._kernel.mkdir(level)
-                    except FileExistsError:
-                        pass
-                    except OSError as e:
-                        raise CgroupError(f"cannot create {level}: {e.strerror}", e.errno) from e
+                try:  # no isdir first: one syscall, not two, at every level
+                    self._kernel.mkdir(level)
+                except FileExistsError:
+                    pass
+                except OSError as e:
+                    raise CgroupError(f"cannot create {level}: {e.strerror}", e.errno) from e
                 if h.version == 1 and "cpuset" in h.controllers and i > 0:
                     self._inherit_cpuset(level)
 
@@ -1006,7 +1007,13 @@ class Cgroup:
                 pass
             except OSError:
                 return False
-            self._remove_default_parent_if_empty(h, d)
+            # d is the mount point (a real path, from mountinfo) joined with ours: no
+            # realpath needed to know the parent is our default one
+            if os.path.dirname(d) == h.mountpoint.rstrip("/") + DEFAULT_PARENT:
+                try:
+                    self._kernel.rmdir(os.path.dirname(d))
+                except OSError:
+                    pass  # another container is still there
         return True
 
     def destroy(self, timeout: float = 5.0) -> None:

@@ -682,11 +682,13 @@ def drop_bounding(bounding: int, highest: int, sys_=syscalls) -> None:
     """Drop what config leaves out; refuse what it asks for but we cannot grant (a MUST)."""
     missing = bounding >> (highest + 1) << (highest + 1)  # unknown to this kernel
     for cap in range(highest + 1):
-        held = sys_.prctl(syscalls.PR_CAPBSET_READ, cap) == 1
-        wanted = bool(bounding & (1 << cap))
-        if held and not wanted:
-            sys_.prctl(syscalls.PR_CAPBSET_DROP, cap)
-        elif wanted and not held:
+        if not bounding & (1 << cap):
+            try:  # a no-op if not held: no read first
+                sys_.prctl(syscalls.PR_CAPBSET_DROP, cap)
+            except PermissionError:  # without CAP_SETPCAP: fine if it was not held
+                if sys_.prctl(syscalls.PR_CAPBSET_READ, cap) == 1:
+                    raise
+        elif sys_.prctl(syscalls.PR_CAPBSET_READ, cap) != 1:
             missing |= 1 << cap
     if missing:
         from runtime.oci import capabilities
