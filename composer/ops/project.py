@@ -111,16 +111,14 @@ def check_identity(backend: Backend, project: Project, *, record: bool) -> None:
                 f"  hint: give this one another name with -p NAME (or `name:` in the file), "
                 f"or run `composer down` in {known['working_dir']} first"
             )
-    if record:
+    wanted = {
+        "name": project.name,
+        "working_dir": project.project_dir,
+        "config_files": list(project.config_files),
+    }
+    if record and known != wanted:  # unchanged: no write (and no fsync) on every up
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(
-            path,
-            {
-                "name": project.name,
-                "working_dir": project.project_dir,
-                "config_files": list(project.config_files),
-            },
-        )
+        atomic_write_json(path, wanted)
 
 
 def forget(backend: Backend, project: Project) -> None:

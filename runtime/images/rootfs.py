@@ -100,10 +100,18 @@ def _mount_from(directory: str, target: str, data: str) -> None:
         raise OSError(code, f"mount overlay on {target}: {os.strerror(code)} (data={data!r})")
 
 
-def prepare_rootfs(image, container_dir: str | os.PathLike, store=None) -> Path:
+def prepare_rootfs(
+    image, container_dir: str | os.PathLike, store=None, *, volatile: bool = False
+) -> Path:
     """Mount the image's layers (unpacked on first use) with a fresh upper dir under
     `container_dir`; return the mounted root filesystem. Calling it again while mounted
-    returns the same mount."""
+    returns the same mount.
+
+    volatile: overlayfs never syncs the upper dir. Without it, unmounting syncs the whole
+    filesystem under it (every process's dirty data: ~5-90 ms a container on a busy disk);
+    with it, a machine crash may lose the container's latest writes. Containers' root
+    filesystems are not remounted after a crash, and a remount of a volatile upper dir
+    would first need its work dir emptied (overlayfs refuses it otherwise)."""
     from runtime.images.store import ImageStore
     from runtime.oci import syscalls
 
@@ -139,16 +147,17 @@ def prepare_rootfs(image, container_dir: str | os.PathLike, store=None) -> Path:
     except BaseException:
         record.unlink(missing_ok=True)
         raise
+    extra = ",volatile" if volatile else ""
     data = _mount_data([str(layer_store.path(d)) for d in top_first], str(upper), str(work))
     try:
-        if len(data) < _page_size():
-            syscalls.mount("overlay", str(rootfs), "overlay", 0, data)
+        if len(data + extra) < _page_size():
+            syscalls.mount("overlay", str(rootfs), "overlay", 0, data + extra)
         else:
             short = [f"{layer_store.short_name(d)}" for d in top_first]
             data = _mount_data(short, str(upper), str(work))
-            if len(data) >= _page_size():
+            if len(data + extra) >= _page_size():
                 raise OSError(errno.E2BIG, f"{len(lowers)} layers do not fit in one overlay mount")
-            _mount_from(str(layer_store.dir / "l"), str(rootfs), data)
+            _mount_from(str(layer_store.dir / "l"), str(rootfs), data + extra)
     except BaseException:
         record.unlink(missing_ok=True)
         raise

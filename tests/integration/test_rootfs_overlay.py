@@ -109,6 +109,28 @@ def test_busybox_rootfs_runs_and_writes_go_to_the_upper_dir(store, containers):
     assert layers_in_use(store.state_root) == set()
 
 
+def _mount_options(path: Path) -> str:
+    with open("/proc/self/mountinfo") as f:
+        return next(line.split(" - ")[1] for line in f if line.split()[4] == str(path))
+
+
+@pytest.mark.parametrize("layers", [1, 150])  # 150: the short-link mount from a child
+def test_a_volatile_rootfs_skips_syncs_and_is_released_whole(store, containers, layers):
+    base = busybox_image(store)
+    image = base
+    if layers > 1:
+        extra = [tar_of({f"layers/{n:03d}": b"x"}) for n in range(layers - 1)]
+        image = image_on(store, base, extra, "deep:1")
+    container = containers("v")
+    rootfs = prepare_rootfs(image, container, store, volatile=True)
+    assert "volatile" in _mount_options(rootfs)
+    assert run_in(rootfs, "echo hi > /tmp/x; cat /tmp/x") == "hi\n"
+    assert (container / "upper" / "tmp" / "x").read_text() == "hi\n"
+    release_rootfs(container)
+    assert not is_mounted(rootfs)
+    assert sorted(p.name for p in container.iterdir()) == []  # work/incompat/volatile too
+
+
 def test_two_containers_share_the_unpacked_layer(store, containers):
     image = busybox_image(store)
     a = prepare_rootfs(image, containers("a"), store)
