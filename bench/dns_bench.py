@@ -7,8 +7,9 @@ own (nothing touches the host's network). Per server and round: a sequential run
 SEQUENTIAL queries from one socket (p50/p99 latency of a lone query) and a dnsperf load
 of DNSPERF_SECONDS with 8 clients (queries/s, mean latency); medians over ROUNDS rounds,
 the servers taking turns within each. dnsperf gives no percentiles, hence the
-sequential run. Also: names only aardvark knows, through our server (its
-forwarding path, aardvark as the upstream) and straight from aardvark.
+sequential run. The serving processes' CPU time a dnsperf query (from /proc) is the
+figure a busy machine disturbs least. Also: names only aardvark knows, through our
+server (its forwarding path, aardvark as the upstream) and straight from aardvark.
 Env: DNSPERF_SECONDS (2), SEQUENTIAL (1000), ROUNDS (3).
 """
 
@@ -108,7 +109,16 @@ def answers(client_ns: str, port: int, name: str) -> bool:
     return out.returncode == 0 and json.loads(out.stdout)["failed"] == 0
 
 
-def measure(client_ns: str, port: int, names: list[str], query_file: Path) -> dict:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system time of these processes (all their threads) so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measure(client_ns: str, port: int, names: list[str], query_file: Path, pids: list[int]) -> dict:
     probe = ["ip", "netns", "exec", client_ns, PY, "-c", SEQUENTIAL_PROBE]
     seq = subprocess.run(
         [*probe, GATEWAY, str(port), ",".join(names), str(SEQUENTIAL)],
@@ -117,6 +127,7 @@ def measure(client_ns: str, port: int, names: list[str], query_file: Path) -> di
         timeout=120,
     )
     result = json.loads(seq.stdout) if seq.returncode == 0 else {"error": seq.stderr[-200:]}
+    cpu_before = cpu_seconds(pids)
     load = subprocess.run(
         [
             "ip",
@@ -141,14 +152,18 @@ def measure(client_ns: str, port: int, names: list[str], query_file: Path) -> di
         text=True,
         timeout=DNSPERF_SECONDS + 60,
     )
+    cpu = cpu_seconds(pids) - cpu_before
     for key, pattern in (
         ("qps", r"Queries per second:\s+([\d.]+)"),
         ("mean_s", r"Average Latency \(s\):\s+([\d.]+)"),
         ("lost", r"Queries lost:\s+(\d+)"),
         ("sent", r"Queries sent:\s+(\d+)"),
+        ("completed", r"Queries completed:\s+(\d+)"),
     ):
         match = re.search(pattern, load.stdout)
         result[key] = float(match.group(1)) if match else None
+    # The servers' CPU a query: what the load costs them, whatever else the machine runs.
+    result["cpu_us"] = cpu * 1e6 / result["completed"] if result["completed"] else None
     return result
 
 
@@ -158,7 +173,7 @@ def combine(results: list[dict]) -> dict:
     if errors:
         return {"error": errors[0]}
     combined = {}
-    for key in ("qps", "mean_s", "p50", "p99"):
+    for key in ("qps", "mean_s", "p50", "p99", "cpu_us"):
         values = [r[key] for r in results if r.get(key) is not None]
         combined[key] = statistics.median(values) if values else None
     for key in ("lost", "failed"):
@@ -274,18 +289,26 @@ def main() -> None:
                 wait_for(lambda: answers(client_ns, AARDVARK_PORT, "svc0"), "aardvark-dns")
             except RuntimeError as e:
                 aardvark_problem = f"aardvark-dns could not be configured: {e}"
-        targets = [("ours", 53, names, queries)]
+        targets = [("ours", 53, names, queries, [ours.pid])]  # `ip netns exec` execs
         if aardvark_problem is None:
+            aardvark_pid = int((aardvark_dir / "aardvark.pid").read_text())
+            both = [ours.pid, aardvark_pid]
             targets += [
-                ("aardvark-dns", AARDVARK_PORT, names, queries),
-                ("ours, forwarding to aardvark", 53, external, external_queries),
-                ("aardvark-dns, same names", AARDVARK_PORT, external, external_queries),
+                ("aardvark-dns", AARDVARK_PORT, names, queries, [aardvark_pid]),
+                ("ours, forwarding to aardvark", 53, external, external_queries, both),
+                (
+                    "aardvark-dns, same names",
+                    AARDVARK_PORT,
+                    external,
+                    external_queries,
+                    [aardvark_pid],
+                ),
             ]
         # Servers take turns within a round, so machine drift spreads over all of them.
         runs: dict[str, list[dict]] = {label: [] for label, *_ in targets}
         for _ in range(ROUNDS):
-            for label, port, asked, query_file in targets:
-                runs[label].append(measure(client_ns, port, asked, query_file))
+            for label, port, asked, query_file, pids in targets:
+                runs[label].append(measure(client_ns, port, asked, query_file, pids))
         rows = [(label, combine(results)) for label, results in runs.items()]
         report(rows, aardvark_problem)
     finally:
@@ -306,6 +329,7 @@ def report(rows: list[tuple[str, dict]], aardvark_problem: str | None) -> None:
     )
     print(
         f"  {'server':<30} {'queries/s':>10} {'mean':>8} {'p50':>8} {'p99':>8} {'lost':>6} {'bad':>4}"
+        f" {'cpu/q':>7}"
     )
     base = dict(rows).get("aardvark-dns", {}).get("qps")
     for label, r in rows:
@@ -318,13 +342,18 @@ def report(rows: list[tuple[str, dict]], aardvark_problem: str | None) -> None:
         p99 = f"{r['p99']:.0f}us" if r.get("p99") is not None else "-"
         lost = f"{r['lost']:.0f}" if r.get("lost") is not None else "-"
         bad = f"{r['failed']:.0f}" if r.get("failed") is not None else "-"
-        print(f"  {label:<30} {qps:>10} {mean:>8} {p50:>8} {p99:>8} {lost:>6} {bad:>4}")
+        cpu = f"{r['cpu_us']:.1f}us" if r.get("cpu_us") is not None else "-"
+        print(f"  {label:<30} {qps:>10} {mean:>8} {p50:>8} {p99:>8} {lost:>6} {bad:>4} {cpu:>7}")
     for label, r in rows:
         if "error" not in r:
             print(f"  rounds, {label}: q/s {r['qps_rounds']}, p99 {r['p99_rounds']}")
     if base and rows[0][1].get("qps"):
         print(f"  ours / aardvark-dns queries/s: {rows[0][1]['qps'] / base:.2f}x")
+    cpu_base = dict(rows).get("aardvark-dns", {}).get("cpu_us")
+    if cpu_base and rows[0][1].get("cpu_us"):
+        print(f"  ours / aardvark-dns server CPU a query: {rows[0][1]['cpu_us'] / cpu_base:.2f}x")
     print("  lost: dnsperf queries unanswered; bad: sequential queries failed or empty")
+    print("  cpu/q: the serving processes' CPU time over the dnsperf run / queries answered")
     if aardvark_problem:
         print(f"  aardvark-dns: {aardvark_problem}")
 
