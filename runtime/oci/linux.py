@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import stat
 import sys
 
@@ -138,7 +137,7 @@ def check_config(config: dict, sys_=syscalls) -> None:
             raise ConfigError(f"linux.{key} is not supported by this runtime")
     seen: set[str] = set()
     for entry in process.get("rlimits") or []:
-        if not hasattr(resource, entry.get("type", "")):
+        if entry.get("type") not in syscalls.RLIMITS:
             raise ConfigError(f"unknown rlimit {entry.get('type')!r}")
         if entry["type"] in seen:
             raise ConfigError(f"rlimit {entry['type']} given twice")
@@ -621,7 +620,7 @@ def set_process_attributes(process: dict, linux_cfg: dict | None, sys_=syscalls)
 
     Before capabilities are dropped: some of them need CAP_SYS_NICE or CAP_SYS_RESOURCE.
     """
-    set_rlimits(process.get("rlimits") or [])
+    set_rlimits(process.get("rlimits") or [], sys_)
     set_cpu_affinity(process, "final")
     io = process.get("ioPriority")
     if io:
@@ -655,12 +654,12 @@ def set_scheduler(scheduler: dict) -> None:
     os.sched_setscheduler(0, value, os.sched_param(scheduler.get("priority", 0)))
 
 
-def set_rlimits(rlimits: list[dict]) -> None:
+def set_rlimits(rlimits: list[dict], sys_=syscalls) -> None:
     for entry in rlimits:
-        kind = getattr(resource, entry["type"], None)
+        kind = syscalls.RLIMITS.get(entry["type"])
         if kind is None:
             raise ConfigError(f"unknown rlimit {entry['type']!r}")
-        resource.setrlimit(kind, (entry["soft"], entry["hard"]))
+        sys_.setrlimit(kind, entry["soft"], entry["hard"])
 
 
 def capability_masks(caps: dict) -> dict[str, int]:

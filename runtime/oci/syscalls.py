@@ -303,6 +303,27 @@ def mknod(path: str, mode: int, major: int, minor: int) -> None:
     os.mknod(path, mode, os.makedev(major, minor))
 
 
+# prlimit(2) resource numbers: the kernel's generic table, which every architecture above
+# uses (Python's `resource` module would cost an extension module load at every start)
+_RLIMIT_NAMES = (
+    "CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE",
+    "MEMLOCK", "AS", "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME",
+)  # fmt: skip
+RLIMITS = {f"RLIMIT_{name}": number for number, name in enumerate(_RLIMIT_NAMES)}
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    limits = (_UInt64 * 2)(soft, hard)  # struct rlimit: two 64-bit values on LP64
+    _check(
+        _libc.prlimit(0, resource, limits, None),
+        None,
+        "setrlimit(%d, %d, %d)",
+        resource,
+        soft,
+        hard,
+    )
+
+
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
