@@ -61,9 +61,9 @@ DRAIN_GRACE = 1.0
 # A "once" container (`composer run`) starts when its client attaches, so no output
 # comes before anyone reads it; a client that never comes is waited for this long.
 ATTACH_WAIT = 30.0
-# An attached client that takes longer than this to accept output is dropped (the
-# log keeps everything; the container is not held up by one stalled reader).
-ATTACH_SEND_TIMEOUT = 5.0
+# Output an attached client has not taken yet, above which the container's output is
+# no longer read until it catches up (the container waits for its reader, as with docker).
+ATTACH_BACKLOG = 256 * 1024
 STREAM_IDS = {"stdout": 1, "stderr": 2}
 TIOCSWINSZ = 0x5414
 
@@ -401,8 +401,8 @@ class Shim:
         self.stdin_fd = -1  # where input goes: a pipe's write end, or the pty master
         self.stdin_pending = bytearray()  # input the container has not taken yet
         self.stdin_ended = False  # a client's input ended and the container was told
-        self.attached: dict[int, _socket.socket] = {}
-        self.attach_input_done: set[int] = set()  # clients whose input has ended
+        self.attached: dict[int, Attached] = {}
+        self.stdin_registered = False  # the stdin pipe is polled (for POLLOUT)
         # A "once" container's first run waits for its client until then.
         self.start_deadline: float | None = None
 
@@ -568,7 +568,9 @@ class Shim:
                     self._run_captured(["delete", "--force", self.id])
                     self.deleted = True
                     drain_deadline = now + DRAIN_GRACE
-                if run_over:
+                if run_over and self._backlog() and not self.waiters:
+                    pass  # attached clients take the rest of the output first
+                elif run_over:
                     self._end_attachments()  # attached clients see the run end
                     if self.restart_at is None:
                         break
@@ -587,7 +589,9 @@ class Shim:
                     self._flush_stdin()  # a pipe reports only POLLOUT, or POLLERR if gone
                     if fd not in self.streams or not event & ~select.POLLOUT:
                         continue
-                if fd == wake_fd:
+                if fd in self.attached:
+                    self._attached_event(fd, event)
+                elif fd == wake_fd:
                     _read_available(wake_fd)
                     self.reap()
                 elif fd == listener.fileno():
@@ -596,8 +600,6 @@ class Shim:
                     self._accept_attach(attach)
                 elif fd in self.streams:
                     self._read_stream(fd, poller)
-                elif fd in self.attached:
-                    self._read_attached(fd)
                 elif fd in self.clients:
                     self._read_client(fd, poller)
                 elif self.probe and fd == self.probe["fd"]:
@@ -609,6 +611,7 @@ class Shim:
     def _watch_streams(self) -> None:
         for fd in self.streams:
             self.poller.register(fd, select.POLLIN)
+        self._update_polling()
 
     def _poll_timeout(self, drain_deadline: float | None) -> int | None:
         deadlines = [self.kill_deadline, drain_deadline, self.start_deadline]
@@ -654,21 +657,31 @@ class Shim:
             fd, _ = listener._accept()
         except BlockingIOError:
             return
-        sock = _socket.socket(fileno=fd)
-        sock.setblocking(False)
-        self.attached[fd] = sock
-        wants_input = self.stdin_fd >= 0 and not self.stdin_ended and not self.stdin_pending
-        self.poller.register(fd, select.POLLIN if wants_input else 0)
+        client = Attached(_socket.socket(fileno=fd))
+        client.sock.setblocking(False)
+        self.attached[fd] = client
+        self.poller.register(fd, 0)
+        self._update_polling()
         if self.start_deadline is not None:
             self.start_deferred()
 
-    def _read_attached(self, fd: int) -> None:
-        sock = self.attached[fd]
-        if fd in self.attach_input_done:
-            self._drop_attached(fd)  # a hangup: its input had ended, now it is gone
+    def _attached_event(self, fd: int, event: int) -> None:
+        client = self.attached[fd]
+        if event & select.POLLOUT:
+            self._send_backlog(fd)
+        if fd not in self.attached:
             return
+        if event & select.POLLIN:
+            self._read_attached(fd)  # input, or its end; a hangup shows again next poll
+        elif event & (select.POLLHUP | select.POLLERR):
+            self._drop_attached(fd)
+        elif not client.backlog and not event & select.POLLOUT:
+            self._drop_attached(fd)  # POLLNVAL: not ours to understand
+
+    def _read_attached(self, fd: int) -> None:
+        client = self.attached[fd]
         try:
-            data = sock.recv(65536)
+            data = client.sock.recv(65536)
         except BlockingIOError:
             return
         except OSError:
@@ -679,8 +692,13 @@ class Shim:
                 self._flush_stdin()
             return
         # Its input ended; it may still read output, so it stays until it hangs up.
-        self.attach_input_done.add(fd)
-        self.poller.modify(fd, 0)
+        self._input_ended(client)
+        self._update_polling()
+
+    def _input_ended(self, client: Attached) -> None:
+        if client.input_done:
+            return
+        client.input_done = True
         if self.stdin_once and not self.stdin_ended:
             self.stdin_ended = True
             if self.terminal:
@@ -701,54 +719,71 @@ class Shim:
             pass
         except OSError:  # the container closed its stdin (or exited): input goes nowhere
             self.stdin_pending.clear()
-            if fd not in self.streams:
-                self._close_stdin()
-                return
-        waiting = bool(self.stdin_pending)
-        base = select.POLLIN if fd in self.streams else 0
-        if fd in self.streams:
-            self.poller.modify(fd, base | (select.POLLOUT if waiting else 0))
-        elif waiting:
-            self.poller.register(fd, select.POLLOUT)
-        else:
-            try:
-                self.poller.unregister(fd)
-            except KeyError:
-                pass
-        for client in self.attached:
-            if client not in self.attach_input_done:
-                self.poller.modify(client, 0 if waiting or self.stdin_ended else select.POLLIN)
-        if not waiting and self.stdin_ended and fd not in self.streams:
+        if not self.stdin_pending and self.stdin_ended and fd not in self.streams:
             self._close_stdin()  # end of input: the pipe's reader sees end-of-file
+        self._update_polling()
 
     def _close_stdin(self) -> None:
         """Close the stdin pipe's write end (a pty master is closed as an output stream)."""
         fd, self.stdin_fd = self.stdin_fd, -1
         self.stdin_pending.clear()
         if fd >= 0 and fd not in self.streams:
-            try:
+            if self.stdin_registered:
                 self.poller.unregister(fd)
-            except KeyError:
-                pass
+                self.stdin_registered = False
             os.close(fd)
 
     def _send_attached(self, stream: str, data: bytes) -> None:
         if not self.attached:
             return
         frame = attach_frame(stream, data)
-        for fd, sock in list(self.attached.items()):
-            try:
-                sock.settimeout(ATTACH_SEND_TIMEOUT)
-                sock.sendall(frame)
-                sock.setblocking(False)
-            except OSError:  # gone, or stalled: it can read the rest from the log
-                self._drop_attached(fd)
+        for fd, client in list(self.attached.items()):
+            client.backlog += frame
+            self._send_backlog(fd, update=False)
+        self._update_polling()
+
+    def _send_backlog(self, fd: int, update: bool = True) -> None:
+        client = self.attached[fd]
+        try:
+            while client.backlog:
+                del client.backlog[: client.sock.send(client.backlog)]
+        except BlockingIOError:
+            pass
+        except OSError:  # gone: it can read the rest from the log
+            self._drop_attached(fd)
+            return
+        if update:
+            self._update_polling()
+
+    def _backlog(self) -> int:
+        return max((len(c.backlog) for c in self.attached.values()), default=0)
+
+    def _update_polling(self) -> None:
+        """What to wait for, from the state: output unless a client is behind, input
+        while the container takes it, each client's backlog."""
+        paused = self._backlog() > ATTACH_BACKLOG
+        for fd in self.streams:
+            mask = 0 if paused else select.POLLIN
+            if fd == self.stdin_fd and self.stdin_pending:
+                mask |= select.POLLOUT
+            self.poller.modify(fd, mask)
+        if self.stdin_fd >= 0 and self.stdin_fd not in self.streams:
+            if self.stdin_pending and not self.stdin_registered:
+                self.poller.register(self.stdin_fd, select.POLLOUT)
+            elif not self.stdin_pending and self.stdin_registered:
+                self.poller.unregister(self.stdin_fd)
+            self.stdin_registered = bool(self.stdin_pending)
+        takes_input = self.stdin_fd >= 0 and not self.stdin_ended and not self.stdin_pending
+        for fd, client in self.attached.items():
+            mask = select.POLLIN if takes_input and not client.input_done else 0
+            self.poller.modify(fd, mask | (select.POLLOUT if client.backlog else 0))
 
     def _drop_attached(self, fd: int) -> None:
-        sock = self.attached.pop(fd)
-        self.attach_input_done.discard(fd)
+        client = self.attached.pop(fd)
         self.poller.unregister(fd)
-        sock.close()
+        client.sock.close()
+        self._input_ended(client)  # a client that vanished mid-input ended it too
+        self._update_polling()
 
     def _end_attachments(self) -> None:
         for fd in list(self.attached):
@@ -1139,6 +1174,18 @@ _EXIT_FIELDS = (
 
 class StartFailed(Exception):
     pass
+
+
+class Attached:
+    """A client of attach.sock: its connection, the output it has yet to take, and
+    whether its input has ended."""
+
+    __slots__ = ("backlog", "input_done", "sock")
+
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock = sock
+        self.backlog = bytearray()
+        self.input_done = False
 
 
 def _reply(sock: _socket.socket, reply: dict) -> None:

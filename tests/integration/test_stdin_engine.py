@@ -110,11 +110,35 @@ def test_open_stdin_outlives_a_client_and_takes_the_next(engine, rootfs):
     assert lines == ["got first\n", "got second\n"]
 
 
-def test_frames_survive_being_split_anywhere():
-    frames = shim.attach_frame("stdout", b"abc") + shim.attach_frame("stderr", b"")
-    frames += shim.attach_frame("stderr", b"x" * 70000)
-    reader, pieces = shim.FrameReader(), []
-    for i in range(0, len(frames), 7):
-        pieces += reader.feed(frames[i : i + 7])
-    assert pieces == [("stdout", b"abc"), ("stderr", b""), ("stderr", b"x" * 70000)]
-    assert reader.buffer == b""
+def test_a_reader_that_falls_behind_holds_the_output_back_and_loses_none(engine, rootfs):
+    # 8 MB is far more than the shim keeps for a client plus what the pipes and the
+    # socket hold, so while nobody reads, the container must wait: its last line, on
+    # stderr after the rest, cannot have come. Then everything arrives, in order.
+    script = "head -c 8000000 /dev/zero; echo done >&2"
+    spec = ContainerSpec(rootfs=str(rootfs), args=["sh", "-c", script])
+    cid = engine.create(spec, stdin_open=True, stdin_once=True)
+    engine.start(cid)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    stdin = _pipe_with(b"")
+    attaching = threading.Thread(target=engine.attach, args=(cid, stdin, out_w, err_w))
+    attaching.start()
+    try:
+        test_engine.wait_for_log(engine, cid, "\0" * 16 * 1024)  # it has begun
+        os.read(out_r, 1)  # (the attach thread has begun writing to us)
+        for _ in range(50):
+            assert all(r["stream"] == "stdout" for r in engine.logs(cid))
+            assert engine.inspect(cid)["status"] == "running"
+        out, err = [], []
+        readers = [_collect(out_r, out), _collect(err_r, err)]
+        attaching.join(120)
+        assert not attaching.is_alive()
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+        os.close(stdin)
+    for thread in readers:
+        thread.join(60)
+    assert engine.wait(cid, timeout=60) == 0
+    assert len(b"".join(out)) == 8000000 - 1 and set(b"".join(out)) == {0}
+    assert b"".join(err) == b"done\n"

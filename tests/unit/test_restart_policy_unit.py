@@ -1,10 +1,12 @@
-"""The shim's pure decisions: restart policy, attempts within a window, restart waits,
-and the attach.sock frames."""
+"""The shim's restart decisions: policy, attempts within a window, restart waits; and
+deploy.restart_policy and `restart:` as the engine is given them."""
 
 from __future__ import annotations
 
 import pytest
 
+from composer.model import RestartPolicy, Service
+from composer.ops.containers import restart_policy, restart_timing
 from runtime import shim
 
 
@@ -45,17 +47,6 @@ def test_restart_wait_is_the_fixed_delay_else_dockers_backoff():
     assert shim.restart_wait(None, 60.0, shim.RESTART_RESET) == 0.1  # a run of 10 s resets
 
 
-def test_frames_carry_the_stream_and_exact_bytes():
-    frame = shim.attach_frame("stderr", b"\x00\xffx")
-    assert frame == b"\x02\x00\x00\x00\x03\x00\xffx"
-    reader = shim.FrameReader()
-    assert reader.feed(frame[:4]) == []
-    assert reader.feed(frame[4:] + shim.attach_frame("stdout", b"y")) == [
-        ("stderr", b"\x00\xffx"),
-        ("stdout", b"y"),
-    ]
-
-
 def test_parse_restart_policy_refuses_what_docker_refuses():
     assert shim.parse_restart_policy("on-failure:4") == ("on-failure", 4)
     assert shim.parse_restart_policy(None) == ("no", 0)
@@ -63,3 +54,32 @@ def test_parse_restart_policy_refuses_what_docker_refuses():
         shim.parse_restart_policy("always:3")
     with pytest.raises(ValueError, match="unknown restart policy"):
         shim.parse_restart_policy("sometimes")
+
+
+def _service(**fields) -> Service:
+    return Service(name="web", **fields)
+
+
+def test_deploy_policy_brings_its_delay_window_and_attempts():
+    policy = RestartPolicy(condition="any", delay=2.0, max_attempts=3, window=5.0)
+    service = _service(restart_policy=policy)
+    assert restart_policy(service) == "always"
+    assert restart_timing(service) == {
+        "restart_delay": 2.0,
+        "restart_window": 5.0,
+        "restart_max_attempts": 3,
+    }
+
+
+def test_plain_restart_keeps_dockers_backoff():
+    policy = RestartPolicy(condition="any", delay=2.0)
+    service = _service(restart="on-failure:2", restart_policy=policy)
+    assert restart_policy(service) == "on-failure:2"
+    assert restart_timing(service) == {}  # `restart:` wins, as docker compose decides
+    assert restart_timing(_service()) == {}
+
+
+def test_unset_delay_leaves_the_backoff_and_none_condition_means_no():
+    service = _service(restart_policy=RestartPolicy(condition="none"))
+    assert restart_policy(service) == "no"
+    assert restart_timing(service)["restart_delay"] is None
