@@ -400,7 +400,8 @@ def undo(container_id: str, directory: Path, backend: Backend, project: str) -> 
             backend.networks.unpublish(container_id)
         for network in record.get("networks", []):
             with contextlib.suppress(Exception):
-                backend.networks.detach(container_id, network)
+                # The veths end with the namespace, unpinned just below.
+                backend.networks.detach(container_id, network, namespace_going=True)
         dns_records.remove_container(project, container_id, root=backend.root)
         remove_netns(record["netns"])
     (directory / RECORD).unlink(missing_ok=True)

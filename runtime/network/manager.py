@@ -361,22 +361,29 @@ class NetworkManager:
             self._write(record)
             return _attachment(endpoint)
 
-    def detach(self, container_id: str, network: str) -> None:
+    def detach(self, container_id: str, network: str, *, namespace_going: bool = False) -> None:
         """Disconnect the container from the network (idempotent).
 
         The veth goes outside the lock (the kernel takes ~10-50 ms to delete one): the
-        endpoint is recorded as "detaching" first, so a crash meanwhile is cleaned up."""
+        endpoint is recorded as "detaching" first, so a crash meanwhile is cleaned up.
+        namespace_going: the caller is about to end the container's network namespace,
+        and the kernel deletes the veth with it (in the background, many at once), so it
+        is left to that. Its address may go to a new container while the old veth lingers
+        for a moment: the bridge learns the new one's port from its first packet."""
         with self._lock(f"detach {container_id[:12]} from {network}"):
             record = _read_record(self._path(network))
             if record is None or container_id not in record["endpoints"]:
                 return
             endpoint = record["endpoints"][container_id]
             endpoint["state"] = "detaching"
-            if record["ports"].pop(container_id, None) is not None:
-                self._write(record)
+            if namespace_going:
+                del record["endpoints"][container_id]
+            had_ports = record["ports"].pop(container_id, None) is not None
+            self._write(record)
+            if had_ports:
                 self._sync_rules()  # the rules name ports, never endpoints
-            else:
-                self._write(record)
+        if namespace_going:
+            return
         bridge.remove_link(endpoint["host_ifname"])
         with self._lock(f"detach {container_id[:12]} from {network}"):
             record = _read_record(self._path(network))

@@ -692,3 +692,25 @@ def test_a_record_a_crash_cut_short_counts_as_absent(manager):
     assert manager.cleanup_stale() == []
     network = manager.create("p1_cut", project="p1")  # made anew over the remains
     assert manager.inspect("p1_cut") == network
+
+
+def test_detach_before_the_namespace_ends_leaves_the_veth_to_the_kernel(manager, containers):
+    manager.create("p1_default", project="p1")
+    a = containers()
+    manager.attach("ca", a.path, "p1_default")
+    manager.publish("ca", "p1_default", ["18140:80"])
+    host_end = manager.inspect("p1_default").containers["ca"]["host_ifname"]
+    manager.detach("ca", "p1_default", namespace_going=True)
+    network = manager.inspect("p1_default")
+    assert network.containers == {} and network.ports == ()
+    assert "18140" not in json.dumps(nft.list_table(manager.table))
+    assert bridge.link_exists(host_end)  # left for the namespace to take along
+    # Its address is free again: the next container gets it.
+    b = containers()
+    assert manager.attach("cb", b.path, "p1_default").ipv4.endswith(".2")
+    a.stop()  # the namespace ends; the kernel deletes the pair in the background
+    deadline = time.monotonic() + 10
+    while bridge.link_exists(host_end) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not bridge.link_exists(host_end)
+    assert can_ping(b, network.gateway)  # the new holder of the address has a working link
