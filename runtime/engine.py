@@ -193,9 +193,9 @@ class Engine:
         restart_window: a restarted run that lasts this long no longer counts towards
         restart_max_attempts (a retry limit for any policy); as deploy.restart_policy.
         stdin_open: the container's stdin is a pipe (or its terminal) fed through attach();
-        stdin_once: it ends when the first attached client's input does, and the first run
-        starts only when that client attaches (`composer run`). healthcheck: a dict or composer.model.Healthcheck (test, interval,
-        timeout, retries, start_period, start_interval in seconds; see runtime.health).
+        stdin_once: it ends when the first attached client's input does (`composer run`).
+        healthcheck: a dict or composer.model.Healthcheck (test, interval, timeout,
+        retries, start_period, start_interval in seconds; see runtime.health).
         container_id: chosen by the caller when it prepared the container's directory
         first (an image's overlay root filesystem in <dir>/rootfs, released by remove).
         """
@@ -262,8 +262,12 @@ class Engine:
             if read_json(self._dir(other) / "state.json", {}).get("name") == name:
                 raise ContainerError(f"the name {name!r} is already used by container {other[:12]}")
 
-    def start(self, ref: str) -> dict:
-        """Start the container under a new shim; return once it runs (pid, shim_pid...)."""
+    def start(self, ref: str, *, on_attach: bool = False) -> dict:
+        """Start the container under a new shim; return once it runs (pid, shim_pid...).
+
+        on_attach: the caller attaches next; the command starts when it does (within
+        shim.ATTACH_WAIT), so none of its output comes before anyone reads it.
+        """
         container_id = self.resolve(ref)
         directory = self._dir(container_id)
         with self._lock(container_id, "start the container"):
@@ -295,6 +299,7 @@ class Engine:
                         "restart_max_attempts": state.get("restart_max_attempts"),
                         "stdin_open": state.get("stdin_open", False),
                         "stdin_once": state.get("stdin_once", False),
+                        "start_on_attach": on_attach,
                         "healthcheck": state.get("healthcheck"),
                     },
                     timeout=self.start_timeout,
@@ -712,10 +717,9 @@ class Engine:
 
     def attach(self, ref: str, stdin: int | None = 0, stdout: int = 1, stderr: int = 2) -> None:
         """Relay the container's output to `stdout`/`stderr` and, if its stdin is open,
-        `stdin` (an fd; None: none) to it, until its run ends; a "once" container's first
-        run starts now. With a terminal on both sides, ours is raw meanwhile and its size
-        follows ours (SIGWINCH). NoSuchContainer / ContainerError if there is nothing to
-        attach to."""
+        `stdin` (an fd; None: none) to it, until its run ends; a container started
+        on_attach starts now. With a terminal on both sides, ours is raw meanwhile and
+        the container's follows its size (SIGWINCH). ContainerError if nothing runs."""
         container_id = self.resolve(ref)
         directory = self._dir(container_id)
         state = self._live_status(self._state(container_id))

@@ -58,8 +58,8 @@ _SIGNAL_NAMES.update({10: "SIGUSR1", 12: "SIGUSR2", 15: "SIGTERM", 28: "SIGWINCH
 # (no pid namespace); wait this long before `delete --force` ends them.
 DRAIN_GRACE = 1.0
 
-# A "once" container (`composer run`) starts when its client attaches, so no output
-# comes before anyone reads it; a client that never comes is waited for this long.
+# A container started for a client (`composer run`) runs once that client attaches, so no
+# output comes before anyone reads it; a client that never comes is waited for this long.
 ATTACH_WAIT = 30.0
 # Output an attached client has not taken yet, above which the container's output is
 # no longer read until it catches up (the container waits for its reader, as with docker).
@@ -283,10 +283,11 @@ def launch(options: dict, timeout: float = 60) -> dict:
     options: id, dir (the container dir), runtime (argv list), runtime_root, bundle,
     terminal, stop_signal, cgroups_path, restart (a policy string), restart_delay and
     restart_window (seconds or None), restart_max_attempts (a limit for any policy, or
-    None), stdin_open, stdin_once (input ends with the first client's; the first run
-    starts when a client attaches), healthcheck (runtime.health.normalize's settings, or
-    None). Returns {"pid", "shim_pid", ...} once the
-    container runs, or raises RuntimeError with the runtime's complaint.
+    None), stdin_open, stdin_once (input ends with the first client's), start_on_attach
+    (the run is created, and started when a client attaches or after ATTACH_WAIT),
+    healthcheck (runtime.health.normalize's settings, or None). Returns {"pid",
+    "shim_pid", ...} once the container runs (or waits for its client), or raises
+    RuntimeError with the runtime's complaint.
     """
     import subprocess
 
@@ -398,6 +399,7 @@ class Shim:
 
         self.stdin_open = bool(options.get("stdin_open"))
         self.stdin_once = bool(options.get("stdin_once"))
+        self.start_on_attach = bool(options.get("start_on_attach"))
         self.stdin_fd = -1  # where input goes: a pipe's write end, or the pty master
         self.stdin_pending = bytearray()  # input the container has not taken yet
         self.stdin_ended = False  # a client's input ended and the container was told
@@ -436,10 +438,11 @@ class Shim:
     # -- start
 
     def start(self) -> dict:
-        """Create and start a run; its fields for state.json. A "once" container's first
-        run is only created: it starts when its client attaches (start_deferred)."""
+        """Create and start a run; its fields for state.json. With start_on_attach the
+        first run is only created: it starts when its client attaches (start_deferred)."""
         self._create()
-        if self.stdin_once and self.restart_count == 0 and self.start_deadline is None:
+        if self.start_on_attach:
+            self.start_on_attach = False  # the first run only: restarts start at once
             self.start_deadline = time.monotonic() + ATTACH_WAIT
             return {**self._run_fields(), "awaiting_attach": True}
         return self._start_created()
@@ -519,8 +522,7 @@ class Shim:
         }
 
     def start_deferred(self) -> None:
-        """Start the created first run of a "once" container (its client is here, or
-        ATTACH_WAIT passed)."""
+        """Start the created first run (its client is here, or ATTACH_WAIT passed)."""
         self.start_deadline = None
         if self.exit is not None:
             return  # ended (stopped or killed) before it started

@@ -158,7 +158,7 @@ def create_oneoff(
             _only_container_name(project, backend, container_id)
         if dependencies and not request.no_deps:
             wait_for_dependencies(project, service, backend, request.dependency_timeout, report)
-        backend.engine.start(container_id)
+        backend.engine.start(container_id, on_attach=request.interactive)
     except BaseException:
         remove_oneoff(project, backend, container_id)
         raise

@@ -38,7 +38,7 @@ def test_piped_input_reaches_the_container_and_its_end_closes_stdin(engine, root
     script = "cat; echo to-stderr >&2; exit 3"
     spec = ContainerSpec(rootfs=str(rootfs), args=["sh", "-c", script])
     cid = engine.create(spec, stdin_open=True, stdin_once=True)
-    started = engine.start(cid)
+    started = engine.start(cid, on_attach=True)
     assert started["awaiting_attach"] is True  # nothing runs before its client is there
     assert engine.inspect(cid).get("started_at") is None
     out_r, out_w = os.pipe()
@@ -61,6 +61,11 @@ def test_piped_input_reaches_the_container_and_its_end_closes_stdin(engine, root
     logged = [(r["stream"], r["log"]) for r in engine.logs(cid)]
     assert ("stderr", "to-stderr\n") in logged  # the log keeps everything too
     assert engine.inspect(cid)["awaiting_attach"] is False
+    # A start by hand, nobody to attach: it runs at once (cat then waits for input).
+    assert "awaiting_attach" not in engine.start(cid)
+    assert engine.inspect(cid)["started_at"] is not None
+    engine.kill(cid)
+    assert engine.wait(cid, timeout=60) == 137
 
 
 def test_without_stdin_open_input_is_not_read(engine, rootfs):
@@ -117,7 +122,7 @@ def test_a_reader_that_falls_behind_holds_the_output_back_and_loses_none(engine,
     script = "head -c 8000000 /dev/zero; echo done >&2"
     spec = ContainerSpec(rootfs=str(rootfs), args=["sh", "-c", script])
     cid = engine.create(spec, stdin_open=True, stdin_once=True)
-    engine.start(cid)
+    engine.start(cid, on_attach=True)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     stdin = _pipe_with(b"")
