@@ -207,7 +207,7 @@ def create(
             restart=None if oneoff else restart_policy(service),
             **({} if oneoff else restart_timing(service)),
             stdin_open=service.stdin_open,
-            stdin_once=oneoff,  # `run`: input ends with the user's, and it waits for them
+            stdin_once=oneoff,  # `run`: the container's input ends with the user's
             healthcheck=healthcheck(service, image_config),
             container_id=container_id,
         )
