@@ -266,10 +266,10 @@ def delete(root: str, container_id: str, force: bool = False, record: dict | Non
     config = record["config"]
     cgroup = _cgroup(config, container_id)
     _destroy_cgroup(cgroup)
-    if record.get("mounts"):  # made in the runtime's mount namespace (no namespace of its own)
-        from runtime.oci.linux import unmount_all
+    if "rootfs" in record:  # mounts made in the runtime's mount namespace
+        from runtime.oci.linux import mounts_made, unmount_all
 
-        for warning in unmount_all(record["mounts"]):
+        for warning in unmount_all(mounts_made(record)):
             print(f"composer-runtime: warning: {warning}", file=sys.stderr)
     _remove_tree(state_dir)
     if has_hooks(config, "poststop"):

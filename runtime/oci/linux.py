@@ -497,6 +497,21 @@ def chroot_into(rootfs: str, propagation: str | None, sys_=syscalls) -> None:
         sys_.mount(None, "/", None, PROPAGATION[propagation])
 
 
+def mounts_below(path: str) -> list[str]:
+    """Mount points at or below `path` in this mount namespace, in mountinfo order."""
+    from runtime.mounts import mount_points
+
+    return [p for p in mount_points() if p == path or p.startswith(path + "/")]
+
+
+def mounts_made(record: dict) -> list[str]:
+    """The mounts a create without a mount namespace made: its list once it finished,
+    else what is below the rootfs now and was not before it began."""
+    if "mounts" in record:
+        return record["mounts"]
+    return new_mounts(record["mounts_before"], mounts_below(record["rootfs"]))
+
+
 def new_mounts(before: list[str], after: list[str]) -> list[str]:
     """Mount points in `after` and not in `before`, in `after`'s order (a path mounted on
     twice counts twice: the rootfs bind sits on the rootfs's own mount)."""

@@ -142,15 +142,16 @@ def create_container(
         "created": _now(),
         "config": config,
     }
-    _save(root, record)
-    cgroup = None
-    pid = 0
     # runtime-spec: no mount namespace listed means the runtime's: the init mounts below
-    # the rootfs right here and chroots; delete unmounts what is recorded here.
+    # the rootfs right here and chroots. What was mounted there before is recorded first,
+    # so that delete finds what this create made even if it never finished.
     host_mounts = not own_mount_namespace(config)
     if host_mounts:
         rootfs = os.path.realpath(os.path.join(bundle, config["root"]["path"]))
-        mounts_before = _mount_points_under(rootfs)
+        record.update(rootfs=rootfs, mounts_before=linux.mounts_below(rootfs))
+    _save(root, record)
+    cgroup = None
+    pid = 0
     try:
         for name in (EXEC_FIFO, EXEC_DONE):
             os.mkfifo(os.path.join(state_dir, name), 0o600)
@@ -163,14 +164,13 @@ def create_container(
         spawn_args = (config, bundle, record, joins, new_flags, masks, seccomp_program, state_dir)
         pid = _spawn(*spawn_args, console_socket, cgroup, preserve_fds)
         if host_mounts:
-            record["mounts"] = linux.new_mounts(mounts_before, _mount_points_under(rootfs))
+            record["mounts"] = linux.mounts_made(record)
     except BaseException:
         # Best effort: the error that brought us here is the one to report.
         if pid:
             _kill_quietly(pid)
         if host_mounts:
-            made = linux.new_mounts(mounts_before, _mount_points_under(rootfs))
-            for warning in linux.unmount_all(made):
+            for warning in linux.unmount_all(linux.mounts_made(record)):
                 print(f"composer-runtime: warning: cleanup: {warning}", file=sys.stderr)
         if cgroup is not None:
             try:
@@ -197,12 +197,6 @@ def own_mount_namespace(config: dict) -> bool:
     """Whether the container gets a mount namespace (new or joined), not the runtime's."""
     namespaces = (config.get("linux") or {}).get("namespaces") or ()
     return any(entry.get("type") == "mount" for entry in namespaces)
-
-
-def _mount_points_under(path: str) -> list[str]:
-    from runtime.mounts import mount_points
-
-    return [p for p in mount_points() if p == path or p.startswith(path + "/")]
 
 
 def _spawn(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 from rootfs import read_config, write_config
@@ -76,5 +77,30 @@ def test_a_failed_create_unmounts_what_it_made(runtime, busybox_bundle):
     container_id = runtime.new_id()
     result = runtime("create", "--bundle", str(busybox_bundle), container_id, check=False)
     assert result.returncode != 0 and "no-such-filesystem" in result.stderr
+    assert _ours(busybox_bundle) == []
+    assert not Path(runtime.root, container_id).exists()
+
+
+def test_delete_after_a_create_that_never_finished_finds_its_mounts(
+    runtime, busybox_bundle, tmp_path
+):
+    # A create killed midway leaves a "creating" record: what was below the rootfs before
+    # it began is in there, so delete can tell the mounts it made.
+    _without_mount_namespace(busybox_bundle, ["sleep", "60"])
+    container_id = runtime.new_id()
+    with open(tmp_path / "out", "w") as out:  # the init keeps its stdio: no pipe to wait on
+        runtime("create", "--bundle", str(busybox_bundle), container_id, stdout=out, stderr=out)
+    assert _ours(busybox_bundle)
+    path = Path(runtime.root, container_id, "state.json")
+    record = json.loads(path.read_text())
+    os.kill(record["pid"], 9)
+    gone = subprocess.Popen(["true"])  # its pid is surely free once reaped
+    gone.wait()
+    del record["mounts"]
+    record.update(status="creating", creator=gone.pid)
+    assert "mounts_before" in record
+    path.write_text(json.dumps(record))
+    assert json.loads(runtime("state", container_id).stdout)["status"] == "stopped"
+    runtime("delete", container_id)
     assert _ours(busybox_bundle) == []
     assert not Path(runtime.root, container_id).exists()
