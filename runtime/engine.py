@@ -715,11 +715,19 @@ class Engine:
         config = read_json(Path(state["bundle"]) / "config.json")
         return Path(state["bundle"]) / config["root"]["path"]
 
-    def attach(self, ref: str, stdin: int | None = 0, stdout: int = 1, stderr: int = 2) -> None:
+    def attach(
+        self,
+        ref: str,
+        stdin: int | None = 0,
+        stdout: int = 1,
+        stderr: int = 2,
+        detach_keys: bytes | None = None,
+    ) -> bool:
         """Relay the container's output to `stdout`/`stderr` and, if its stdin is open,
-        `stdin` (an fd; None: none) to it, until its run ends; a container started
-        on_attach starts now. With a terminal on both sides, ours is raw meanwhile and
-        the container's follows its size (SIGWINCH). ContainerError if nothing runs."""
+        `stdin` (an fd; None: none) to it, until its run ends (False) or `detach_keys`
+        come in our input (True: it runs on without us). A container started on_attach
+        starts now. With a terminal on both sides, ours is raw meanwhile and the
+        container's follows its size (SIGWINCH). ContainerError if nothing runs."""
         container_id = self.resolve(ref)
         directory = self._dir(container_id)
         state = self._live_status(self._state(container_id))
@@ -738,7 +746,7 @@ class Engine:
 
         try:
             with _raw_terminal(ours), _size_followed(ours, resize):
-                _relay_attached(sock, stdin, stdout, stderr)
+                return _relay_attached(sock, stdin, stdout, stderr, detach_keys)
         finally:
             sock.close()
 
@@ -830,27 +838,35 @@ def _relay_terminal(master: int, in_fd: int | None, out_fd: int | None) -> None:
                     _write_all(master, b"\x04")
 
 
-def _relay_attached(sock, stdin: int | None, stdout: int, stderr: int) -> None:
+def _relay_attached(
+    sock, stdin: int | None, stdout: int, stderr: int, detach_keys: bytes | None
+) -> bool:
     """Copy stdin -> sock (its end: shutdown) and the frames from sock -> stdout/stderr,
-    until the shim closes the connection."""
+    until the shim closes the connection (False) or detach_keys are typed (True)."""
     import select
     import socket
 
     frames = shim.FrameReader()
+    keys = DetachKeys(detach_keys)
     watched = [sock.fileno()] + ([stdin] if stdin is not None else [])
     while True:
         for fd in select.select(watched, [], [])[0]:
             if fd == stdin:
                 try:
-                    data = os.read(stdin, 65536)
+                    read = os.read(stdin, 65536)
                 except OSError:
-                    data = b""
+                    read = b""
+                data, detached = keys.scan(read)
+                if detached:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(data)
+                    return True
                 if data:
                     try:
                         sock.sendall(data)
                     except OSError:  # the shim closed it: the run is over, output follows
-                        data = b""
-                if not data:
+                        read = b""
+                if not read:
                     watched.remove(stdin)
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_WR)
@@ -860,9 +876,38 @@ def _relay_attached(sock, stdin: int | None, stdout: int, stderr: int) -> None:
             except OSError:
                 chunk = b""
             if not chunk:
-                return
+                return False
             for stream, data in frames.feed(chunk):
                 _write_all(stderr if stream == "stderr" else stdout, data)
+
+
+class DetachKeys:
+    """Finds a detach sequence in input read piece by piece: what may be its start is
+    held back until the next piece says whether it was (then nothing of it is sent)."""
+
+    def __init__(self, keys: bytes | None) -> None:
+        self.keys = keys or b""
+        self.held = b""
+
+    def scan(self, data: bytes) -> tuple[bytes, bool]:
+        """(what to send on, whether the sequence came); b"" (end of input) releases
+        what was held."""
+        if not self.keys:
+            return data, False
+        if not data:
+            held, self.held = self.held, b""
+            return held, False
+        text = self.held + data
+        found = text.find(self.keys)
+        if found >= 0:
+            self.held = b""
+            return text[:found], True
+        for size in range(min(len(self.keys) - 1, len(text)), 0, -1):
+            if self.keys.startswith(text[-size:]):
+                self.held = text[-size:]
+                return text[:-size], False
+        self.held = b""
+        return text, False
 
 
 @contextlib.contextmanager

@@ -156,16 +156,41 @@ def add_attach(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("service", metavar="SERVICE")
     parser.add_argument("--index", type=int, default=1, help="which container of the service")
     parser.add_argument("--no-stdin", action="store_true", help="do not pass stdin on")
+    parser.add_argument(
+        "--detach-keys",
+        default="ctrl-p,ctrl-q",
+        help="keys that detach, leaving it running (ctrl-p,ctrl-q)",
+    )
+
+
+def detach_key_bytes(text: str) -> bytes:
+    """docker's --detach-keys: comma-separated keys, each one character or ctrl-<key>."""
+    keys = []
+    for part in text.split(","):
+        key = part.strip()
+        if key.lower().startswith("ctrl-") and len(key) == 6:
+            code = ord(key[5].upper()) ^ 0x40  # ctrl-a is 1, ctrl-@ is 0, ctrl-_ is 31
+            if code < 32:
+                keys.append(code)
+                continue
+        elif len(key) == 1:
+            keys.append(ord(key))
+            continue
+        raise SystemExit(f"composer attach: --detach-keys: {key!r} is not a key")
+    return bytes(keys)
 
 
 def run_attach(args: argparse.Namespace) -> int:
     from composer.ops.commands import service_container
 
+    keys = detach_key_bytes(args.detach_keys)
     project = _load(args)
     backend = _backend()
     info = service_container(backend, project, args.service, args.index)
     # Input reaches it only with stdin_open: true (attach reads none otherwise).
-    backend.engine.attach(info["id"], stdin=None if args.no_stdin else _stdin_fd())
+    stdin = None if args.no_stdin else _stdin_fd()
+    if backend.engine.attach(info["id"], stdin=stdin, detach_keys=keys):
+        return 0  # detached: it runs on
     state = backend.engine.inspect(info["id"])
     if state["status"] in ("running", "restarting"):
         return 0  # it restarted, or the connection was dropped: it goes on without us

@@ -22,6 +22,11 @@ services:
     image: busybox:latest
     stdin_open: true
     command: ["sh", "-c", "while read line; do echo got $$line; done; echo input-ended"]
+  console:
+    image: busybox:latest
+    stdin_open: true
+    tty: true
+    command: ["sh"]
 """
 
 
@@ -177,3 +182,25 @@ def test_exec_on_a_terminal_follows_our_size(project):
         assert term.proc.wait(60) == 6
     finally:
         term.close()
+
+
+def test_attach_to_a_terminal_service_and_detach_with_the_keys(project):
+    project.write(SERVICES)
+    project.run("up", "-d", "console")
+    term = Terminal(project, "attach", "console", rows=24, cols=80)
+    try:
+        term.type("KEPT=yes; echo attached-$((40+2))\n")
+        term.expect("attached-42")
+        term.type("\x10\x11")  # ctrl-p ctrl-q: docker's detach keys
+        assert term.proc.wait(60) == 0
+    finally:
+        term.close()
+    assert [row["State"] for row in project.ps()] == ["running"]  # it runs on
+    again = Terminal(project, "attach", "--detach-keys", "ctrl-x", "console", rows=24, cols=80)
+    try:
+        again.type("echo again-$KEPT-$((40+3))\n")
+        again.expect("again-yes-43")  # the same shell: its terminal outlived our first visit
+        again.type("exit 3\n")
+        assert again.proc.wait(60) == 3  # the service ended: its exit code is ours
+    finally:
+        again.close()
