@@ -425,9 +425,18 @@ def remove(
 ) -> str | None:
     """Stop (if running) and remove a container and everything composer made for it;
     return how the stop went when it was not the plain signal-and-exit."""
+    stop_reason = stop_and_release(info, backend, timeout=timeout, service=service)
+    delete(info, backend, volumes=volumes)
+    return stop_reason
+
+
+def stop_and_release(
+    info: dict, backend: Backend, *, timeout: float | None = None, service: Service | None = None
+) -> str | None:
+    """The first half of `remove`: stop the container and take back what composer made
+    for it (addresses, ports, DNS records, namespace, root filesystem). After it the
+    container holds nothing of its networks, which may then go."""
     container_id = info["id"]
-    directory = backend.container_dir(container_id)
-    project = (info.get("labels") or {}).get(L.PROJECT, "")
     stop_reason = None
     if info.get("status") == "running":
         if service is not None:
@@ -435,11 +444,18 @@ def remove(
                 run_hooks(backend, container_id, service, "pre_stop")
         reply = backend.engine.stop(container_id, timeout=stop_timeout(service, timeout))
         stop_reason = (reply or {}).get("stop_reason")
-    undo(container_id, directory, backend, project)
+    project = (info.get("labels") or {}).get(L.PROJECT, "")
+    undo(container_id, backend.container_dir(container_id), backend, project)
+    return stop_reason
+
+
+def delete(info: dict, backend: Backend, *, volumes: bool = False) -> None:
+    """The second half of `remove`: the engine deletes the container (and with
+    volumes=True its anonymous volumes go too)."""
+    container_id = info["id"]
     backend.engine.remove(container_id, force=True)
     if volumes:
         for record in backend.volumes.list({"io.composer.anonymous": container_id}):
             backend.volumes.remove(record["name"])
     with contextlib.suppress(FileNotFoundError):
-        os.rmdir(directory)
-    return stop_reason
+        os.rmdir(backend.container_dir(container_id))

@@ -54,30 +54,35 @@ def down(
                 "left in place; `down --remove-orphans` removes them",
             )
         levels = ([leftovers] if remove_orphans and leftovers else []) + order
+        doomed = [[info for name in level for info in grouped.get(name, [])] for level in levels]
+        # Nothing stays (no orphans kept): the networks go as soon as every container has
+        # let go of them, while the engine still deletes the containers (~0.1 s each).
+        whole = sum(map(len, doomed)) == len(infos)
         # One thread a container: most of a removal is waiting (the shim, the kernel).
-        with ThreadPoolExecutor(max_workers=max(len(infos), 1)) as pool:
-            for level in levels:
-                doomed = [info for name in level for info in grouped.get(name, [])]
-                futures = {
+        with ThreadPoolExecutor(max_workers=max(len(infos), 1) + 1) as pool:
+            stopped = {}
+            for level in doomed:  # dependents first
+                futures = [
                     pool.submit(
-                        ctr.remove,
+                        ctr.stop_and_release,
                         info,
                         backend,
                         timeout=timeout,
-                        volumes=volumes,
                         service=project.services.get(_service_of(info)),
-                    ): info
-                    for info in doomed
-                }
-                for future, info in futures.items():
-                    how = future.result()
-                    report(f"Container {info.get('name')}", f"Removed{f' ({how})' if how else ''}")
-        if not backend.containers(project.name):
-            present = {network.name for network in backend.networks.list()}
-            for network in project.networks.values():
-                if not network.external and network.name in present:
-                    backend.networks.remove(network.name)
-                    report(f"Network {network.name}", "Removed")
+                    )
+                    for info in level
+                ]
+                stopped.update((i["id"], f.result()) for i, f in zip(level, futures, strict=True))
+            gone = [info for level in doomed for info in level]
+            removed = [pool.submit(ctr.delete, info, backend, volumes=volumes) for info in gone]
+            networks = pool.submit(_remove_networks, project, backend) if whole else None
+            for info, future in zip(gone, removed, strict=True):
+                future.result()
+                how = stopped[info["id"]]
+                report(f"Container {info.get('name')}", f"Removed{f' ({how})' if how else ''}")
+            for name in networks.result() if networks else ():
+                report(f"Network {name}", "Removed")
+        if whole and not backend.containers(project.name):
             dns.stop_server(project.name, backend.root)
             dns.forget_project(project.name, backend.root)
             forget(backend, project)
@@ -86,6 +91,17 @@ def down(
                 if not volume.external and backend.volumes.exists(volume.name):
                     backend.volumes.remove(volume.name)
                     report(f"Volume {volume.name}", "Removed")
+
+
+def _remove_networks(project: Project, backend: Backend) -> list[str]:
+    """The project's own networks (external ones stay); the names removed."""
+    present = {network.name for network in backend.networks.list()}
+    gone = []
+    for network in project.networks.values():
+        if not network.external and network.name in present:
+            backend.networks.remove(network.name)
+            gone.append(network.name)
+    return gone
 
 
 def dry_run(project: Project, backend: Backend, *, volumes: bool = False) -> list[tuple[str, str]]:
