@@ -409,9 +409,11 @@ class Cgroup:
         self._kernel.write(os.path.join(d, name), str(value))
 
     # ----------------------------------------------------------------- create and join
-    def create(self) -> None:
-        """Make the directories in every hierarchy; idempotent."""
+    def create(self, versions: tuple[int, ...] = (1, 2)) -> None:
+        """Make the directories in every hierarchy (of those `versions`); idempotent."""
         for h, d in self._dirs.items():
+            if h.version not in versions:
+                continue
             levels = self._levels(h, d)
             for i, level in enumerate(levels):
                 if i == 0:
@@ -440,6 +442,8 @@ class Cgroup:
         # subtree_control before the child can use them; one write each so one refusal
         # (e.g. cpu with realtime tasks around) does not block the rest.
         wanted = {c for c, h in self.layout.serving.items() if h.version == 2}
+        if not wanted:  # hybrid hosts: v1 serves every controller
+            return
         available = set(self._read(parent, "cgroup.controllers").split())
         enabled = set(self._read(parent, "cgroup.subtree_control").split())
         for c in sorted((wanted & available) - enabled):
