@@ -409,11 +409,9 @@ class Cgroup:
         self._kernel.write(os.path.join(d, name), str(value))
 
     # ----------------------------------------------------------------- create and join
-    def create(self, versions: tuple[int, ...] = (1, 2)) -> None:
-        """Make the directories in every hierarchy (of those `versions`); idempotent."""
+    def create(self) -> None:
+        """Make the directories in every hierarchy; idempotent."""
         for h, d in self._dirs.items():
-            if h.version not in versions:
-                continue
             levels = self._levels(h, d)
             for i, level in enumerate(levels):
                 if i == 0:

@@ -434,13 +434,9 @@ def prepare_rootfs(
     sys_=syscalls,
     cgroup_dirs: list[str] | tuple[str, ...] = (),
     own_mount_ns: bool = True,
-    enter_cgroup=None,
 ) -> str:
     """Mounts, devices and symlinks below the rootfs, in the container's mount namespace
     or (`own_mount_ns` false) in the runtime's, where delete undoes them (unmount_all).
-
-    `enter_cgroup` (if given) is called once, before the first cgroup mount or at the end:
-    the container's cgroup may still be in the making until then.
 
     Returns the absolute rootfs path; pivot_root comes after the createContainer hooks.
     """
@@ -462,13 +458,8 @@ def prepare_rootfs(
     mounts = config.get("mounts") or []
     mount_label = linux.get("mountLabel")
     for entry in mounts:
-        if enter_cgroup and entry.get("type") in ("cgroup", "cgroup2"):
-            enter_cgroup()
-            enter_cgroup = None
         new_cgroupns = bool(new_flags & syscalls.CLONE_NEWCGROUP)
         mount_entry(rootfs, bundle, entry, new_cgroupns, sys_, cgroup_dirs, mount_label)
-    if enter_cgroup:
-        enter_cgroup()
     devices = list(linux.get("devices") or [])
     if dev_is_ours(mounts):
         configured = {d["path"] for d in devices}

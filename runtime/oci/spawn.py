@@ -156,6 +156,11 @@ def create_container(
         for name in (EXEC_FIFO, EXEC_DONE):
             os.mkfifo(os.path.join(state_dir, name), 0o600)
         cgroup = _cgroup(config, container_id)
+        cgroup.create()
+        for warning in cgroup.apply(
+            linux_cfg.get("resources") or {}, linux_cfg.get("devices") or []
+        ):
+            print(f"composer-runtime: warning: {warning}", file=sys.stderr)
         spawn_args = (config, bundle, record, joins, new_flags, masks, seccomp_program, state_dir)
         pid = _spawn(*spawn_args, console_socket, cgroup, preserve_fds)
         if host_mounts:
@@ -207,11 +212,6 @@ def _spawn(
     cgroup,
     keep_fds,
 ):
-    direct = _clones_directly(config, joins, new_flags)
-    if direct:
-        cgroup.create(versions=(2,))  # the init is born in it; v1 comes while it mounts
-    else:
-        _create_cgroup(cgroup, config)
     # O_RDWR: opening never blocks, and the init is reader and writer of its own fifos.
     fifo_fds = tuple(
         os.open(os.path.join(state_dir, name), os.O_RDWR | os.O_CLOEXEC)
@@ -222,16 +222,14 @@ def _spawn(
     init = (config, bundle, new_flags, masks, seccomp_program, fifo_fds, console_fd)
     init += (cgroup.dirs(), keep_fds)
     stage1 = 0
-    cloned = _clone_init(cgroup, new_flags) if direct else None
+    cloned = _clone_init(cgroup, new_flags) if _clones_directly(config, joins, new_flags) else None
     if cloned is not None:
         pid, to_join = cloned
         if pid == 0:
             parent.close()
-            _run_child(child, _direct_init, init)
+            _run_child(child, _direct_init, to_join, init)
         record.update(pid=pid, start_time=process_start_time(pid))
     else:
-        if direct:  # clone3 refused (an old kernel): the long way
-            _create_cgroup(cgroup, config)
         stage1, to_join = _fork_into(cgroup)
         if stage1 == 0:
             parent.close()
@@ -243,8 +241,6 @@ def _spawn(
         os.close(console_fd)
     ready = False
     try:
-        if cloned is not None:
-            _cgroup_for_clone(cgroup, config, record["pid"], to_join, parent)
         pid = _supervise_create(parent, config, record, stage1)
         ready = True
     finally:
@@ -255,26 +251,6 @@ def _spawn(
             _kill_quietly(record["pid"])
             _reap(record["pid"])
     return pid
-
-
-def _create_cgroup(cgroup, config: dict) -> None:
-    linux_cfg = config.get("linux") or {}
-    cgroup.create()
-    for warning in cgroup.apply(linux_cfg.get("resources") or {}, linux_cfg.get("devices") or []):
-        print(f"composer-runtime: warning: {warning}", file=sys.stderr)
-
-
-def _cgroup_for_clone(cgroup, config: dict, pid: int, to_join, parent: _Channel) -> None:
-    """The rest of a cloned init's cgroup, made while the init does its first mounts:
-    the v1 directories and the limits, then the init moved into them (a "tasks" write
-    moves one thread: no wait for the lock a process move takes). The init waits for
-    the "cgroup" message before its cgroup namespace, cgroup mounts and anything after."""
-    _create_cgroup(cgroup, config)
-    try:
-        _join_cgroup(to_join, pid)
-        parent.send({"type": "cgroup"})
-    except (ProcessLookupError, BrokenPipeError):
-        pass  # the init is gone: _supervise_create reads why
 
 
 def _clones_directly(config: dict, joins: list, new_flags: int) -> bool:
@@ -307,17 +283,13 @@ def _clone_init(cgroup, new_flags: int) -> tuple[int, list[tuple[str, str]]] | N
     return pid, [entry for entry in left if entry[0] != unified]
 
 
-def _direct_init(channel, init) -> None:
+def _direct_init(channel, to_join, init) -> None:
     """Stage 1's remaining work for a cloned init (see _clones_directly), then stage 2."""
+    _join_cgroup(to_join)
+    if init[2] & syscalls.CLONE_NEWCGROUP:
+        syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     linux.write_oom_score_adj(init[0]["process"].get("oomScoreAdj"))
-
-    def enter_cgroup() -> None:  # the parent moves us (see _cgroup_for_clone)
-        if (channel.recv() or {}).get("type") != "cgroup":
-            raise ContainerError("create aborted")
-        if init[2] & syscalls.CLONE_NEWCGROUP:  # its root is where we are now
-            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
-
-    _stage2(channel, False, *init, enter_cgroup=enter_cgroup)
+    _stage2(channel, False, *init)
 
 
 def _fork_into(cgroup) -> tuple[int, list[tuple[str, str]]]:
@@ -344,13 +316,11 @@ def _fork_into(cgroup) -> tuple[int, list[tuple[str, str]]]:
     return os.fork(), left
 
 
-def _join_cgroup(to_join: list[tuple[str, str]], pid: int = 0) -> None:
-    """Write `pid` (0: this process) into each (directory, file)."""
-    data = str(pid).encode()
+def _join_cgroup(to_join: list[tuple[str, str]]) -> None:
     for directory, name in to_join:  # raw fds: a file object each is 11 of them too many
         fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CLOEXEC)
         try:
-            os.write(fd, data)
+            os.write(fd, b"0")
         finally:
             os.close(fd)
 
@@ -460,13 +430,8 @@ def _stage2(
     console_fd,
     cgroup_dirs,
     keep_fds,
-    enter_cgroup=None,
 ) -> None:
-    """The container's init: becomes the user program after `start`.
-
-    `enter_cgroup`: called before the cgroup namespace and mounts are needed, when the
-    init does not sit in its cgroup yet (a cloned init, see _cgroup_for_clone).
-    """
+    """The container's init: becomes the user program after `start`."""
     process = config["process"]
     linux_cfg = config.get("linux") or {}
     callers_umask = os.umask(0o022)  # our mount points and nodes get sane modes
@@ -475,13 +440,7 @@ def _stage2(
     linux.preload_modules(process, config)
     own_mount_ns = own_mount_namespace(config)
     rootfs = linux.prepare_rootfs(
-        config,
-        bundle,
-        new_flags,
-        in_user_ns,
-        cgroup_dirs=cgroup_dirs,
-        own_mount_ns=own_mount_ns,
-        enter_cgroup=enter_cgroup,
+        config, bundle, new_flags, in_user_ns, cgroup_dirs=cgroup_dirs, own_mount_ns=own_mount_ns
     )
     hook_state = None
     if has_hooks(config, "prestart", "createRuntime", "createContainer", "startContainer"):
