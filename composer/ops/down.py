@@ -10,7 +10,7 @@ from composer import labels as L
 from composer.model import Project
 from composer.ops import containers as ctr
 from composer.ops.backend import Backend
-from composer.ops.project import check_identity, forget, graph_of, project_lock
+from composer.ops.project import check_identity, forget, in_dependency_order, project_lock
 
 Report = Callable[[str, str], None]
 
@@ -35,17 +35,15 @@ def down(
     remove_orphans: bool = False,
     timeout: float | None = None,
 ) -> None:
-    """Stop and remove the project's containers (reverse dependency order, each level
-    in parallel), then its networks; named volumes only with volumes=True."""
+    """Stop and remove the project's containers (each once its dependents are stopped,
+    all at once otherwise), then its networks; named volumes only with volumes=True."""
     from runtime.network import dns
 
     with project_lock(backend, project, "composer down", lambda text: report("Project", text)):
         check_identity(backend, project, record=False)
         infos = backend.containers(project.name)
         grouped = _by_service(infos)
-        order = graph_of(project).stop_generations()
-        known = {name for level in order for name in level}
-        leftovers = [s for s in grouped if s not in known]
+        leftovers = [s for s in grouped if s not in project.services]
         if leftovers and not remove_orphans:
             # Orphans still hold the networks; keep those too.
             report(
@@ -53,27 +51,24 @@ def down(
                 f"orphan containers of services {', '.join(sorted(leftovers))} "
                 "left in place; `down --remove-orphans` removes them",
             )
-        levels = ([leftovers] if remove_orphans and leftovers else []) + order
-        doomed = [[info for name in level for info in grouped.get(name, [])] for level in levels]
+        kept = set() if remove_orphans else set(leftovers)
+        doomed = {i["id"]: i for i in infos if _service_of(i) not in kept}
         # Nothing stays (no orphans kept): the networks go as soon as every container has
         # let go of them, while the engine still deletes the containers (~0.1 s each).
-        whole = sum(map(len, doomed)) == len(infos)
+        whole = len(doomed) == len(infos)
+        stopped: dict[str, str | None] = {}
+
+        def release(container_id: str, wait: Callable[[], None]) -> None:
+            wait()
+            info = doomed[container_id]
+            stopped[container_id] = ctr.stop_and_release(
+                info, backend, timeout=timeout, service=project.services.get(_service_of(info))
+            )
+
+        in_dependency_order(list(doomed), _stops_after(project, grouped, leftovers), release)
         # One thread a container: most of a removal is waiting (the shim, the kernel).
-        with ThreadPoolExecutor(max_workers=max(len(infos), 1) + 1) as pool:
-            stopped = {}
-            for level in doomed:  # dependents first
-                futures = [
-                    pool.submit(
-                        ctr.stop_and_release,
-                        info,
-                        backend,
-                        timeout=timeout,
-                        service=project.services.get(_service_of(info)),
-                    )
-                    for info in level
-                ]
-                stopped.update((i["id"], f.result()) for i, f in zip(level, futures, strict=True))
-            gone = [info for level in doomed for info in level]
+        with ThreadPoolExecutor(max_workers=max(len(doomed), 1) + 1) as pool:
+            gone = list(doomed.values())
             removed = [pool.submit(ctr.delete, info, backend, volumes=volumes) for info in gone]
             networks = pool.submit(_remove_networks, project, backend) if whole else None
             for info, future in zip(gone, removed, strict=True):
@@ -91,6 +86,27 @@ def down(
                 if not volume.external and backend.volumes.exists(volume.name):
                     backend.volumes.remove(volume.name)
                     report(f"Volume {volume.name}", "Removed")
+
+
+def _stops_after(
+    project: Project, grouped: dict[str, list[dict]], orphans: list[str]
+) -> Callable[[str], list[str]]:
+    """For a container id, those to stop before it: its service's dependents' containers,
+    and orphans before all (what they need is not known)."""
+    dependents: dict[str, list[str]] = {}
+    for name, service in project.services.items():
+        for needed in service.depends_on:
+            dependents.setdefault(needed, []).append(name)
+    first = [i["id"] for name in orphans for i in grouped.get(name, [])]
+    service_of = {i["id"]: _service_of(i) for infos in grouped.values() for i in infos}
+
+    def before(container_id: str) -> list[str]:
+        name = service_of[container_id]
+        if name in orphans:
+            return []
+        return first + [i["id"] for d in dependents.get(name, []) for i in grouped.get(d, [])]
+
+    return before
 
 
 def _remove_networks(project: Project, backend: Backend) -> list[str]:
@@ -139,24 +155,27 @@ def stop(
     """Stop (not remove) running containers, dependents first."""
     grouped = _by_service(backend.containers(project.name, include_oneoff=False))
     chosen = set(services or grouped)
-    for level in graph_of(project).stop_generations():
-        running = [
-            info
-            for name in level
-            if name in chosen
-            for info in grouped.get(name, [])
-            if info.get("status") == "running"
-        ]
+    running = {
+        info["id"]: info
+        for name, infos in grouped.items()
+        if name in chosen and name in project.services  # orphans are down's to handle
+        for info in infos
+        if info.get("status") == "running"
+    }
+    replies: dict[str, dict] = {}
 
-        def stop_one(info: dict) -> dict:
-            service = project.services.get(_service_of(info))
-            if service is not None:
-                with contextlib.suppress(Exception):  # a failing pre_stop must not block a stop
-                    ctr.run_hooks(backend, info["id"], service, "pre_stop")
-            return backend.engine.stop(info["id"], timeout=ctr.stop_timeout(service, timeout))
+    def stop_one(container_id: str, wait: Callable[[], None]) -> None:
+        wait()
+        info = running[container_id]
+        service = project.services.get(_service_of(info))
+        if service is not None:
+            with contextlib.suppress(Exception):  # a failing pre_stop must not block a stop
+                ctr.run_hooks(backend, container_id, service, "pre_stop")
+        replies[container_id] = backend.engine.stop(
+            container_id, timeout=ctr.stop_timeout(service, timeout)
+        )
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            replies = list(pool.map(stop_one, running))
-        for info, reply in zip(running, replies, strict=True):
-            why = (reply or {}).get("stop_reason")
-            report(f"Container {info.get('name')}", f"Stopped{f' ({why})' if why else ''}")
+    in_dependency_order(list(running), _stops_after(project, grouped, []), stop_one)
+    for container_id, info in running.items():
+        why = (replies[container_id] or {}).get("stop_reason")
+        report(f"Container {info.get('name')}", f"Stopped{f' ({why})' if why else ''}")

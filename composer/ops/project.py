@@ -16,6 +16,10 @@ class OperationError(Exception):
     """A command that cannot go on; the message says why and what to do."""
 
 
+class DependencyFailed(OperationError):
+    """A unit of work given up because one it waits for failed."""
+
+
 def graph_of(project: Project) -> ServiceGraph | Independent:
     edges = [
         Edge(name, needed, "depends_on")
@@ -49,6 +53,51 @@ class Independent:
 
     def stop_generations(self, services: Iterable[str] | None = None) -> list[list[str]]:
         return self.start_generations(services)
+
+
+def in_dependency_order(
+    units: list[str],
+    waits_for: Callable[[str], Iterable[str]],
+    work: Callable[[str, Callable[[], None]], None],
+    *,
+    workers: int = 0,
+) -> None:
+    """work(unit, wait) for every unit at once, each on a thread of its own. work calls
+    wait() at the point it must not pass before the units it waits for are done (up makes
+    a service's containers, then waits for its dependencies to start them; down stops a
+    container once its dependents' are gone), so the graph needs no sorting (networkx).
+
+    With `workers`, that many at a time: `units` must then list each unit after those it
+    waits for, so a waiting unit never holds the thread its prerequisite needs. The first
+    error is raised, not the DependencyFailed it caused further on.
+    """
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    finished = {unit: threading.Event() for unit in units}
+    failed: set[str] = set()
+
+    def run(unit: str) -> None:
+        def wait() -> None:
+            for other in waits_for(unit):
+                if other in finished and other != unit:
+                    finished[other].wait()
+                    if other in failed:
+                        raise DependencyFailed(f"{unit}: not done, as {other} failed")
+
+        try:
+            work(unit, wait)
+        except BaseException:
+            failed.add(unit)
+            raise
+        finally:
+            finished[unit].set()
+
+    with ThreadPoolExecutor(max_workers=workers or max(len(units), 1)) as pool:
+        futures = [pool.submit(run, unit) for unit in units]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, DependencyFailed)), errors[0])
 
 
 LOCK_WAIT = 120.0  # seconds a command waits for another one on the same project

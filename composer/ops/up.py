@@ -3,7 +3,6 @@ dependency order and independent ones in parallel."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from composer.ops.project import (
     ensure_networks,
     ensure_volumes,
     graph_of,
+    in_dependency_order,
     project_lock,
     used_networks,
 )
@@ -122,48 +122,19 @@ class _Run:
 def _converge(run: _Run, names: list[str], graph=None) -> None:
     """Every service at once: each makes its containers right away and starts them once
     the services it depends on are done (so containers are made while a dependency becomes
-    healthy). Under a --parallel limit they are taken up in start order, dependencies
-    first, so a waiting service never holds the worker its dependency needs."""
+    healthy). Under a --parallel limit they are taken up in start order."""
     run.existing = run.backend.existing(run.project.name)
     _handle_orphans(run.backend, run.project, run.existing, run.request, run.report)
-    workers = run.request.parallel
-    if 0 < workers < len(names):
+    workers = run.request.parallel if 0 < run.request.parallel < len(names) else 0
+    if workers:
         graph = graph or graph_of(run.project)
         names = [name for generation in graph.start_generations(names) for name in generation]
-    else:
-        workers = max(len(names), 1)
-    finished = {name: threading.Event() for name in names}
-    failed: set[str] = set()
-
-    def converge(name: str) -> None:
-        service = run.project.services[name]
-
-        def dependencies_done() -> None:
-            for dependency in service.depends_on:
-                if dependency in finished:
-                    finished[dependency].wait()
-                    if dependency in failed:
-                        raise DependencyFailed(
-                            f"service {name}: dependency {dependency} failed to start"
-                        )
-
-        try:
-            _converge_service(run, service, dependencies_done)
-        except BaseException:
-            failed.add(name)
-            raise
-        finally:
-            finished[name].set()
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(converge, name) for name in names]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:  # the cause, not the dependents it took down
-        raise next((e for e in errors if not isinstance(e, DependencyFailed)), errors[0])
-
-
-class DependencyFailed(OperationError):
-    """A service not started because a service it depends on failed."""
+    in_dependency_order(
+        names,
+        lambda name: run.project.services[name].depends_on,
+        lambda name, wait: _converge_service(run, run.project.services[name], wait),
+        workers=workers,
+    )
 
 
 def dry_run(project: Project, backend: Backend, request: UpRequest) -> list[tuple[str, str]]:

@@ -54,3 +54,48 @@ def test_ordering_an_independent_project_does_not_import_networkx():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_down_stops_a_container_after_its_dependents_and_orphans_first():
+    from composer import labels as L
+    from composer.ops.down import _stops_after
+
+    web = Service(name="web", image="x", depends_on=FrozenMap({"db": DependsOn("db")}))
+    p = project(web, Service(name="db", image="x"))
+
+    def info(cid: str, service: str) -> dict:
+        return {"id": cid, "labels": {L.SERVICE: service}}
+
+    grouped = {
+        "web": [info("w1", "web"), info("w2", "web")],
+        "db": [info("d1", "db")],
+        "old": [info("o1", "old")],  # an orphan: its service left the file
+    }
+    before = _stops_after(p, grouped, ["old"])
+    assert sorted(before("d1")) == ["o1", "w1", "w2"]
+    assert before("w1") == ["o1"] and before("o1") == []
+
+
+def test_work_waits_only_where_it_asks_and_the_cause_is_raised():
+    import threading
+
+    import pytest
+
+    from composer.ops.project import in_dependency_order
+
+    log, lock = [], threading.Lock()
+    a_may_finish = threading.Event()
+
+    def work(unit: str, wait) -> None:
+        with lock:
+            log.append(f"{unit} begins")
+        if unit == "a":
+            assert a_may_finish.wait(5), "b never began while a was running"
+            raise RuntimeError("a broke")
+        a_may_finish.set()  # b begins (its first half) while a still runs
+        wait()
+        log.append("b passed its wait")
+
+    with pytest.raises(RuntimeError, match="a broke"):
+        in_dependency_order(["a", "b"], {"a": [], "b": ["a"]}.get, work)
+    assert "b begins" in log and "b passed its wait" not in log
