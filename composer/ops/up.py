@@ -17,6 +17,7 @@ from composer.ops.project import (
     ensure_networks,
     ensure_volumes,
     graph_of,
+    image_name,
     in_dependency_order,
     project_lock,
     used_networks,
@@ -86,8 +87,6 @@ def _ensure_images(
 ) -> dict:
     """Each service's image; services naming the same image (and pull policy) share one
     look-up (~3 ms each)."""
-    from composer.ops.project import image_name
-
     images: dict = {}
     shared: dict = {}
     for s in services:
@@ -139,8 +138,6 @@ def _converge(run: _Run, names: list[str], graph=None) -> None:
 
 def dry_run(project: Project, backend: Backend, request: UpRequest) -> list[tuple[str, str]]:
     """What up would do, without doing it: (resource, action) pairs."""
-    from composer.ops.project import image_name
-
     graph = graph_of(project)
     selected = graph.select(request.services or project.services, not request.no_deps)
     services = [project.services[name] for name in project.services if name in selected]
