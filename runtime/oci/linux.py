@@ -7,7 +7,8 @@ The order container.py calls these in, and why:
   namespace_plan, join_namespaces (user first)   before any unshare
   prepare_rootfs: "/" rslave, rootfs bound on itself, config mounts in order, devices
   (createContainer hooks run here, still able to see the host's paths)
-  pivot_into, setup_terminal                      the pty comes from the container's devpts
+  pivot_into (chroot_into without a mount namespace of its own), setup_terminal
+                                                  the pty comes from the container's devpts
   set_identity, then finish_rootfs                sysctls before /proc/sys turns read-only
   set_process_attributes                          rlimits, affinity, ...: before caps drop
   set_user_and_capabilities, no_new_privs, seccomp last (or before caps without NNP)
