@@ -11,6 +11,7 @@ The order container.py calls these in, and why:
                                                   the pty comes from the container's devpts
   set_identity, then finish_rootfs                sysctls before /proc/sys turns read-only
   set_process_attributes                          rlimits, affinity, ...: before caps drop
+  set_exec_labels                                 AppArmor/SELinux: before no_new_privs
   set_user_and_capabilities, no_new_privs, seccomp last (or before caps without NNP)
   exec_process                                    after `start`
 """
