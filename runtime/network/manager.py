@@ -9,8 +9,8 @@ bridges and veths (bridge.py), the nftables table (nft.py).
 
 Only a network's "ready" record is fsynced: endpoints, ports and half-made states describe
 kernel objects (veths, rules, bridges) that a machine crash takes with it, so losing their
-last write to one costs nothing, while an fsync a write was ~4 ms of every attach. A record
-that a crash left unreadable counts as absent.
+last write costs nothing, while fsyncs cost ~4 ms a write, several writes a container. A
+record that a crash left unreadable counts as absent.
 """
 
 from __future__ import annotations
