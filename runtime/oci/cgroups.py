@@ -358,6 +358,7 @@ class Cgroup:
         self.mode = layout.mode
         self.path = path
         self.warnings: list[str] = []
+        self.made_parents: list[str] = []
         self._dirs = dirs
         self._kernel = kernel
         for h, d in dirs.items():
@@ -409,8 +410,9 @@ class Cgroup:
         self._kernel.write(os.path.join(d, name), str(value))
 
     # ----------------------------------------------------------------- create and join
-    def create(self) -> None:
-        """Make the directories in every hierarchy; idempotent."""
+    def create(self) -> list[str]:
+        """Make the directories in every hierarchy; idempotent. Returns the parents it made
+        above the cgroup's own directories (also in `made_parents`), for remove_parents."""
         for h, d in self._dirs.items():
             levels = self._levels(h, d)
             for i, level in enumerate(levels):
@@ -420,12 +422,28 @@ class Cgroup:
                     self._enable_controllers(levels[i - 1])
                 try:  # no isdir first: one syscall, not two, at every level
                     self._kernel.mkdir(level)
+                    if level != d and level != h.mountpoint.rstrip("/") + DEFAULT_PARENT:
+                        self.made_parents.append(level)  # (the default one goes by itself)
                 except FileExistsError:
                     pass
                 except OSError as e:
                     raise CgroupError(f"cannot create {level}: {e.strerror}", e.errno) from e
                 if h.version == 1 and "cpuset" in h.controllers and i > 0:
                     self._inherit_cpuset(level)
+        return self.made_parents
+
+    def remove_parents(self, made: list[str]) -> None:
+        """Remove the parents `create` made (a nested cgroupsPath), deepest first: the
+        runtime-spec has delete undo what create made. One still in use by another
+        cgroup stays (rmdir refuses); nothing outside a hierarchy is touched."""
+        mounts = tuple(h.mountpoint.rstrip("/") + "/" for h in self._dirs)
+        for path in sorted(made, key=lambda p: -p.count("/")):
+            if not path.startswith(mounts) or "/../" in path + "/":
+                continue
+            try:
+                self._kernel.rmdir(path)
+            except OSError:
+                pass
 
     def _levels(self, h: Hierarchy, d: str) -> list[str]:
         """The mount point, then each directory down to `d`."""

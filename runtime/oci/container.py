@@ -266,6 +266,7 @@ def delete(root: str, container_id: str, force: bool = False, record: dict | Non
     config = record["config"]
     cgroup = _cgroup(config, container_id)
     _destroy_cgroup(cgroup)
+    cgroup.remove_parents(record.get("cgroup_parents") or [])
     if "rootfs" in record:  # mounts made in the runtime's mount namespace
         from runtime.oci.linux import mounts_made, unmount_all
 

@@ -156,7 +156,8 @@ def create_container(
         for name in (EXEC_FIFO, EXEC_DONE):
             os.mkfifo(os.path.join(state_dir, name), 0o600)
         cgroup = _cgroup(config, container_id)
-        cgroup.create()
+        if cgroup.create():  # parents of a nested cgroupsPath: delete removes them too
+            record["cgroup_parents"] = cgroup.made_parents
         for warning in cgroup.apply(
             linux_cfg.get("resources") or {}, linux_cfg.get("devices") or []
         ):
@@ -175,6 +176,7 @@ def create_container(
         if cgroup is not None:
             try:
                 _destroy_cgroup(cgroup)
+                cgroup.remove_parents(cgroup.made_parents)
             except Exception as err:
                 print(f"composer-runtime: warning: cleanup: {err}", file=sys.stderr)
         _remove_tree(state_dir)

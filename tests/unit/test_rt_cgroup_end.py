@@ -48,3 +48,38 @@ def test_a_cgroup_with_a_child_cgroup_is_not_taken_by_rmdir(tree):
 def test_already_removed_directories_count_as_removed(tree):
     cgroup = tree.open()
     assert cgroup.remove_if_empty()  # never created
+
+
+def test_parents_of_a_nested_path_that_create_made_go_with_it(tree):
+    cgroup = tree.open("/outer/inner/ctr")
+    made = cgroup.create()
+    assert made and all(p.endswith(("/outer", "/outer/inner")) for p in made)
+    _destroy_cgroup(cgroup)
+    cgroup.remove_parents(made)
+    assert not any(os.path.exists(p) for p in made)
+
+
+def test_a_parent_that_existed_before_or_is_still_used_stays(tree):
+    first = tree.open("/shared/a")
+    first_made = first.create()
+    second = tree.open("/shared/b")
+    assert second.create() == []  # /shared was there already
+    _destroy_cgroup(first)
+    first.remove_parents(first_made)  # /shared still holds b
+    assert all(os.path.isdir(p) for p in first_made)
+    _destroy_cgroup(second)
+    second.remove_parents([])
+    assert all(os.path.isdir(p) for p in first_made)  # not second's to remove
+
+
+def test_the_default_parent_is_not_listed(tree):
+    cgroup = tree.open()
+    assert cgroup.create() == []
+
+
+def test_remove_parents_stays_inside_the_hierarchies(tree, tmp_path):
+    outside = tmp_path / "not-a-cgroup"
+    outside.mkdir()
+    cgroup = tree.open("/x/ctr")
+    cgroup.remove_parents([str(outside), cgroup.dirs()[0] + "/../../../not-a-cgroup"])
+    assert outside.is_dir()
