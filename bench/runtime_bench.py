@@ -8,7 +8,8 @@ Per runtime and bundle: `run` (create+start+wait+delete in one command) and
 create/start/delete as three commands. Commands run in blocks of their own (warm-up
 first), the blocks go round ROUNDS times, so machine drift spreads over all of them.
 Then the engine's start (shim + create + start, until the shim reports the container
-running) of a `sleep` container under each runtime. Medians; ratios against crun and runc.
+running) of a `sleep` container under each runtime. Medians; ratios against crun and runc;
+"cpu ms" is user+sys time of a command's whole process tree (steadier on a busy machine).
 """
 
 from __future__ import annotations
@@ -83,16 +84,18 @@ def commands(bundles: dict[str, Path], state: Path) -> dict[str, list[str]]:
     return out
 
 
-def once(argv: list[str]) -> float:
+def once(argv: list[str]) -> tuple[float, float]:
+    """(wall, cpu) seconds of one command; cpu is user+sys of its whole process tree, far
+    less moved than wall time by other work on a shared machine."""
     start = time.perf_counter()
-    subprocess.run(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=True,
+    child = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    return time.perf_counter() - start
+    _pid, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise subprocess.CalledProcessError(os.waitstatus_to_exitcode(status), argv)
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def engine_starts(rootfs: Path, state: Path) -> dict[str, list[float]]:
@@ -118,7 +121,7 @@ def engine_starts(rootfs: Path, state: Path) -> dict[str, list[float]]:
     return samples
 
 
-def report(samples: dict[str, list[float]]) -> None:
+def report(samples: dict[str, list[float]], cpu: dict[str, list[float]]) -> None:
     def base(peer: str, label: str) -> float | None:
         for prefix, _binary in sorted([*PEERS, *EXTRA], key=lambda p: -len(p[0])):
             if label.startswith(prefix) or label.startswith(f"engine start: {prefix}"):
@@ -128,15 +131,16 @@ def report(samples: dict[str, list[float]]) -> None:
         return None
 
     header = f"{'command':52s} {'median ms':>10s} {'min':>7s} {'x crun':>7s} {'x runc':>7s}"
-    print(header)
+    print(header + f" {'cpu ms':>7s}")
     for label, values in samples.items():
         median = statistics.median(values)
         ratios = []
         for peer in ("crun", "runc"):
             reference = base(peer, label)
             ratios.append(f"{median / reference:7.2f}" if reference else f"{'-':>7s}")
+        used = f"{statistics.median(cpu[label]) * 1e3:7.1f}" if cpu.get(label) else f"{'-':>7s}"
         line = f"{label:52s} {median * 1e3:10.1f} {min(values) * 1e3:7.1f} {' '.join(ratios)}"
-        print(line)
+        print(f"{line} {used}")
 
 
 def main() -> None:
@@ -149,14 +153,16 @@ def main() -> None:
         state = Path(tmp) / "state"
         cmds = commands(bundles, state)
         samples: dict[str, list[float]] = {label: [] for label in cmds}
+        cpu: dict[str, list[float]] = {label: [] for label in cmds}
         for round_index in range(ROUNDS):
             for label, argv in cmds.items():
                 for i in range(RUNS // ROUNDS + (2 if round_index == 0 else 0)):
-                    elapsed = once(argv)
+                    elapsed, used = once(argv)
                     if round_index or i >= 2:  # first two are warm-up
                         samples[label].append(elapsed)
+                        cpu[label].append(used)
         samples.update(engine_starts(Path(tmp) / "rootfs", state))
-    report(samples)
+    report(samples, cpu)
 
 
 if __name__ == "__main__":
