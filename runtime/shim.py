@@ -405,7 +405,7 @@ class Shim:
         self.stdin_ended = False  # a client's input ended and the container was told
         self.attached: dict[int, Attached] = {}
         self.stdin_registered = False  # the stdin pipe is polled (for POLLOUT)
-        # A "once" container's first run waits for its client until then.
+        # With start_on_attach, the first run waits for its client until then.
         self.start_deadline: float | None = None
 
     # -- runtime commands
@@ -619,8 +619,9 @@ class Shim:
         deadlines = [self.kill_deadline, drain_deadline, self.start_deadline]
         if self.exit is None:
             deadlines.append(self.next_probe_at)
-        elif drain_deadline is None:
-            deadlines.append(self.restart_at)  # the run is over: only the backoff is left
+        elif drain_deadline is None and not self._backlog():
+            # The run is over: only the backoff is left (after the clients' backlog).
+            deadlines.append(self.restart_at)
         if self.probe:
             deadlines.append(self.probe["deadline"])
         deadlines = [d for d in deadlines if d is not None]
