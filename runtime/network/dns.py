@@ -478,12 +478,13 @@ def host_upstreams(resolv_conf_path: str = "/etc/resolv.conf") -> list[tuple[str
 class _Forwarding:
     """A client's UDP query on its way through the upstreams, one after another."""
 
-    __slots__ = ("_query", "attempt", "client", "sock", "upstreams", "wire")
+    __slots__ = ("_query", "attempt", "client", "serial", "sock", "upstreams", "wire")
 
-    def __init__(self, sock, client, wire: bytes, query, upstreams) -> None:
+    def __init__(self, sock, client, wire: bytes, query, upstreams, serial: int) -> None:
         self.sock, self.client, self.wire, self._query = sock, client, wire, query
         self.upstreams = upstreams
         self.attempt = 0  # index of the upstream asked now
+        self.serial = serial  # tells it from a later job under the same upstream id
 
     @property
     def query(self):
@@ -523,6 +524,7 @@ class Server:
         port: int = DNS_PORT,
     ) -> None:
         import collections
+        import itertools
         import selectors
         from concurrent.futures import ThreadPoolExecutor
 
@@ -535,7 +537,10 @@ class Server:
         # UDP forwarding runs on this loop, not on threads: a thread waiting for the GIL
         # behind a busy loop waits a switch interval (5 ms) each time.
         self.forwarding: dict[int, _Forwarding] = {}  # by the id we gave the upstream query
-        self.deadlines: collections.deque = collections.deque()  # (deadline, id, attempt)
+        # (deadline, id, job serial, attempt): no job in it, so an answered job is freed at
+        # once instead of living on to its deadline for the collector to walk.
+        self.deadlines: collections.deque = collections.deque()
+        self._serials = itertools.count()
         self.upstream_sockets: dict[int, object] = {}  # by address family
         self.listeners: dict[str, tuple] = {}  # address → (udp socket, tcp socket, network)
         self.networks: dict = {}
@@ -728,7 +733,7 @@ class Server:
 
     def forward_udp(self, sock, client, wire: bytes, query, upstreams) -> None:
         """Send the client's query upstream under an id of ours; the answer comes to on_upstream."""
-        job = _Forwarding(sock, client, wire, query, upstreams)
+        job = _Forwarding(sock, client, wire, query, upstreams, next(self._serials))
         if upstreams is None or not upstreams or len(self.forwarding) >= MAX_FORWARDING:
             rcode = "REFUSED" if upstreams is None else "SERVFAIL"
             self._send(sock, self._encode(failure(job.query, rcode), job.query, True), client)
@@ -754,7 +759,7 @@ class Server:
                 job.attempt += 1  # unreachable at once: the next one
                 continue
             deadline = time.monotonic() + FORWARD_TIMEOUT
-            self.deadlines.append((deadline, upstream_id, job, job.attempt))
+            self.deadlines.append((deadline, upstream_id, job.serial, job.attempt))
             return
         del self.forwarding[upstream_id]
         self._send(job.sock, self._encode(failure(job.query), job.query, udp=True), job.client)
@@ -805,8 +810,9 @@ class Server:
         """Move timed-out queries to their next upstream; seconds until the next deadline."""
         now = time.monotonic()
         while self.deadlines and self.deadlines[0][0] <= now:
-            _, upstream_id, job, attempt = self.deadlines.popleft()
-            if self.forwarding.get(upstream_id) is job and job.attempt == attempt:
+            _, upstream_id, serial, attempt = self.deadlines.popleft()
+            job = self.forwarding.get(upstream_id)
+            if job is not None and job.serial == serial and job.attempt == attempt:
                 job.attempt += 1
                 self._ask_upstream(upstream_id, job)
         return self.deadlines[0][0] - now if self.deadlines else RESCAN_INTERVAL

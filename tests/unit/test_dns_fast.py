@@ -266,3 +266,56 @@ def test_forget_project_removes_the_count_file(root):
     assert generation_path("shop", root).exists()
     assert dnsserver.forget_project("shop", root)
     assert not generation_path("shop", root).exists()
+
+
+# ---------------------------------------------------------------- forwarding on the loop
+
+
+def test_forwarding_fails_over_at_the_deadline_and_keeps_no_answered_job(root):
+    import socket
+
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+    first, second, listener, client = sockets
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+    upstreams = [first.getsockname(), second.getsockname()]
+    server = dnsserver.Server("shop", root, upstreams, port=0)
+    try:
+        wire = make_wire("example.com", query_id=77)
+        server.forward_udp(listener, client.getsockname(), wire, None, list(upstreams))
+        asked, _ = first.recvfrom(4096)
+        assert asked[2:] == wire[2:]
+        # Its deadline passes: the same query goes to the second upstream under the same id.
+        server.deadlines[0] = (0.0, *server.deadlines[0][1:])
+        server.expire_forwarding()
+        again, back_to = second.recvfrom(4096)
+        assert again == asked
+        reply = dns.message.make_response(dns.message.from_wire(again))
+        second.sendto(reply.to_wire(), back_to)
+        upstream_socket = server.upstream_sockets[socket.AF_INET]
+        upstream_socket.settimeout(5)
+        server.on_upstream(upstream_socket)
+        answer = dns.message.from_wire(client.recv(4096))
+        assert answer.id == 77 and not server.forwarding
+        assert not any(
+            isinstance(item, dnsserver._Forwarding) for e in server.deadlines for item in e
+        )
+        # A later job under the same upstream id is not moved on by the earlier job's deadline.
+        upstream_id = int.from_bytes(asked[:2], "big")
+        server.forward_udp(listener, client.getsockname(), wire, None, list(upstreams))
+        first.recvfrom(4096)
+        (later,) = server.forwarding.values()
+        server.forwarding = {upstream_id: later}
+        stale = [d for d in server.deadlines if d[1] == upstream_id and d[2] != later.serial]
+        assert stale
+        server.deadlines.appendleft((0.0, *stale[0][1:]))
+        server.expire_forwarding()
+        assert later.attempt == 0
+    finally:
+        for sock in sockets:
+            sock.close()
+        for sock in server.upstream_sockets.values():
+            sock.close()
+        server.workers.shutdown()
+        server.selector.close()
