@@ -714,3 +714,16 @@ def test_detach_before_the_namespace_ends_leaves_the_veth_to_the_kernel(manager,
         time.sleep(0.01)
     assert not bridge.link_exists(host_end)
     assert can_ping(b, network.gateway)  # the new holder of the address has a working link
+
+
+def test_rules_read_in_process_match_the_nft_binary(manager, containers):
+    assert nft._library() is not None  # libnftables loads where nftables is installed
+    manager.create("p1_default", project="p1")
+    manager.attach("ca", containers().path, "p1_default")
+    manager.publish("ca", "p1_default", ["18150:80"])
+    args = ("-j", "list", "table", nft.FAMILY, manager.table)
+    code, out, _ = nft._binary(None, args)
+    assert code == 0 and json.loads(out) == nft.list_table(manager.table)
+    assert "18150" in out
+    with pytest.raises(nft.NftError, match="nft -c failed"):
+        nft.check("table inet composer_bad { chain c { nonsense } }\n")
