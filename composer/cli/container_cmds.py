@@ -99,7 +99,6 @@ def run_run(args: argparse.Namespace) -> int:
         # No daemon: nobody would be left to remove it when it exits.
         raise SystemExit("composer run: --rm and -d cannot be combined; `composer rm` it later")
     project = _load(args, [args.service])
-    service = project.services.get(args.service)
     request = RunRequest(
         service=args.service,
         command=list(args.argv) if args.argv else None,
@@ -112,8 +111,9 @@ def run_run(args: argparse.Namespace) -> int:
         no_deps=args.no_deps,
         name=args.name,
         use_aliases=args.use_aliases,
-        # A terminal when the service asks for one or we are at one, unless -T.
-        tty=not args.no_tty and (bool(service and service.tty) or wants_terminal(args)),
+        # A terminal exactly when we are at one (unless -T), whatever the service's tty:
+        # piped input must reach the command as it was, not through a line discipline.
+        tty=wants_terminal(args),
         interactive=not args.detach,
         user=args.user,
         workdir=args.workdir,

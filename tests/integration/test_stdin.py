@@ -49,6 +49,13 @@ def test_run_pipes_stdin_and_its_end_ends_the_command(project):
     assert both.stdout == data and both.stderr.endswith(b"done\n")
 
 
+def test_run_of_a_terminal_service_without_a_terminal_keeps_piped_bytes(project):
+    project.write(SERVICES)
+    data = b"line\r\n\x03\x04no end"  # bytes a terminal would echo, translate or act on
+    result = _composer(project, "run", "--rm", "console", "cat", input=data)
+    assert (result.returncode, result.stdout) == (0, data), result.stderr
+
+
 def test_run_with_stdin_at_its_end_already(project):
     project.write(SERVICES)
     with open(os.devnull, "rb") as null:
