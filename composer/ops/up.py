@@ -57,14 +57,16 @@ def up(project: Project, backend: Backend, request: UpRequest, report: Report) -
     )
     services = [project.services[name] for name in project.services if name in selected]
     with project_lock(backend, project, "composer up", lambda text: report("Project", text)):
-        check_identity(backend, project, record=True)
-        backend.networks.cleanup_stale()
-        ensure_networks(backend, project, used_networks(project, services), report)
-        # The name server boots (~0.1-0.25 s, another process) while images are checked
-        # and containers made; each container waits for it only before it starts, when its
-        # first lookup may come.
-        background = ThreadPoolExecutor(max_workers=1)
+        check_identity(backend, project, record=False)
+        background = ThreadPoolExecutor(max_workers=2)
         try:
+            # Recorded while the rest goes on: its fsync need only be done by the end.
+            identity = background.submit(check_identity, backend, project, record=True)
+            backend.networks.cleanup_stale()
+            ensure_networks(backend, project, used_networks(project, services), report)
+            # The name server boots (~0.1-0.25 s, another process) while images are checked
+            # and containers made; each container waits for it only before it starts, when
+            # its first lookup may come.
             dns = background.submit(_ensure_dns, backend, project)
             ensure_volumes(backend, project, services, report)
             run = _Run(
@@ -77,6 +79,7 @@ def up(project: Project, backend: Backend, request: UpRequest, report: Report) -
             )
             _converge(run, [s.name for s in services], graph)
             dns.result()  # its failure counts even when no container needed starting
+            identity.result()
         finally:
             background.shutdown(wait=True)
     return [s.name for s in services]
@@ -291,7 +294,7 @@ def wait_for_dependencies(
                     f"service {service.name}: gave up waiting for {name} ({dependency.condition})"
                     f": {why}"
                 )
-            time.sleep(0.02)  # a healthcheck passes any moment; each look is ~1 ms
+            time.sleep(0.01)  # a healthcheck passes any moment; each look is ~1 ms
 
 
 def _condition_met(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -167,6 +166,8 @@ def _nft(script: str | None, *args: str) -> str:
 
 
 def _binary(script: str | None, args: tuple[str, ...]) -> tuple[int, str, str]:
+    import subprocess
+
     result = subprocess.run(
         ["nft", *args, *(("-f", "-") if script is not None else ())],
         input=script,
