@@ -296,8 +296,10 @@ def ensure_image(
 def build_image(
     backend: Backend, project: Project, service: Service, report: Callable[[str, str], None]
 ):
+    from composer.containers import check_build_context
     from runtime.images.build.builder import BuildError, build
 
+    check_build_context(project, service)  # named at its line, not as a missing Dockerfile
     spec = service.build
     name = image_name(project, service)
 

@@ -77,3 +77,14 @@ def test_a_missing_env_file_is_named_at_its_line(project):
     headline = f"compose.yaml:4:16: services.web.env_file[0]: {project.directory}/web.env not found"
     at = lines.index(headline)
     assert lines[at + 1 : at + 3] == ["   4 |     env_file: [./web.env]", " " * 22 + "^"]
+
+
+def test_a_missing_build_context_is_named_at_its_line(project):
+    project.write("services:\n  app:\n    build:\n      context: ./src\n")
+    lines = _failed_up(project)
+    source = project.directory / "src"
+    headline = (
+        f"compose.yaml:4:16: services.app.build.context: build context {source} is not a directory"
+    )
+    at = lines.index(headline)
+    assert lines[at + 1 : at + 3] == ["   4 |       context: ./src", " " * 22 + "^"]
