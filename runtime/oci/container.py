@@ -245,8 +245,15 @@ def kill(root: str, container_id: str, sig: int, all_processes: bool = False) ->
         os.kill(record["pid"], sig)
 
 
-def delete(root: str, container_id: str, force: bool = False, record: dict | None = None) -> None:
-    """`record`: the container's, as this process created it (`run`): no second read."""
+def delete(
+    root: str,
+    container_id: str,
+    force: bool = False,
+    record: dict | None = None,
+    warn=None,
+) -> None:
+    """`record`: the container's, as this process created it (`run`): no second read.
+    `warn(text)` takes the warnings (default: printed to stderr, as the command does)."""
     state_dir = _dir(root, container_id)
     if not os.path.isdir(state_dir):
         raise ContainerError(f"container {container_id!r} does not exist")
@@ -271,8 +278,12 @@ def delete(root: str, container_id: str, force: bool = False, record: dict | Non
         from runtime.oci.linux import mounts_made, unmount_all
 
         for warning in unmount_all(mounts_made(record)):
-            print(f"composer-runtime: warning: {warning}", file=sys.stderr)
+            if warn is None:
+                print(f"composer-runtime: warning: {warning}", file=sys.stderr)
+            else:
+                warn(warning)
     _remove_tree(state_dir)
+    _opened.pop(((config.get("linux") or {}).get("cgroupsPath"), container_id), None)
     if has_hooks(config, "poststop"):
         from runtime.oci import hooks
 
