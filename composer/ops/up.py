@@ -64,10 +64,9 @@ def up(project: Project, backend: Backend, request: UpRequest, report: Report) -
             identity = background.submit(check_identity, backend, project, record=True)
             backend.networks.cleanup_stale()
             ensure_networks(backend, project, used_networks(project, services), report)
-            # The name server boots (~0.1-0.25 s, another process) while images are checked
-            # and containers made; each container waits for it only before it starts, when
-            # its first lookup may come.
-            dns = background.submit(_ensure_dns, backend, project)
+            # The name server's sockets are bound here and handed to it, so containers
+            # start while it boots (~0.1-0.25 s): their first lookups wait in the kernel.
+            dns = background.submit(_launch_dns, backend, project)
             ensure_volumes(backend, project, services, report)
             run = _Run(
                 project,
@@ -75,10 +74,12 @@ def up(project: Project, backend: Backend, request: UpRequest, report: Report) -
                 request,
                 report,
                 images=_ensure_images(backend, project, services, request, report),
-                dns_ready=dns.result,
+                dns_ready=lambda: _dns_ready(dns.result()),
             )
             _converge(run, [s.name for s in services], graph)
-            dns.result()  # its failure counts even when no container needed starting
+            launched = dns.result()
+            if launched is not None:  # its failure counts even when nothing started
+                launched.wait()
             identity.result()
         finally:
             background.shutdown(wait=True)
@@ -172,10 +173,16 @@ def dry_run(project: Project, backend: Backend, request: UpRequest) -> list[tupl
     return steps
 
 
-def _ensure_dns(backend: Backend, project: Project) -> None:
+def _launch_dns(backend: Backend, project: Project):
     from runtime.network import dns
 
-    dns.ensure_running(project.name, backend.root)
+    return dns.launch(project.name, backend.root)
+
+
+def _dns_ready(launch) -> None:
+    """Before a container starts: its first lookup must not be refused."""
+    if launch is not None:
+        launch.ready()
 
 
 def _handle_orphans(

@@ -1,6 +1,6 @@
 """The embedded DNS server: one process per project, on every project network's gateway.
 
-    python -m runtime.network.dns --project NAME --root COMPOSER_ROOT
+    python -m runtime.network.dns --project NAME --root COMPOSER_ROOT [--socket ADDR=FD,FD]
 
 It answers UDP and TCP on port 53 of each gateway address found in
 COMPOSER_ROOT/networks/*.json for the project, from the records in
@@ -18,6 +18,10 @@ The container side: resolv_conf() and hosts_file() give the files a container ge
 explain() shows which record answers a name, for `composer dns`.
 dnspython is imported only where wire format is handled, so callers of the helpers
 do not pay for it.
+
+launch() binds the gateways' UDP and TCP sockets itself and hands them to the new server
+(--socket ADDRESS=UDP_FD,TCP_FD), so a container's first query waits in the kernel's
+socket buffers while the server boots (~0.1-0.25 s) and containers need not wait for it.
 """
 
 from __future__ import annotations
@@ -472,6 +476,88 @@ def host_upstreams(resolv_conf_path: str = "/etc/resolv.conf") -> list[tuple[str
     return servers
 
 
+# ---------------------------------------------------------------- listening sockets
+
+
+def bind_listeners(address: str, port: int = DNS_PORT) -> tuple:
+    """(udp, tcp) sockets bound to address:port, the TCP one listening; OSError if taken.
+
+    The launcher binds them before the server boots (queries wait in the kernel's buffers
+    meanwhile) and the server binds those of networks that come later. UDP goes without
+    SO_REUSEADDR, so a second socket on the same address fails (EADDRINUSE) instead of
+    silently taking the other's queries.
+    """
+    import socket
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    udp = socket.socket(family, socket.SOCK_DGRAM)
+    tcp = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # A killed server's TCP connections may linger in TIME_WAIT on the port.
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for sock in (udp, tcp):
+            # The gateway may not be on the bridge yet: bind anyway, traffic follows.
+            sock.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND
+            sock.bind((address, port))
+        tcp.listen(64)
+    except OSError:
+        udp.close()
+        tcp.close()
+        raise
+    return udp, tcp
+
+
+def handoff_argument(address: str, udp_fd: int, tcp_fd: int) -> str:
+    """The server's --socket argument for sockets it inherits: ADDRESS=UDP_FD,TCP_FD."""
+    return f"{address}={udp_fd},{tcp_fd}"
+
+
+def parse_handoff(text: str) -> tuple[str, int, int]:
+    """handoff_argument's text → (address, udp fd, tcp fd); ValueError if malformed."""
+    address, equals, fds = text.rpartition("=")
+    if not equals:
+        raise ValueError(f"not ADDRESS=UDP_FD,TCP_FD: {text!r}")
+    udp_text, comma, tcp_text = fds.partition(",")
+    if not comma or not udp_text.isdigit() or not tcp_text.isdigit():
+        raise ValueError(f"not two descriptors: {fds!r}")
+    udp_fd, tcp_fd = int(udp_text), int(tcp_text)
+    if min(udp_fd, tcp_fd) < 3 or udp_fd == tcp_fd:  # 0-2 are stdio
+        raise ValueError(f"descriptors must be two distinct ones above 2: {fds!r}")
+    return str(ipaddress.ip_address(address)), udp_fd, tcp_fd
+
+
+def adopt_sockets(handoffs: list[tuple[str, int, int]], port: int) -> dict[str, tuple]:
+    """Sockets from parse_handoff's descriptors: address → (udp, tcp).
+
+    Each pair is checked against what it claims to be (type, address, port); a pair that
+    is not is closed, and the server binds that address itself as it would without one.
+    """
+    import socket
+
+    adopted = {}
+    for address, udp_fd, tcp_fd in handoffs:
+        pair = []
+        for fd, kind in ((udp_fd, socket.SOCK_DGRAM), (tcp_fd, socket.SOCK_STREAM)):
+            try:
+                sock = socket.socket(fileno=fd)
+            except OSError as e:
+                print(f"dns: inherited descriptor {fd} for {address}: {e}", file=sys.stderr)
+                continue
+            sock.set_inheritable(False)
+            pair.append(sock)
+            bound = sock.getsockname()
+            if sock.type != kind or bound[1] != port or not _same_address(bound[0], address):
+                print(f"dns: inherited descriptor {fd} is not {address}:{port}", file=sys.stderr)
+                pair.append(None)  # spoils the pair
+        if len(pair) == 2:
+            adopted[address] = tuple(pair)
+        else:
+            for sock in pair:
+                if sock is not None:
+                    sock.close()
+    return adopted
+
+
 # ---------------------------------------------------------------- the server
 
 
@@ -522,7 +608,9 @@ class Server:
         root: str | os.PathLike,
         upstreams: list[tuple[str, int]],
         port: int = DNS_PORT,
+        handed: dict[str, tuple] | None = None,
     ) -> None:
+        """handed: address → (udp, tcp) sockets the launcher bound (adopt_sockets)."""
         import collections
         import itertools
         import selectors
@@ -543,6 +631,7 @@ class Server:
         self._serials = itertools.count()
         self.upstream_sockets: dict[int, object] = {}  # by address family
         self.listeners: dict[str, tuple] = {}  # address → (udp socket, tcp socket, network)
+        self.handed = dict(handed or {})  # used by the first rescan, the rest closed
         self.networks: dict = {}
         self._records_path = str(records_path(project, root))
         self._records_key = None  # the records file's identity when last read
@@ -604,6 +693,10 @@ class Server:
             else:
                 udp, tcp, _ = self.listeners[address]
                 self.listeners[address] = (udp, tcp, name)
+        for udp, tcp in self.handed.values():  # its network went before we came up
+            udp.close()
+            tcp.close()
+        self.handed.clear()
         if networks != self.networks:
             self.networks = networks
             self._reload()  # scoping depends on the networks too
@@ -615,23 +708,15 @@ class Server:
 
     def _listen(self, address: str, network: str) -> None:
         import selectors
-        import socket
 
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        udp = socket.socket(family, socket.SOCK_DGRAM)
-        tcp = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            for sock in (udp, tcp):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                # The gateway may not be on the bridge yet: bind anyway, traffic follows.
-                sock.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND
-                sock.bind((address, self.port))
-            tcp.listen(64)
-        except OSError as e:
-            udp.close()
-            tcp.close()
-            print(f"dns: cannot listen on {address}:{self.port}: {e}", file=sys.stderr)
-            return
+        sockets = self.handed.pop(address, None)
+        if sockets is None:
+            try:
+                sockets = bind_listeners(address, self.port)
+            except OSError as e:
+                print(f"dns: cannot listen on {address}:{self.port}: {e}", file=sys.stderr)
+                return
+        udp, tcp = sockets
         udp.setblocking(False)
         tcp.setblocking(False)
         self.selector.register(udp, selectors.EVENT_READ, ("udp", address))
@@ -986,52 +1071,126 @@ def server_pid(project: str, root: str | os.PathLike | None = None) -> int | Non
     return None  # held, but the holder has not written its pid yet
 
 
+class Launch:
+    """A server being made sure of by launch(): ready() for containers, wait() for its pid."""
+
+    def __init__(self, project: str, root: str, gateways: set[str], handed: set[str]) -> None:
+        self.project, self.root, self.gateways = project, root, gateways
+        self.handed = handed  # gateways whose sockets we bound and passed to a new server
+        self.process = None  # the detaching first child, reaped in wait()
+        self._pid: int | None = None
+
+    def ready(self, timeout: float = 10.0) -> None:
+        """Return once a query to any gateway will be answered (it may wait in the kernel's
+        socket buffers while the server boots): at once if we handed over every gateway."""
+        if self.gateways - self.handed:
+            self.wait(timeout)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        """The server's pid once it runs and listens on every gateway; RuntimeError if not."""
+        if self._pid is not None:
+            return self._pid
+        deadline = time.monotonic() + timeout
+        process = self.process
+        if process is not None and process.wait(timeout) != 0:  # it only forks and leaves
+            raise RuntimeError(f"DNS server for {self.project} failed: {self._log_tail()}")
+        while time.monotonic() < deadline:
+            pid = server_pid(self.project, self.root)
+            info = read_json(server_file(self.project, self.root), None) or {}
+            if (
+                pid is not None
+                and info.get("pid") == pid
+                and self.gateways <= set(info["listening"])
+            ):
+                self._pid = pid
+                return pid
+            time.sleep(0.01)
+        raise RuntimeError(
+            f"DNS server for {self.project} did not start listening on {self.gateways}: "
+            + self._log_tail()
+        )
+
+    def _log_tail(self) -> str:
+        log = records_dir(self.root) / f"{self.project}.log"
+        return log.read_text(errors="replace")[-2000:] if log.exists() else ""
+
+
+def launch(
+    project: str,
+    root: str | os.PathLike | None = None,
+    *,
+    port: int = DNS_PORT,
+    extra_args: list[str] | tuple[str, ...] = (),
+) -> Launch | None:
+    """Start the project's server unless one runs, without waiting for it to boot.
+
+    We bind port 53 on each gateway here and hand the sockets to the new server, so from
+    our return on a query waits in the kernel instead of being refused. A running server
+    is left alone: it listens on new networks' gateways itself (Launch.ready waits for
+    that). None when the project has no networks (nothing to serve). The caller holds the
+    project lock; a launcher racing without it finds the addresses taken (EADDRINUSE),
+    and of two servers the one holding the server lock stays.
+    extra_args go to the server's command line (tests: --upstream).
+    """
+    root = str(state_root(root))
+    gateways = {gw for info in project_networks(project, root).values() for gw in info.gateways}
+    if not gateways:
+        return None
+    if server_pid(project, root) is not None:
+        return Launch(project, root, gateways, set())
+    bound = {}
+    try:
+        for address in sorted(gateways):
+            try:
+                bound[address] = bind_listeners(address, port)
+            except OSError as e:  # the server tries again itself and logs why
+                print(f"dns: cannot bind {address}:{port} for {project}: {e}", file=sys.stderr)
+        started = Launch(project, root, gateways, set(bound))
+        started.process = _spawn(project, root, bound, port, extra_args)
+    finally:
+        for udp, tcp in bound.values():  # the server has its own copies now
+            udp.close()
+            tcp.close()
+    return started
+
+
 def ensure_running(
     project: str,
     root: str | os.PathLike | None = None,
     *,
     timeout: float = 10.0,
+    port: int = DNS_PORT,
     extra_args: list[str] | tuple[str, ...] = (),
 ) -> int | None:
     """Start the project's server unless it runs; wait until it listens on every gateway.
 
     Returns its pid, or None when the project has no networks (nothing to serve).
-    extra_args go to the server's command line (tests: --upstream, --port).
     """
-
-    root = str(state_root(root))
-    gateways = {gw for info in project_networks(project, root).values() for gw in info.gateways}
-    if not gateways:
-        return None
-    if server_pid(project, root) is None:
-        _spawn(project, root, extra_args)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pid = server_pid(project, root)
-        info = read_json(server_file(project, root), None) or {}
-        if pid is not None and info.get("pid") == pid and gateways <= set(info["listening"]):
-            return pid
-        time.sleep(0.01)
-    log = records_dir(root) / f"{project}.log"
-    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-    raise RuntimeError(f"DNS server for {project} did not start listening on {gateways}: {tail}")
+    started = launch(project, root, port=port, extra_args=extra_args)
+    return None if started is None else started.wait(timeout)
 
 
-def _spawn(project: str, root: str, extra_args) -> None:
-    """Start a server that outlives us: it detaches (forks once more) and we reap the first."""
+def _spawn(project: str, root: str, bound: dict[str, tuple], port: int, extra_args):
+    """Start a server that outlives us, with `bound` sockets as inherited descriptors; it
+    detaches (forks once more): the returned first child is to be reaped (Launch.wait)."""
     import subprocess
 
     records_dir(root).mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "runtime.network.dns", "--project", project, "--root", root]
+    if port != DNS_PORT:
+        argv += ["--port", str(port)]
+    fds = []
+    for address, (udp, tcp) in bound.items():
+        argv += ["--socket", handoff_argument(address, udp.fileno(), tcp.fileno())]
+        fds += [udp.fileno(), tcp.fileno()]
     with open(records_dir(root) / f"{project}.log", "ab") as log:
-        subprocess.run(
+        return subprocess.Popen(
             [*argv, "--detach", *extra_args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             close_fds=True,
-            check=True,
-            timeout=30,
+            pass_fds=fds,
         )
 
 
@@ -1083,6 +1242,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="tests only: forward here instead of the host's resolvers (HOST[:PORT])",
     )
+    parser.add_argument(
+        "--socket",
+        action="append",
+        default=[],
+        type=parse_handoff,
+        help="ADDRESS=UDP_FD,TCP_FD: inherited sockets bound to ADDRESS:PORT (from launch)",
+    )
     parser.add_argument("--resolv-conf", default="/etc/resolv.conf")
     parser.add_argument("--detach", action="store_true", help="fork into a new session and return")
     args = parser.parse_args(argv)
@@ -1096,9 +1262,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lock.acquire()
     except LockBusy:
-        return 0  # another server already serves this project
+        return 0  # another server already serves this project (our sockets close with us)
     upstreams = [parse_upstream(u) for u in args.upstream] or host_upstreams(args.resolv_conf)
-    server = Server(args.project, root, upstreams, args.port)
+    handed = adopt_sockets(args.socket, args.port)
+    server = Server(args.project, root, upstreams, args.port, handed)
 
     def stop(signum, frame) -> None:
         server.running = False
