@@ -5,7 +5,9 @@ running, exited…), but a kill that the process survives or an exec leaves no s
 behind. So the engine that composer commands use (Backend.engine) appends them, as
 they happen, to a journal in the container's directory: one JSON object a line,
 `{"time", "action", "attributes"}`, with docker's action names and attributes
-(kill: signal; exec_create: CMD, exec_start: CMD, exec_die: execID, exitCode). The
+(kill: signal; exec_create: CMD, exec_start: CMD, exec_die: execID, exitCode). A stop
+journals its kills as docker's does: the stop signal, then 9 once the grace period is
+over (only 9 when the shim kills at once a PID 1 that ignores the stop signal). The
 journal goes when the container is removed, with its directory.
 """
 
@@ -76,9 +78,12 @@ def engine_class() -> type:
     if _ENGINE_CLASS is not None:
         return _ENGINE_CLASS
     import signal as signals
+    import threading
 
+    from runtime import shim
     from runtime.engine import Engine, signal_number
-    from runtime.state import container_dir
+    from runtime.logs import parse_time
+    from runtime.state import container_dir, pid_alive
 
     class JournalingEngine(Engine):
         def kill(self, ref: str, signal: int | str = signals.SIGKILL) -> None:
@@ -89,6 +94,48 @@ def engine_class() -> type:
                 # die it causes ahead of it.
                 append(container_dir(container_id, self.root), "kill", signal=int(sent))
             super().kill(container_id, sent)
+
+        def stop(self, ref: str, timeout: float = 10, signal: int | str | None = None) -> dict:
+            container_id = self.resolve(ref)
+            info = self.inspect(container_id)
+            pid, started = info.get("pid"), info.get("pid_start_time")
+            if info.get("status") != "running" or not pid_alive(pid, started):
+                return super().stop(container_id, timeout, signal)
+            directory = container_dir(container_id, self.root)
+            sig = signal_number(signal, info.get("stop_signal") or signals.SIGTERM)
+            # Journaled as they go, so a live `events` shows them ahead of the die: the
+            # first signal now (the shim's rule decides which), SIGKILL when the grace
+            # period ends with the container still there.
+            at_once = sig == signals.SIGKILL or shim.futile_signal_reason(pid, sig)
+            append(directory, "kill", signal=int(signals.SIGKILL if at_once else sig))
+            kill_journaled = threading.Event()
+            started_ns = time.time_ns()
+
+            def grace_over() -> None:
+                if pid_alive(pid, started) and not kill_journaled.is_set():
+                    kill_journaled.set()
+                    append(directory, "kill", signal=int(signals.SIGKILL))
+
+            timer = None
+            if not at_once:
+                timer = threading.Timer(timeout, grace_over)
+                timer.daemon = True
+                timer.start()
+            try:
+                reply = super().stop(container_id, timeout, signal)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                    timer.join()
+            if not at_once and reply.get("killed") and not kill_journaled.is_set():
+                # Our timer starts before the shim's deadline, so only a late thread gets
+                # here: journaled late, but dated between the signal and the end.
+                end = reply.get("finished_at")
+                when = started_ns + int(timeout * 1e9)
+                if end:
+                    when = min(when, parse_time(end) - 1)
+                append(directory, "kill", when, signal=int(signals.SIGKILL))
+            return reply
 
         def exec(self, ref: str, args: list[str], *rest, **options) -> int:
             container_id = self.resolve(ref)
