@@ -8,9 +8,11 @@ Every container lives in COMPOSER_ROOT/containers/<id>/:
     shim.sock    the shim's control socket, shim.pid its pid
 
 The OCI runtime (`composer-runtime`, `crun` or `runc`, all with runc's command line) keeps
-its own state under COMPOSER_ROOT/runtimes/<name>. A container remembers the runtime it
-was created with, so an Engine with another default still manages it. If a shim dies,
-the container is still found from state.json and the runtime's state, and `remove` ends it.
+its own state under COMPOSER_ROOT/runtimes/<name>; ours is called in this process for
+kill and delete (its command would cost a Python start). A container remembers the
+runtime it was created with, so an Engine with another default still manages it. If a
+shim dies, the container is still found from state.json and the runtime's state, and
+`remove` ends it.
 
 subprocess and shutil load on first use: inspect, list and logs need neither (~5 ms).
 """
@@ -1010,7 +1012,10 @@ def _as_command(call) -> RuntimeResult:
 
 
 def _has_poststop_hooks(bundle: str) -> bool:
-    config = read_json(Path(bundle) / "config.json", {})
+    try:
+        config = read_json(Path(bundle) / "config.json", {})
+    except (OSError, ValueError):
+        return True  # unreadable: the command decides, as before
     return bool((config.get("hooks") or {}).get("poststop"))
 
 
@@ -1018,11 +1023,18 @@ def _wait_gone(pid: int | None, start_time: int | None, timeout: float) -> bool:
     """Whether the process is gone within `timeout` s: told by a pidfd, not by polling."""
     import select
 
+    if not pid:
+        return True
     try:
-        fd = os.pidfd_open(pid) if pid else -1
+        fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return True
-    if fd < 0:
+    except OSError:  # no pidfd here (a kernel before 5.3): look every 10 ms
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid, start_time):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
         return True
     try:
         # Checked after the fd is open: it refers to this very process, not a later one.
