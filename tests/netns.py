@@ -53,6 +53,22 @@ def host_netns_inode() -> int:
     return _ORIGIN_NETNS
 
 
+@contextlib.contextmanager
+def inside(netns_path: str) -> Iterator[None]:
+    """Run the calling thread in the netns at `netns_path`; back to where it was afterwards."""
+    previous = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(previous)
+    finally:
+        os.close(target)
+        os.close(previous)
+
+
 class NetnsSandbox:
     """A named network namespace (/run/netns/<name>) the tests may change freely."""
 
@@ -77,21 +93,11 @@ class NetnsSandbox:
     @contextlib.contextmanager
     def enter(self) -> Iterator[NetnsSandbox]:
         """Run the calling thread inside the sandbox; back to where it was afterwards."""
-        previous = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        target = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
+        with inside(self.path):
             # Refuse to run a network test in the host's namespace, whatever went wrong.
             if netns_inode() == host_netns_inode() or netns_inode() != self.inode:
-                _setns(previous)
                 raise RuntimeError(f"could not enter netns {self.name}")
-            try:
-                yield self
-            finally:
-                _setns(previous)
-        finally:
-            os.close(target)
-            os.close(previous)
+            yield self
 
     def remove(self) -> None:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)

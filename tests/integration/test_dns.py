@@ -7,7 +7,6 @@ upstream on the sandbox's loopback, never to the machine's resolver.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import itertools
 import json
@@ -58,20 +57,7 @@ def run(*argv: str) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=20).stdout
 
 
-@contextlib.contextmanager
-def inside(netns_path: str):
-    """Run the calling thread in the netns at `netns_path` (a stand-in container)."""
-    previous = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        netns._setns(target)
-        try:
-            yield
-        finally:
-            netns._setns(previous)
-    finally:
-        os.close(target)
-        os.close(previous)
+inside = netns.inside
 
 
 class StubUpstream:

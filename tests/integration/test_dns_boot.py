@@ -44,20 +44,7 @@ def _ip(*argv: str) -> None:
     subprocess.run(["ip", *argv], check=True, capture_output=True, timeout=20)
 
 
-@contextlib.contextmanager
-def inside(netns_path: str):
-    """The calling thread in the netns at `netns_path` (a stand-in container)."""
-    previous = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        netns._setns(target)
-        try:
-            yield
-        finally:
-            netns._setns(previous)
-    finally:
-        os.close(target)
-        os.close(previous)
+inside = netns.inside
 
 
 def _socket_fds() -> set[int]:
