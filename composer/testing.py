@@ -190,6 +190,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("composer_wait_timeout", "seconds the services may take to be ready", "string")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    _leave_our_modules_unrewritten(config)
+
+
+# Our packages: pytest marks a plugin's whole distribution for assertion rewriting.
+OWN_PACKAGES = ("composer", "runtime")
+
+
+def _leave_our_modules_unrewritten(config: pytest.Config) -> None:
+    """Rewriting parses each module with ast; `up` imports in several threads at once, and
+    CPython before 3.12 can fail two concurrent parses with "AST constructor recursion
+    depth mismatch" (gh-106905). Our modules hold no asserts for pytest, so they are left
+    as they are. pytest has no public way to unmark a name: this reads its hook's set, and
+    does nothing where that is not there."""
+    hook = getattr(config.pluginmanager, "rewrite_hook", None)
+    marked = getattr(hook, "_must_rewrite", None)
+    if not isinstance(marked, set):
+        return
+    marked.difference_update(OWN_PACKAGES)
+    cache = getattr(hook, "_marked_for_rewrite_cache", None)
+    if isinstance(cache, dict):
+        cache.clear()
+
+
 def _settings(config: pytest.Config) -> tuple[list[str], str | None, float]:
     files = [os.path.join(config.invocation_params.dir, f) for f in config.option.composer_files]
     if not files:
