@@ -238,7 +238,7 @@ def cmd_create(args) -> int:
     from runtime.oci import spawn
 
     _refuse_unsupported(args)
-    spawn.create(
+    spawn.create_container(
         args.root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds
     )
     return 0

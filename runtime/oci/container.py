@@ -168,10 +168,17 @@ def create(
     console_socket: str | int | None = None,
     preserve_fds: int = 0,
 ) -> int:
-    """runtime.oci.spawn.create: set up the container, its process waiting for `start`."""
+    """Set up the container and leave its process waiting for `start`; return its pid.
+
+    `console_socket`: path of a unix socket to send the pty master to, or the fd of a
+    connected one. `preserve_fds`: the caller's fds 3 .. 3+N-1 stay open in the container.
+    """
     from runtime.oci import spawn
 
-    return spawn.create(root, container_id, bundle, pid_file, console_socket, preserve_fds)
+    record = spawn.create_container(
+        root, container_id, bundle, pid_file, console_socket, preserve_fds
+    )
+    return record["pid"]
 
 
 # ---------------------------------------------------------------- start, kill, delete

@@ -79,24 +79,6 @@ def _pipe_pair() -> tuple[_Channel, _Channel]:
     return _Channel(up_r, down_w), _Channel(down_r, up_w)
 
 
-def create(
-    root: str,
-    container_id: str,
-    bundle: str,
-    pid_file: str | None = None,
-    console_socket: str | int | None = None,
-    preserve_fds: int = 0,
-) -> int:
-    """Set up the container and leave its process waiting for `start`; return its pid.
-
-    `console_socket`: path of a unix socket to send the pty master to, or the fd of a
-    connected one. `preserve_fds`: the caller's fds 3 .. 3+N-1 stay open in the container.
-    """
-    return create_container(root, container_id, bundle, pid_file, console_socket, preserve_fds)[
-        "pid"
-    ]
-
-
 def create_container(
     root: str,
     container_id: str,
@@ -106,7 +88,9 @@ def create_container(
     preserve_fds: int = 0,
     config: dict | None = None,
 ) -> dict:
-    """`create`, returning the container's record (state.json) for an at-once `start`.
+    """Set up the container, its process waiting for `start`; return its record (state.json)
+    for an at-once `start`. `console_socket`: a unix socket path or a connected fd for the
+    pty master; `preserve_fds`: the caller's fds 3 .. 3+N-1 stay open in the container.
 
     `config`: the bundle's config.json when the caller has read it already.
     """
