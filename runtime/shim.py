@@ -38,7 +38,7 @@ import time
 
 from runtime.health import OUTPUT_LIMIT, Health, timeout_output
 from runtime.logs import LogWriter, format_time
-from runtime.state import dumps, loads, process_start_time, update_json
+from runtime.state import dumps, loads, proc_stat_fields, process_start_time, update_json
 
 SOCKET_NAME = "shim.sock"
 PID_NAME = "shim.pid"
@@ -185,12 +185,9 @@ PF_EXITING = 0x4  # the kernel's task flag, set as soon as a process starts to e
 def is_ending(pid: int) -> bool:
     """Whether `pid` is gone, a zombie, or on its way out (a namespace's init stays in
     its exit while the kernel ends the rest of the namespace)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
+    fields = proc_stat_fields(pid)
+    if fields is None:
         return True
-    fields = stat[stat.rindex(b")") + 2 :].split()
     return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & PF_EXITING)
 
 

@@ -279,18 +279,21 @@ class Lock:
 def process_start_time(pid: int | None) -> int | None:
     """Clock ticks since boot when pid started (field 22 of /proc/PID/stat): tells a live
     process from a reused pid. None when it is gone, or a zombie (killed, not yet reaped)."""
-    if not pid:
+    fields = proc_stat_fields(pid) if pid else None
+    if fields is None or fields[0] in (b"Z", b"X"):
         return None
+    return int(fields[19])
+
+
+def proc_stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat from field 3 (state) on, or None when pid is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
     # The command name may hold spaces and parentheses: the fields follow the last ')'.
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
+    return stat[stat.rindex(b")") + 2 :].split()
 
 
 def pid_alive(pid: int | None, start_time: int | None = None) -> bool:
