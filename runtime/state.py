@@ -150,11 +150,23 @@ def atomic_write_json(path: str | os.PathLike, data) -> None:
 _MISSING = object()
 
 
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The whole file, read unbuffered: a file object costs 3 times as much (fstat, ioctl,
+    lseeks and its buffer), and the runtime reads some 20 small files a container start."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = [os.read(fd, 65536)]
+        while chunks[-1]:  # proc and cgroup files may come a page at a time
+            chunks.append(os.read(fd, 65536))
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def read_json(path: str | os.PathLike, default=_MISSING):
     """The JSON in `path`; `default` if the file does not exist (FileNotFoundError without)."""
     try:
-        with open(path, "rb") as f:
-            return loads(f.read())
+        return loads(read_bytes(path))
     except FileNotFoundError:
         if default is _MISSING:
             raise
@@ -288,8 +300,7 @@ def process_start_time(pid: int | None) -> int | None:
 def proc_stat_fields(pid: int) -> list[bytes] | None:
     """/proc/PID/stat from field 3 (state) on, or None when pid is gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+        stat = read_bytes(f"/proc/{pid}/stat")
     except OSError:
         return None
     # The command name may hold spaces and parentheses: the fields follow the last ')'.

@@ -17,6 +17,8 @@ import errno
 import os
 import time
 
+from runtime.state import read_bytes
+
 DEFAULT_ROOT = "/sys/fs/cgroup"
 DEFAULT_PARENT = "/composer"
 UNIFIED = "unified"  # key of the v2 directory in Cgroup.paths
@@ -75,8 +77,7 @@ class KernelIO:
     """The only place this module talks to the kernel; unit tests substitute a fake."""
 
     def read(self, path: str) -> str:
-        with open(path) as f:
-            return f.read()
+        return read_bytes(path).decode()
 
     def write(self, path: str, value: str) -> None:
         # One write() per value, as the kernel parses each write on its own; no O_CREAT so a
@@ -415,6 +416,8 @@ class Cgroup:
         above the cgroup's own directories (also in `made_parents`), for remove_parents."""
         for h, d in self._dirs.items():
             levels = self._levels(h, d)
+            cpuset = h.version == 1 and "cpuset" in h.controllers
+            above = None  # cpuset (cpus, mems) of the level above, once known
             for i, level in enumerate(levels):
                 if i == 0:
                     continue  # the mount point
@@ -422,14 +425,15 @@ class Cgroup:
                     self._enable_controllers(levels[i - 1])
                 try:  # no isdir first: one syscall, not two, at every level
                     self._kernel.mkdir(level)
+                    made = True
                     if level != d and level != h.mountpoint.rstrip("/") + DEFAULT_PARENT:
                         self.made_parents.append(level)  # (the default one goes by itself)
                 except FileExistsError:
-                    pass
+                    made = False
                 except OSError as e:
                     raise CgroupError(f"cannot create {level}: {e.strerror}", e.errno) from e
-                if h.version == 1 and "cpuset" in h.controllers and i > 0:
-                    self._inherit_cpuset(level)
+                if cpuset:
+                    above = self._inherit_cpuset(level, made, above)
         return self.made_parents
 
     def remove_parents(self, made: list[str]) -> None:
@@ -468,12 +472,21 @@ class Cgroup:
             except CgroupError as e:
                 self.warnings.append(f"cannot enable the {c} controller in {parent}: {e}")
 
-    def _inherit_cpuset(self, level: str) -> None:
-        # A new v1 cpuset starts with empty cpus/mems and refuses tasks until they are set.
-        parent = os.path.dirname(level)
-        for name in ("cpuset.cpus", "cpuset.mems"):
-            if not self._read(level, name).strip():
-                self._write(level, name, self._read(parent, name).strip())
+    def _inherit_cpuset(self, level: str, made: bool, above: tuple | None) -> tuple:
+        """A new v1 cpuset starts with empty cpus/mems (or the parent's, with clone_children)
+        and refuses tasks until they are set: give it the parent's. An existing level is
+        only filled where empty (a create that died half-way). Returns (cpus, mems) here."""
+        values = []
+        for index, name in enumerate(("cpuset.cpus", "cpuset.mems")):
+            value = "" if made else self._read(level, name).strip()
+            if not value:
+                if above is None:
+                    value = self._read(os.path.dirname(level), name).strip()
+                else:
+                    value = above[index]
+                self._write(level, name, value)
+            values.append(value)
+        return tuple(values)
 
     def add(self, pid: int) -> None:
         """Move `pid` into this cgroup in every hierarchy."""

@@ -25,6 +25,7 @@ import sys
 
 from runtime.oci import syscalls
 from runtime.paths import resolve_in_root
+from runtime.state import read_bytes
 
 # OCI namespace type -> (clone flag, name under /proc/PID/ns)
 NAMESPACES = {
@@ -267,7 +268,13 @@ def remount_flags(path: str) -> int:
 
 def _make_mount_point(dest: str, source_is_dir: bool) -> None:
     if source_is_dir:
-        os.makedirs(dest, exist_ok=True)
+        try:  # mostly there already: one syscall, where makedirs makes three
+            os.mkdir(dest)
+        except FileExistsError:
+            if not os.path.isdir(dest):
+                raise
+        except FileNotFoundError:
+            os.makedirs(dest, exist_ok=True)
         return
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     if not os.path.lexists(dest):
@@ -351,8 +358,7 @@ def mount_cgroup_tree(
     """
     readonly = flags & syscalls.MS_RDONLY
     base = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
-    with open("/proc/self/mountinfo") as f:
-        hierarchies = cgroup_hierarchies(f.read())
+    hierarchies = cgroup_hierarchies(read_bytes("/proc/self/mountinfo").decode())
     mount = (new_cgroupns, cgroup_dirs, base | readonly, sys_)
     if ("/sys/fs/cgroup", "") in hierarchies:  # pure cgroup2 host
         _mount_hierarchy(dest, "/sys/fs/cgroup", "", *mount)
@@ -361,7 +367,7 @@ def mount_cgroup_tree(
     for mount_point, options in hierarchies:
         if mount_point.startswith("/sys/fs/cgroup/"):
             target = os.path.join(dest, mount_point[len("/sys/fs/cgroup/") :])
-            os.makedirs(target, exist_ok=True)
+            os.mkdir(target)  # in the tmpfs just mounted: nothing is there yet
             _mount_hierarchy(target, mount_point, options, *mount)
     if readonly:
         sys_.mount(None, dest, None, syscalls.MS_REMOUNT | syscalls.MS_RDONLY | base, "mode=755")
@@ -385,23 +391,41 @@ def create_devices(rootfs: str, devices: list[dict], in_user_ns: bool, sys_=sysc
     """mknod each device below rootfs; in a user namespace bind the host's node instead."""
     for device in devices:
         path = resolve_in_root(rootfs, device["path"], follow_last=True)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         kind = _DEVICE_TYPES.get(device.get("type", "c"))
         if kind is None:
             raise ConfigError(f"device {device['path']}: unknown type {device.get('type')!r}")
         mode = device.get("fileMode", 0o666) & 0o7777
-        if os.path.lexists(path):
-            # runtime-spec: an existing file that is not this very device is an error
-            if not _is_device(os.lstat(path), kind, device):
-                raise ConfigError(f"device {device['path']}: a different file is there")
-            continue
         if in_user_ns:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if _existing_device(path, kind, device):
+                continue
             _make_mount_point(path, False)
             sys_.mount(device["path"], path, None, syscalls.MS_BIND)
             continue
-        sys_.mknod(path, kind | mode, device.get("major", 0), device.get("minor", 0))
+        # mknod first (the usual case: a fresh /dev); what is in the way is looked at then
+        try:
+            sys_.mknod(path, kind | mode, device.get("major", 0), device.get("minor", 0))
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            sys_.mknod(path, kind | mode, device.get("major", 0), device.get("minor", 0))
+        except FileExistsError:
+            if _existing_device(path, kind, device):
+                continue
+            raise
         sys_.chmod(path, mode)  # mknod's mode went through the umask
         sys_.chown(path, device.get("uid", 0), device.get("gid", 0))
+
+
+def _existing_device(path: str, kind: int, device: dict) -> bool:
+    """Whether `path` is this very device already; runtime-spec: an existing file that is
+    not is an error."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not _is_device(st, kind, device):
+        raise ConfigError(f"device {device['path']}: a different file is there")
+    return True
 
 
 def _is_device(st: os.stat_result, kind: int, device: dict) -> bool:
@@ -415,9 +439,10 @@ def _is_device(st: os.stat_result, kind: int, device: dict) -> bool:
 
 def create_dev_symlinks(rootfs: str, sys_=syscalls) -> None:
     for target, link in DEV_SYMLINKS:
-        path = os.path.join(rootfs, link.lstrip("/"))
-        if not os.path.lexists(path):
-            sys_.symlink(target, path)
+        try:  # no lexists first: one syscall, not two
+            sys_.symlink(target, os.path.join(rootfs, link.lstrip("/")))
+        except FileExistsError:
+            pass
 
 
 def dev_is_ours(mounts: list[dict]) -> bool:
@@ -554,8 +579,7 @@ def unmount_all(paths: list[str], sys_=syscalls) -> list[str]:
 def mask_paths(paths: list[str], sys_=syscalls) -> None:
     for path in paths:
         try:
-            is_dir = os.path.isdir(path) and not os.path.islink(path)
-            if is_dir:
+            if stat.S_ISDIR(os.lstat(path).st_mode):  # a directory, not a link to one
                 sys_.mount("tmpfs", path, "tmpfs", syscalls.MS_RDONLY, None)
             else:
                 sys_.mount("/dev/null", path, None, syscalls.MS_BIND)
@@ -690,8 +714,7 @@ def capability_masks(caps: dict) -> dict[str, int]:
 
 
 def last_cap() -> int:
-    with open("/proc/sys/kernel/cap_last_cap") as f:
-        return int(f.read())
+    return int(read_bytes("/proc/sys/kernel/cap_last_cap"))
 
 
 def drop_bounding(bounding: int, highest: int, sys_=syscalls) -> None:
@@ -740,8 +763,7 @@ def set_user_and_capabilities(
 
 def _setgroups_allowed() -> bool:
     try:
-        with open("/proc/self/setgroups") as f:
-            return f.read().strip() != "deny"
+        return read_bytes("/proc/self/setgroups").strip() != b"deny"
     except OSError:
         return True
 
@@ -762,10 +784,11 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def exec_process(process: dict, keep_fds: int = 0) -> None:
-    """Replace this process with the user program; fds 3 .. 3+keep_fds-1 stay open."""
+def exec_process(process: dict, keep_fds: int = 0, program: str | None = None) -> None:
+    """Replace this process with the user program (`program`: its path, found already by
+    `executable_of`); fds 3 .. 3+keep_fds-1 stay open."""
     _close_on_exec_from(3 + keep_fds)
-    os.execve(executable_of(process), process["args"], _environment(process))
+    os.execve(program or executable_of(process), process["args"], _environment(process))
 
 
 def _environment(process: dict) -> dict[str, str]:

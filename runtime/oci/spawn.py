@@ -109,10 +109,13 @@ def create_container(
     if config["process"].get("terminal") and not console_socket:
         raise ContainerError("process.terminal needs --console-socket")
 
-    os.makedirs(root, mode=0o700, exist_ok=True)
     state_dir = _dir(root, container_id)
     try:
-        os.mkdir(state_dir, 0o700)
+        try:
+            os.mkdir(state_dir, 0o700)
+        except FileNotFoundError:  # the first container under this root
+            os.makedirs(root, mode=0o700, exist_ok=True)
+            os.mkdir(state_dir, 0o700)
     except FileExistsError:
         raise ContainerError(f"container {container_id!r} already exists") from None
     record = {
@@ -463,7 +466,7 @@ def _stage2(
     # runtime-spec: without user.umask the caller's umask stays (runc and crun force 022)
     os.umask((process.get("user") or {}).get("umask", callers_umask))
     linux.reset_signals()
-    linux.executable_of(process)  # a missing program fails create, as with runc and crun
+    program = linux.executable_of(process)  # a missing one fails create, as runc and crun
     channel.send({"type": "ready"})
     channel.close()
     if console_fd >= 0:
@@ -475,7 +478,7 @@ def _stage2(
     try:
         if hook_state is not None:
             hooks.run_hooks(config, "startContainer", hook_state)
-        linux.exec_process(process, keep_fds)
+        linux.exec_process(process, keep_fds, program)
     except BaseException as err:  # `start` is listening on the done fifo
         os.write(done_fd, _describe(err).encode()[:4000])
         os._exit(1)
