@@ -256,18 +256,33 @@ def cmd_run(args) -> int:
     if console is None and not args.detach and config["process"].get("terminal"):
         terminal = _ConsoleProxy()  # like runc: a pty in the container, proxied to our stdio
         console = terminal.container_end
+    # Started by create itself where nothing can tell (the record is written while the init
+    # execs); not for a pid file, startContainer hooks or a terminal, which come first.
+    at_once = not (
+        args.pid_file
+        or config["process"].get("terminal")
+        or container.has_hooks(config, "startContainer")
+    )
     try:
         record = spawn.create_container(
-            args.root, args.id, args.bundle, args.pid_file, console, args.preserve_fds, config
+            args.root,
+            args.id,
+            args.bundle,
+            args.pid_file,
+            console,
+            args.preserve_fds,
+            config,
+            start=at_once,
         )
     finally:
         if terminal:
             terminal.created()
-    try:
-        container.start(args.root, args.id, record)
-    except BaseException:
-        container.delete(args.root, args.id, force=True)
-        raise
+    if not at_once:
+        try:
+            container.start(args.root, args.id, record)
+        except BaseException:
+            container.delete(args.root, args.id, force=True)
+            raise
     if args.detach:
         return 0
     if terminal:

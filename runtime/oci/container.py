@@ -192,6 +192,11 @@ def start(root: str, container_id: str, record: dict | None = None) -> None:
         current = status_of(root, record)
         if current != "created":
             raise ContainerError(f"container {container_id!r} is {current}, not created")
+    finish_start(root, record, release(root, container_id))
+
+
+def release(root: str, container_id: str) -> int:
+    """Write the byte the init waits for; returns the fd of exec.done for `finish_start`."""
     fifo = os.path.join(root, container_id, EXEC_FIFO)
     done = os.path.join(root, container_id, EXEC_DONE)
     try:
@@ -204,11 +209,21 @@ def start(root: str, container_id: str, record: dict | None = None) -> None:
     try:
         os.unlink(fifo)  # first: a second `start` must find no fifo
         os.write(fd, b"0")
+    except BaseException:
+        _close_done(done_fd, done)
+        raise
+    finally:
         os.close(fd)
+    return done_fd
+
+
+def finish_start(root: str, record: dict, done_fd: int) -> None:
+    """Wait until the released init has exec'd (or says why not), then poststart hooks."""
+    container_id = record["id"]
+    try:
         failure = _wait_exec(done_fd)
     finally:
-        os.close(done_fd)
-        os.unlink(done)
+        _close_done(done_fd, os.path.join(root, container_id, EXEC_DONE))
     if failure:
         raise ContainerError(f"container {container_id!r} failed to start: {failure}")
     config = record["config"]
@@ -216,6 +231,11 @@ def start(root: str, container_id: str, record: dict | None = None) -> None:
         from runtime.oci import hooks
 
         hooks.run_hooks(config, "poststart", oci_state(root, record, "running"))
+
+
+def _close_done(done_fd: int, done: str) -> None:
+    os.close(done_fd)
+    os.unlink(done)
 
 
 def _wait_exec(done_fd: int) -> str:

@@ -23,6 +23,7 @@ from runtime.oci.container import (
     OCI_VERSION,
     ContainerError,
     _cgroup,
+    _close_done,
     _destroy_cgroup,
     _dir,
     _kill_quietly,
@@ -34,9 +35,11 @@ from runtime.oci.container import (
     _write_pid_file,
     delete,
     exec_process_config,
+    finish_start,
     has_hooks,
     load_config,
     oci_state,
+    release,
     status_of,
     wait_exit_code,
 )
@@ -87,12 +90,14 @@ def create_container(
     console_socket: str | int | None = None,
     preserve_fds: int = 0,
     config: dict | None = None,
+    start: bool = False,
 ) -> dict:
     """Set up the container, its process waiting for `start`; return its record (state.json)
     for an at-once `start`. `console_socket`: a unix socket path or a connected fd for the
     pty master; `preserve_fds`: the caller's fds 3 .. 3+N-1 stay open in the container.
 
-    `config`: the bundle's config.json when the caller has read it already.
+    `config`: the bundle's config.json when the caller has read it already. `start`: start
+    it too (`run`): the init is let go first and execs while its record is written.
     """
     bundle = os.path.abspath(bundle)
     if config is None:
@@ -145,10 +150,6 @@ def create_container(
         cgroup = _cgroup(config, container_id)
         if cgroup.create():  # parents of a nested cgroupsPath: delete removes them too
             record["cgroup_parents"] = cgroup.made_parents
-        for warning in cgroup.apply(
-            linux_cfg.get("resources") or {}, linux_cfg.get("devices") or []
-        ):
-            print(f"composer-runtime: warning: {warning}", file=sys.stderr)
         spawn_args = (config, bundle, record, joins, new_flags, masks, seccomp_program, state_dir)
         pid = _spawn(*spawn_args, console_socket, cgroup, preserve_fds)
         if host_mounts:
@@ -172,6 +173,9 @@ def create_container(
         record.update(pid=pid, start_time=process_start_time(pid))
     record["status"] = "created"
     record.pop("creator")
+    if start:
+        _save_and_start(root, record)
+        return record
     _save(root, record, syscalls.rename_exchange)
     if pid_file:
         try:
@@ -180,6 +184,28 @@ def create_container(
             delete(root, container_id, force=True)  # a caller without the pid cannot manage it
             raise
     return record
+
+
+def _save_and_start(root: str, record: dict) -> None:
+    """Release the init, write the record while it execs, then wait for its exec. What
+    `start` would see is the same: the fifo is gone before the record says created."""
+    container_id = record["id"]
+    try:
+        done_fd = release(root, container_id)
+    except BaseException:
+        delete(root, container_id, force=True, record=record)
+        raise
+    try:
+        _save(root, record, syscalls.rename_exchange)
+    except BaseException:
+        _close_done(done_fd, os.path.join(root, container_id, EXEC_DONE))
+        delete(root, container_id, force=True, record=record)
+        raise
+    try:
+        finish_start(root, record, done_fd)
+    except BaseException:
+        delete(root, container_id, force=True, record=record)
+        raise
 
 
 def own_mount_namespace(config: dict) -> bool:
@@ -230,6 +256,14 @@ def _spawn(
         os.close(console_fd)
     ready = False
     try:
+        # Limits go on now, the init already in the cgroup, as runc sets them: the writes
+        # overlap the init's own setup instead of delaying its birth. It cannot exec before
+        # `start`, and its setup needs no device the rules could deny (mknod is always
+        # allowed, see cgroups.DEFAULT_DEVICE_RULES).
+        linux_cfg = config.get("linux") or {}
+        resources, devices = linux_cfg.get("resources") or {}, linux_cfg.get("devices") or []
+        for warning in cgroup.apply(resources, devices):
+            print(f"composer-runtime: warning: {warning}", file=sys.stderr)
         pid = _supervise_create(parent, config, record, stage1)
         ready = True
     finally:
