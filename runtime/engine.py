@@ -34,6 +34,7 @@ from runtime.state import (
     atomic_write_json,
     container_dir,
     containers_dir,
+    make_durable,
     pid_alive,
     read_json,
     runtimes_dir,
@@ -245,23 +246,28 @@ class Engine:
         health_settings = normalize(healthcheck)
         container_id = container_id or new_container_id()
         self.containers.mkdir(parents=True, exist_ok=True)
+        directory = self._dir(container_id)
+        state_path = directory / "state.json"
+        if state_path.exists():
+            raise ContainerError(f"container {container_id[:12]} exists already")
+        # The bundle is this id's alone: written before the lock, which only guards names.
+        bundle = directory / "bundle"
+        bundle.mkdir(parents=True, exist_ok=True)
+        config = dict(config)
+        linux = dict(config.get("linux") or {})
+        # A known cgroup path, the same for every runtime: OOM counts and cleanup use it.
+        linux.setdefault("cgroupsPath", _default_cgroups_path(container_id))
+        config["linux"] = linux
+        atomic_write_json(bundle / "config.json", config)
+        process = config.get("process") or {}
         with Lock(self.containers / ".lock", "create a container", timeout=60):
             if name is not None:
                 self._check_name_free(name)
-            directory = self._dir(container_id)
-            if (directory / "state.json").exists():
+            if state_path.exists():
                 raise ContainerError(f"container {container_id[:12]} exists already")
-            bundle = directory / "bundle"
-            bundle.mkdir(parents=True)
-            config = dict(config)
-            linux = dict(config.get("linux") or {})
-            # A known cgroup path, the same for every runtime: OOM counts and cleanup use it.
-            linux.setdefault("cgroupsPath", _default_cgroups_path(container_id))
-            config["linux"] = linux
-            atomic_write_json(bundle / "config.json", config)
-            process = config.get("process") or {}
+            # Visible to the next name check at once; made durable after the lock.
             atomic_write_json(
-                directory / "state.json",
+                state_path,
                 {
                     "id": container_id,
                     "name": name,
@@ -283,7 +289,9 @@ class Engine:
                     "stdin_once": stdin_once and stdin_open,
                     "healthcheck": health_settings,
                 },
+                durable=False,
             )
+        make_durable(state_path)
         return container_id
 
     def _check_name_free(self, name: str) -> None:

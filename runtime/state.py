@@ -116,12 +116,13 @@ def _json_codec():
 dumps, loads = _json_codec()
 
 
-def atomic_write_json(path: str | os.PathLike, data) -> None:
+def atomic_write_json(path: str | os.PathLike, data, *, durable: bool = True) -> None:
     """Replace `path` with `data` as JSON so readers see the old or the new file, never half.
 
     The temporary file sits in the same directory (rename is atomic only within one
     filesystem); fsync before rename makes the content durable before the name points
-    at it, and fsync of the directory makes the rename itself durable.
+    at it, and fsync of the directory makes the rename itself durable. durable=False
+    leaves both fsyncs to a later make_durable(path), e.g. outside a lock.
     """
     path = os.fspath(path)
     directory, name = os.path.split(path)
@@ -132,7 +133,8 @@ def atomic_write_json(path: str | os.PathLike, data) -> None:
         view = memoryview(payload)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     try:
@@ -140,11 +142,23 @@ def atomic_write_json(path: str | os.PathLike, data) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
-    dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if durable:
+        _fsync_path(directory or ".")
+
+
+def make_durable(path: str | os.PathLike) -> None:
+    """What atomic_write_json(durable=False) left: fsync of the file and of its directory."""
+    path = os.fspath(path)
+    _fsync_path(path)
+    _fsync_path(os.path.dirname(path) or ".")
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 _MISSING = object()

@@ -318,3 +318,8 @@ def run(argv: list[str]) -> int:
             "  (set COMPOSER_DEBUG=1 for the traceback, and please report it)"
         )
         return EXIT_FAILURE
+    finally:
+        # The netlink helper a command started ends with it, also when run in-process.
+        netlink_worker = sys.modules.get("runtime.network.netlink_worker")
+        if netlink_worker is not None:
+            netlink_worker.stop()

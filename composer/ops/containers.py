@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from composer import labels as L
@@ -137,8 +138,12 @@ def create(
     *,
     name: str | None = None,
     oneoff: bool = False,
+    networks_ready: Callable[[], object] | None = None,
 ) -> str:
-    """Create (not start) container `number` of service; return its id."""
+    """Create (not start) container `number` of service; return its id.
+
+    networks_ready: waits until the project's networks exist (up makes them meanwhile).
+    """
     from runtime.engine import new_container_id
     from runtime.images.rootfs import prepare_rootfs
 
@@ -179,16 +184,17 @@ def create(
 
         namespaces: dict[str, str] = {}
         extra_binds = []
+        netns = None
         if mode == "host":
             namespaces["network"] = "host"
         elif mode == "join":
             namespaces["network"] = join_path
         elif mode == "bridge":
-            netns, binds = _wire_network(
-                project, service, container_id, name, hostname, directory, backend
-            )
+            from runtime.network.netns import create_netns
+
+            netns = create_netns(directory / "netns")  # the record names it already
             namespaces["network"] = netns
-            extra_binds.extend(binds)
+            extra_binds.extend(_name_files(directory, hostname, bool(_attachments(service))))
         extra_binds.extend(_file_grants(project, service, directory))
         spec = container_spec(
             service,
@@ -211,7 +217,16 @@ def create(
             healthcheck=healthcheck(service, image_config),
             container_id=container_id,
         )
+        if netns is not None:
+            # Wired last: while up is still making a new network's bridge, the rest of
+            # the container is made meanwhile.
+            if networks_ready is not None:
+                networks_ready()
+            _wire_network(project, service, container_id, name, hostname, directory, backend)
     except BaseException:
+        if (directory / "state.json").exists():
+            with contextlib.suppress(Exception):
+                backend.engine.remove(container_id, force=True)
         undo(container_id, directory, backend, project.name)
         raise
     return container_id
@@ -225,12 +240,12 @@ def _wire_network(
     hostname: str,
     directory: Path,
     backend: Backend,
-) -> tuple[str, list]:
+) -> None:
+    """Addresses, DNS records and published ports; /etc/resolv.conf and /etc/hosts are
+    written into the files _name_files made (in place: the bundle binds them)."""
     from runtime.network import dns, dns_records
-    from runtime.network.netns import create_netns
-    from runtime.oci.spec import Bind
 
-    netns = create_netns(directory / "netns")  # the record names it already
+    netns = str(directory / "netns")
     first = None
     addresses: list[str] = []
     for index, attachment in enumerate(_attachments(service)):
@@ -267,7 +282,6 @@ def _wire_network(
         backend.networks.publish(
             container_id, first[0].name, service.ports, service=f"{project.name}/{service.name}"
         )
-    binds = []
     if first:
         # The bridge's address: the name server listens there even on internal networks,
         # where the container has no default route (the attachment has no gateway).
@@ -279,13 +293,24 @@ def _wire_network(
         )
         extra = {host: ips[0] for host, ips in service.extra_hosts.items() if ips}
         (directory / "hosts").write_text(dns.hosts_file(hostname, addresses, extra, gateway))
-        binds += [
+
+
+def _name_files(directory: Path, hostname: str, networked: bool) -> list:
+    """/etc/hostname of a bridged container and, when it has networks, /etc/resolv.conf
+    and /etc/hosts: binds of files in its directory, the last two filled in (in place)
+    when it is wired."""
+    from runtime.oci.spec import Bind
+
+    (directory / "hostname").write_text(hostname + "\n")
+    binds = [Bind(str(directory / "hostname"), "/etc/hostname")]
+    if networked:
+        for name in ("resolv.conf", "hosts"):
+            (directory / name).touch()
+        binds[:0] = [
             Bind(str(directory / "resolv.conf"), "/etc/resolv.conf"),
             Bind(str(directory / "hosts"), "/etc/hosts"),
         ]
-    (directory / "hostname").write_text(hostname + "\n")
-    binds.append(Bind(str(directory / "hostname"), "/etc/hostname"))
-    return netns, binds
+    return binds
 
 
 def _attachments(service: Service) -> list:

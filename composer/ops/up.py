@@ -58,15 +58,18 @@ def up(project: Project, backend: Backend, request: UpRequest, report: Report) -
     services = [project.services[name] for name in project.services if name in selected]
     with project_lock(backend, project, "composer up", lambda text: report("Project", text)):
         check_identity(backend, project, record=False)
-        background = ThreadPoolExecutor(max_workers=2)
+        background = ThreadPoolExecutor(max_workers=3)
         try:
             # Recorded while the rest goes on: its fsync need only be done by the end.
             identity = background.submit(check_identity, backend, project, record=True)
             backend.networks.cleanup_stale()
-            ensure_networks(backend, project, used_networks(project, services), report)
-            # The name server's sockets are bound here and handed to it, so containers
-            # start while it boots (~0.1-0.25 s): their first lookups wait in the kernel.
-            dns = background.submit(_launch_dns, backend, project)
+            # Bridges are made while the containers are (each waits before it is wired).
+            networks = background.submit(
+                ensure_networks, backend, project, used_networks(project, services), report
+            )
+            # The name server's sockets are bound on the bridges and handed to it, so
+            # containers start while it boots (~0.1-0.25 s): first lookups wait in the kernel.
+            dns = background.submit(_launch_dns, backend, project, networks)
             ensure_volumes(backend, project, services, report)
             run = _Run(
                 project,
@@ -75,8 +78,10 @@ def up(project: Project, backend: Backend, request: UpRequest, report: Report) -
                 report,
                 images=_ensure_images(backend, project, services, request, report),
                 dns_ready=lambda: _dns_ready(dns.result()),
+                networks_ready=networks.result,
             )
             _converge(run, [s.name for s in services], graph)
+            networks.result()  # its failure counts even when no container was made
             launched = dns.result()
             if launched is not None:  # its failure counts even when nothing started
                 launched.wait()
@@ -108,13 +113,16 @@ def _ensure_images(
 class _Run:
     """What every service's convergence in one `up` shares."""
 
-    def __init__(self, project, backend, request, report, *, images, dns_ready) -> None:
+    def __init__(
+        self, project, backend, request, report, *, images, dns_ready, networks_ready
+    ) -> None:
         self.project: Project = project
         self.backend: Backend = backend
         self.request: UpRequest = request
         self.report: Report = report
         self.images: dict = images
         self.dns_ready: Callable[[], object] = dns_ready
+        self.networks_ready: Callable[[], object] = networks_ready
         self.options = UpOptions(
             request.force_recreate, request.no_recreate, request.scale, request.start
         )
@@ -173,9 +181,10 @@ def dry_run(project: Project, backend: Backend, request: UpRequest) -> list[tupl
     return steps
 
 
-def _launch_dns(backend: Backend, project: Project):
+def _launch_dns(backend: Backend, project: Project, networks):
     from runtime.network import dns
 
+    networks.result()
     return dns.launch(project.name, backend.root)
 
 
@@ -236,7 +245,14 @@ def _converge_service(run: _Run, service: Service, dependencies_done: Callable[[
             report(label, f"Recreate ({action.reason})")
         container_id = action.container
         if action.kind in ("create", "recreate"):
-            container_id = ctr.create(run.project, service, action.number, image, backend)
+            container_id = ctr.create(
+                run.project,
+                service,
+                action.number,
+                image,
+                backend,
+                networks_ready=run.networks_ready,
+            )
             report(label, "Created")
         to_start.append((label, container_id))
     if not run.options.start:

@@ -38,20 +38,34 @@ def _add_address(rtnl: Rtnl, index: int, address: str) -> None:
     rtnl.add_address(index, str(iface.ip), iface.network.prefixlen, flags)
 
 
+def link_names() -> set[str]:
+    """Names of the links in the calling thread's network namespace.
+
+    Read from procfs, which lists every device of the namespace, up or down: asking
+    whether a link exists then needs no netlink socket, and a command that only checks
+    (a no-op `up`, the stale-endpoint sweep) never imports pyroute2.
+    """
+    with open("/proc/thread-self/net/dev") as f:
+        rows = f.read().splitlines()[2:]  # two header lines
+    return {row.partition(":")[0].strip() for row in rows}
+
+
 def link_exists(ifname: str) -> bool:
-    with Rtnl() as rtnl:
-        return rtnl.link(ifname) is not None
+    return ifname in link_names()
 
 
 def links_with_prefix(*prefixes: str) -> list[str]:
     """Names of the links in this netns that start with one of `prefixes`."""
-    with Rtnl() as rtnl:
-        names = [link["name"] for link in rtnl.links()]
-    return sorted(n for n in names if n and n.startswith(prefixes))
+    return sorted(n for n in link_names() if n.startswith(prefixes))
 
 
 def remove_link(ifname: str) -> bool:
     """Delete a link (a veth takes its peer with it); False if it was already gone."""
+    return link_exists(ifname) and delete_link(ifname)
+
+
+def delete_link(ifname: str) -> bool:
+    """remove_link's netlink half: False if there was no such link."""
     with Rtnl() as rtnl:
         return rtnl.delete_link(ifname)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime import state
-from runtime.network import bridge, ipam, nft, ports
+from runtime.network import bridge, ipam, netlink_worker, nft, ports
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MTU_OPTION = "com.docker.network.driver.mtu"
@@ -233,7 +233,7 @@ class NetworkManager:
         addresses = [_gateway_interface(record["ipv4"])]
         if record.get("ipv6"):
             addresses.append(_gateway_interface(record["ipv6"]))
-        bridge.ensure_bridge(record["bridge"], addresses, record.get("mtu"))
+        netlink_worker.call("ensure_bridge", record["bridge"], addresses, record.get("mtu"))
         bridge.enable_forwarding(ipv6=bool(record.get("ipv6")))
         self._sync_rules()
 
@@ -242,8 +242,8 @@ class NetworkManager:
         record["state"] = "removing"
         self._write(record)
         for endpoint in record.get("endpoints", {}).values():
-            bridge.remove_link(endpoint["host_ifname"])
-        bridge.remove_link(record["bridge"])
+            _remove_link(endpoint["host_ifname"])
+        _remove_link(record["bridge"])
         self._sync_rules()
         self._path(record["name"]).unlink(missing_ok=True)
 
@@ -311,7 +311,7 @@ class NetworkManager:
                 "attaching_pid": os.getpid(),  # wiring runs unlocked; cleanup spares it
                 "netns": netns_path,
                 "host_ifname": bridge.short_name(bridge.VETH_PREFIX, container_id, record["id"]),
-                "ifname": ifname or bridge.next_ifname(netns_path),
+                "ifname": ifname or netlink_worker.call("next_ifname", netns_path),
                 "ipv4": str(address),
                 "ipv6": str(address6) if address6 else None,
                 "gateway": None if record["internal"] else record["ipv4"]["gateway"],
@@ -336,7 +336,8 @@ class NetworkManager:
         # The address is ours ("attaching" is recorded); wiring the veth needs no lock, so
         # containers starting together are wired in parallel.
         try:
-            mac = bridge.attach_veth(
+            mac = netlink_worker.call(
+                "attach_veth",
                 bridge_name,
                 netns_path,
                 bridge.Endpoint(
@@ -384,7 +385,7 @@ class NetworkManager:
                 self._sync_rules()  # the rules name ports, never endpoints
         if namespace_going:
             return
-        bridge.remove_link(endpoint["host_ifname"])
+        _remove_link(endpoint["host_ifname"])
         with self._lock(f"detach {container_id[:12]} from {network}"):
             record = _read_record(self._path(network))
             current = (record or {}).get("endpoints", {}).get(container_id)
@@ -399,7 +400,7 @@ class NetworkManager:
         endpoint["state"] = "detaching"
         had_ports = record["ports"].pop(container_id, None) is not None
         self._write(record)
-        bridge.remove_link(endpoint["host_ifname"])
+        _remove_link(endpoint["host_ifname"])
         del record["endpoints"][container_id]
         self._write(record)
         return had_ports
@@ -537,6 +538,11 @@ class _Locked:
             self.lock.release()
         finally:
             self.local.release()
+
+
+def _remove_link(ifname: str) -> bool:
+    """bridge.remove_link, asking the netlink helper only when the link is there."""
+    return bridge.link_exists(ifname) and netlink_worker.call("delete_link", ifname)
 
 
 def _read_record(path: Path) -> dict | None:

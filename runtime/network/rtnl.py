@@ -20,6 +20,11 @@ NETLINK_ROUTE = 0
 CLONE_NEWNET = 0x40000000
 
 
+def preload() -> None:
+    """Import pyroute2's IPRoute now instead of on the first request."""
+    from pyroute2.iproute.linux import IPRoute  # noqa: F401
+
+
 class NetlinkError(OSError):
     """The kernel refused a request; errno says why (EEXIST, ENODEV ...)."""
 
@@ -28,7 +33,7 @@ class Rtnl:
     """One pyroute2 IPRoute in the namespace at `netns` (this one by default)."""
 
     def __init__(self, netns: str | None = None) -> None:
-        from pyroute2 import IPRoute
+        from pyroute2.iproute.linux import IPRoute
 
         if netns is None:
             self.ipr = IPRoute()

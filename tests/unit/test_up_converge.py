@@ -32,7 +32,15 @@ class Backend:
 
 def run_of(p: Project, parallel: int = 0) -> _Run:
     request = UpRequest(parallel=parallel)
-    return _Run(p, Backend(), request, lambda *a: None, images={}, dns_ready=lambda: None)
+    return _Run(
+        p,
+        Backend(),
+        request,
+        lambda *a: None,
+        images={},
+        dns_ready=lambda: None,
+        networks_ready=lambda: None,
+    )
 
 
 @pytest.fixture
