@@ -98,9 +98,6 @@ def run_run(args: argparse.Namespace) -> int:
     if args.rm and args.detach:
         # No daemon: nobody would be left to remove it when it exits.
         raise SystemExit("composer run: --rm and -d cannot be combined; `composer rm` it later")
-    from composer.cli.project_cmds import prestart_netlink
-
-    prestart_netlink(args)
     project = _load(args, [args.service])
     request = RunRequest(
         service=args.service,
@@ -312,10 +309,9 @@ def add_create(parser: argparse.ArgumentParser) -> None:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    from composer.cli.project_cmds import prestart_netlink, up_request
+    from composer.cli.project_cmds import up_request
     from composer.ops.up import up
 
-    prestart_netlink(args)
     project = _load(args, args.services)
     request = up_request(args, start=False)
     with Progress(args) as report:

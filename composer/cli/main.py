@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import sys
 
+# Commands that wire or unwire container networks: for them a netlink helper is started
+# before anything else is imported (runtime/network/netlink_worker.py). A word matched that
+# is not the command (a project named "up") costs only the helper's start.
+NETWORKING_COMMANDS = frozenset({"up", "down", "start", "restart", "run", "create"})
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if not NETWORKING_COMMANDS.isdisjoint(argv) and "--dry-run" not in argv:
+        from runtime.network import netlink_worker
+
+        netlink_worker.prestart()
     if "config" in argv:  # the only command with a memo; the others skip even its import
         from composer.cli import memo
 

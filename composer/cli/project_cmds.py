@@ -27,15 +27,6 @@ def _load(args: argparse.Namespace, services: list[str] | None = None):
     return result.project
 
 
-def prestart_netlink(args: argparse.Namespace) -> None:
-    """For commands that wire or unwire containers: pyroute2 is imported by a helper while
-    the project loads (runtime/network/netlink_worker.py)."""
-    if not getattr(args, "dry_run", False):
-        from runtime.network import netlink_worker
-
-        netlink_worker.prestart()
-
-
 def _backend():
     from composer.ops.backend import Backend
 
@@ -149,7 +140,6 @@ def up_request(args: argparse.Namespace, *, start: bool):
 def run_up(args: argparse.Namespace) -> int:
     from composer.ops.up import up
 
-    prestart_netlink(args)
     project = _load(args, args.services)
     request = up_request(args, start=not args.no_start)
     backend = _backend()
@@ -237,7 +227,6 @@ def add_down(parser: argparse.ArgumentParser) -> None:
 def run_down(args: argparse.Namespace) -> int:
     from composer.ops.down import down
 
-    prestart_netlink(args)
     project = _load(args)
     if args.dry_run:
         from composer.ops.down import dry_run
@@ -277,7 +266,6 @@ def run_stop(args: argparse.Namespace) -> int:
 def run_start(args: argparse.Namespace) -> int:
     from composer.ops.up import UpRequest, up
 
-    prestart_netlink(args)
     project = _load(args)
     with Progress(args) as report:
         up(
@@ -290,7 +278,6 @@ def run_start(args: argparse.Namespace) -> int:
 
 
 def run_restart(args: argparse.Namespace) -> int:
-    prestart_netlink(args)
     run_stop(args)
     return run_start(args)
 
