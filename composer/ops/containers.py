@@ -394,7 +394,9 @@ def run_hooks(backend: Backend, container_id: str, service: Service, kind: str) 
 def _write_record(directory: Path, record: dict) -> None:
     from runtime.state import atomic_write_json
 
-    atomic_write_json(directory / RECORD, record)
+    # Not fsynced: it guides the undo of a killed command, whose namespaces and mounts a
+    # crash of the machine takes down anyway (the network records' sweep does the rest).
+    atomic_write_json(directory / RECORD, record, durable=False)
 
 
 def read_record(directory: Path) -> dict:

@@ -22,7 +22,7 @@ import ipaddress
 import os
 from collections import namedtuple
 
-from runtime.state import Lock, atomic_write_json, networks_dir, read_json
+from runtime.state import Lock, atomic_write_json, make_durable, networks_dir, read_json
 
 # Names under this domain are ours alone: never forwarded, unknown ones are NXDOMAIN.
 DOMAIN = "composer.internal"
@@ -58,9 +58,12 @@ def _update(project: str, root, change) -> dict:
     with Lock(f"{path}.lock", f"update DNS records of {project}", timeout=30):
         records = load_records(project, root)
         change(records["containers"])
-        atomic_write_json(path, records)
+        # Seen by the next writer and the server at once; made durable after the lock, so
+        # containers being wired together do not queue behind each other's fsyncs.
+        atomic_write_json(path, records, durable=False)
         _count_change(generation_path(project, root))
-        return records
+    make_durable(path)
+    return records
 
 
 def _count_change(path) -> None:
