@@ -145,6 +145,9 @@ class Layout:
         return self.v1 + ([self.unified] if self.unified else [])
 
 
+_MOUNTINFO_ESCAPES = {" ": "\\040", "\t": "\\011", "\n": "\\012", "\\": "\\134"}
+
+
 def _unescape_mount_field(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo
     if "\\" not in field:
@@ -183,8 +186,11 @@ def detect_layout(
     if mountinfo is None:
         mountinfo = kernel.read("/proc/self/mountinfo")
     root = os.path.normpath(root)
+    # Only lines naming the root somewhere get parsed (a dozen of some 60 on a host).
+    needle = " " + "".join(_MOUNTINFO_ESCAPES.get(c, c) for c in root)
+    wanted = "\n".join(line for line in mountinfo.splitlines() if needle in line)
     by_mountpoint: dict[str, tuple[str, str, str]] = {}
-    for mountpoint, fs_root, fstype, options in parse_mountinfo(mountinfo):
+    for mountpoint, fs_root, fstype, options in parse_mountinfo(wanted):
         mountpoint = os.path.normpath(mountpoint)
         if mountpoint != root and not mountpoint.startswith(root + "/"):
             continue

@@ -330,6 +330,8 @@ def cgroup_hierarchies(mountinfo: str) -> list[tuple[str, str]]:
     """(mount point, superblock options; "" for cgroup2) of each cgroup mount."""
     found = []
     for line in mountinfo.splitlines():
+        if " - cgroup" not in line:  # most lines: no split needed
+            continue
         left, _, right = line.partition(" - ")
         fstype, _source, super_options = right.split(" ", 2)
         mount_point = left.split()[4]

@@ -150,6 +150,12 @@ def create_container(
         cgroup = _cgroup(config, container_id)
         if cgroup.create():  # parents of a nested cgroupsPath: delete removes them too
             record["cgroup_parents"] = cgroup.made_parents
+        # Before the init is born: v1 device rules start from "deny all", and an init setting
+        # up meanwhile would see its mknod refused.
+        for warning in cgroup.apply(
+            linux_cfg.get("resources") or {}, linux_cfg.get("devices") or []
+        ):
+            print(f"composer-runtime: warning: {warning}", file=sys.stderr)
         spawn_args = (config, bundle, record, joins, new_flags, masks, seccomp_program, state_dir)
         pid = _spawn(*spawn_args, console_socket, cgroup, preserve_fds)
         if host_mounts:
@@ -256,14 +262,6 @@ def _spawn(
         os.close(console_fd)
     ready = False
     try:
-        # Limits go on now, the init already in the cgroup, as runc sets them: the writes
-        # overlap the init's own setup instead of delaying its birth. It cannot exec before
-        # `start`, and its setup needs no device the rules could deny (mknod is always
-        # allowed, see cgroups.DEFAULT_DEVICE_RULES).
-        linux_cfg = config.get("linux") or {}
-        resources, devices = linux_cfg.get("resources") or {}, linux_cfg.get("devices") or []
-        for warning in cgroup.apply(resources, devices):
-            print(f"composer-runtime: warning: {warning}", file=sys.stderr)
         pid = _supervise_create(parent, config, record, stage1)
         ready = True
     finally:

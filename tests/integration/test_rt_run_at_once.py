@@ -1,6 +1,6 @@
 """`run` starts the container from inside create (the init execs while its record is
-written) and puts the cgroup limits on after the init is born: what it looks like from
-outside must not change."""
+written): what it looks like from outside must not change. Limits stay before the init's
+birth (v1 device rules pass through "deny all", which would refuse the init's mknod)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from rootfs import read_config, write_config
+from rootfs import read_config, unique_id, write_config
+
+from runtime.oci import container, spawn, syscalls
+from runtime.oci.cgroups import Cgroup
 
 # a detached container keeps its stdio: pipes of ours would hold `run` open until it ends
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
@@ -81,3 +84,35 @@ def test_run_with_a_pid_file_writes_the_pid_of_the_running_container(runtime, bu
     state = json.loads(runtime("state", container_id).stdout)
     assert int(pid_file.read_text()) == state["pid"] and state["status"] == "running"
     runtime("delete", "--force", container_id)
+
+
+def test_limits_are_written_before_the_init_is_born(busybox_bundle, tmp_path, monkeypatch):
+    events: list[str] = []
+    real_apply, real_clone3 = Cgroup.apply, syscalls.clone3
+
+    def apply(self, *args, **kwargs):
+        events.append("apply")
+        return real_apply(self, *args, **kwargs)
+
+    def clone3(*args, **kwargs):
+        pid = real_clone3(*args, **kwargs)
+        if pid:  # the parent's side; the child goes on to set up
+            events.append("clone")
+        return pid
+
+    monkeypatch.setattr(Cgroup, "apply", apply)
+    monkeypatch.setattr(syscalls, "clone3", clone3)
+    root, container_id = str(tmp_path / "root"), unique_id("order")
+    with open(tmp_path / "out", "w") as sink:  # the init's stdio, not pytest's
+        saved = os.dup(1)
+        os.dup2(sink.fileno(), 1)
+        try:
+            spawn.create_container(root, container_id, str(busybox_bundle), start=True)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+    try:
+        assert events == ["apply", "clone"]
+    finally:
+        container.delete(root, container_id, force=True)
+    assert not Path(root, container_id).exists()
