@@ -63,6 +63,7 @@ class UpOptions:
     no_recreate: bool = False
     scale: Mapping[str, int] | None = None  # --scale overrides
     start: bool = True  # False for --no-start / `create`
+    create: bool = True  # False for `start`: existing containers are started, nothing else
 
 
 def container_name(project: Project, service: Service, number: int) -> str:
@@ -106,7 +107,14 @@ def plan_service(
         name = container_name(project, service, number)
         current = by_number.get(number)
         if current is None:
-            actions.append(Action("create", service.name, number, name, reason="missing"))
+            if options.create:
+                actions.append(Action("create", service.name, number, name, reason="missing"))
+            continue
+        if not options.create:  # as `docker compose start`: a finished job runs again too
+            if current.status != "running":
+                actions.append(
+                    Action("start", service.name, number, name, current.id, current.status)
+                )
             continue
         stale = _staleness(current, service, image)
         if options.force_recreate or (stale and not options.no_recreate):
@@ -116,7 +124,7 @@ def plan_service(
             continue
         elif options.start:
             actions.append(Action("start", service.name, number, name, current.id, current.status))
-    for container in surplus:
+    for container in surplus if options.create else ():
         actions.append(
             Action(
                 "remove",

@@ -271,7 +271,7 @@ def run_start(args: argparse.Namespace) -> int:
         up(
             project,
             _backend(),
-            UpRequest(services=list(args.services), no_recreate=True, build="never"),
+            UpRequest(services=list(args.services), create=False, build="never"),
             report,
         )
     return 0

@@ -35,6 +35,7 @@ class UpRequest:
     build: str = "auto"  # auto (missing only) | always (--build) | never (--no-build)
     force_recreate: bool = False
     no_recreate: bool = False
+    create: bool = True  # False: `start`, of existing containers only
     remove_orphans: bool = False
     scale: dict = field(default_factory=dict)
     start: bool = True
@@ -124,7 +125,11 @@ class _Run:
         self.dns_ready: Callable[[], object] = dns_ready
         self.networks_ready: Callable[[], object] = networks_ready
         self.options = UpOptions(
-            request.force_recreate, request.no_recreate, request.scale, request.start
+            request.force_recreate,
+            request.no_recreate,
+            request.scale,
+            request.start,
+            request.create,
         )
         self.existing: list[Existing] = []
         self.changed: set[str] = set()  # services this up created, recreated or started
@@ -216,6 +221,8 @@ def _handle_orphans(
 def _converge_service(run: _Run, service: Service, dependencies_done: Callable[[], None]) -> None:
     backend, report, request = run.backend, run.report, run.request
     mine = [c for c in run.existing if c.service == service.name]
+    if not run.options.create and not any(not c.oneoff for c in mine) and service.scale:
+        raise OperationError(f"service {service.name} has no container to start")
     image = run.images[service.name]
     actions = plan_service(run.project, service, mine, image.digest, run.options)
     if actions:

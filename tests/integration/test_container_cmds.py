@@ -211,6 +211,17 @@ def test_create_makes_containers_without_starting_them(project):
     assert [(r["Service"], r["State"]) for r in rows] == [("db", "created")]
 
 
+def test_start_starts_existing_containers_and_makes_none(project):
+    project.write(SERVICES)
+    nothing = project.run("start", check=False)
+    assert nothing.returncode == 1
+    assert "has no container to start" in nothing.stderr
+    assert project.ps() == []
+    project.run("create", "db")
+    project.run("start", "db")
+    assert [(r["Service"], r["State"]) for r in project.ps()] == [("db", "running")]
+
+
 def test_top_lists_the_containers_processes(project):
     project.write(SERVICES)
     project.run("up", "-d")

@@ -110,3 +110,15 @@ def test_one_off_containers_are_not_part_of_the_service():
 def test_container_name_is_honoured():
     named = Service(name="web", image="web", config_hash="h1", container_name="my-web")
     assert plan_service(project(named), named, [], "img1")[0].name == "my-web"
+
+
+def test_start_only_starts_what_exists():
+    only_start = UpOptions(create=False)
+    scaled = Service(name="web", image="web", config_hash="old", scale=2)
+    stale_and_stopped = existing("web", 1, status="exited", exit_code=0, config_hash="h0")
+    surplus = existing("web", 3, status="exited", exit_code=1)
+    actions = plan_service(project(scaled), scaled, [stale_and_stopped, surplus], "img2", only_start)
+    # number 2 is missing and 3 is beyond the scale: neither is made nor removed; the stale
+    # one is started as it is, not recreated
+    assert kinds(actions) == [("start", 1, "exited")]
+    assert plan_service(project(WEB), WEB, [], "img1", only_start) == []
