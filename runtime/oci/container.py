@@ -3,7 +3,8 @@
 State lives in <root>/<id>/: state.json and, while the container is "created", two fifos.
 The init (made by `create`, in runtime.oci.spawn) blocks reading exec.fifo; `start`
 writes one byte there and waits on exec.done, which the init holds open until its execve
-succeeds (or writes why it failed).
+succeeds (or writes why it failed). `run` mostly hands its init two pipes instead
+(see runtime.cli.cmd_run): it starts the container itself, never seen "created".
 
 Making processes (create, exec) lives in runtime.oci.spawn with the namespace and
 syscall modules it needs: the other commands start without loading them.
@@ -192,7 +193,9 @@ def start(root: str, container_id: str, record: dict | None = None) -> None:
         current = status_of(root, record)
         if current != "created":
             raise ContainerError(f"container {container_id!r} is {current}, not created")
-    finish_start(root, record, release(root, container_id))
+    finish_start(
+        root, record, release(root, container_id), os.path.join(root, container_id, EXEC_DONE)
+    )
 
 
 def release(root: str, container_id: str) -> int:
@@ -217,13 +220,16 @@ def release(root: str, container_id: str) -> int:
     return done_fd
 
 
-def finish_start(root: str, record: dict, done_fd: int) -> None:
-    """Wait until the released init has exec'd (or says why not), then poststart hooks."""
+def finish_start(root: str, record: dict, done_fd: int, done: str | None = None) -> None:
+    """Wait until the released init has exec'd (or says why not), then poststart hooks.
+    `done`: the exec.done fifo, removed here (`run` uses a pipe: None)."""
     container_id = record["id"]
     try:
         failure = _wait_exec(done_fd)
     finally:
-        _close_done(done_fd, os.path.join(root, container_id, EXEC_DONE))
+        os.close(done_fd)
+        if done:
+            os.unlink(done)
     if failure:
         raise ContainerError(f"container {container_id!r} failed to start: {failure}")
     config = record["config"]

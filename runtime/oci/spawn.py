@@ -23,7 +23,6 @@ from runtime.oci.container import (
     OCI_VERSION,
     ContainerError,
     _cgroup,
-    _close_done,
     _destroy_cgroup,
     _dir,
     _kill_quietly,
@@ -39,7 +38,6 @@ from runtime.oci.container import (
     has_hooks,
     load_config,
     oci_state,
-    release,
     status_of,
     wait_exit_code,
 )
@@ -144,9 +142,14 @@ def create_container(
     _save(root, record)
     cgroup = None
     pid = 0
+    ours: tuple[int, ...] = ()  # our ends of the pipes that stand in for the fifos (`start`)
     try:
-        for name in (EXEC_FIFO, EXEC_DONE):
-            os.mkfifo(os.path.join(state_dir, name), 0o600)
+        if start:
+            exec_read, exec_write = os.pipe()
+            done_read, done_write = os.pipe()
+            ours, init_fds = (exec_write, done_read), (exec_read, done_write)
+        else:
+            init_fds = _make_fifos(state_dir)
         cgroup = _cgroup(config, container_id)
         if cgroup.create():  # parents of a nested cgroupsPath: delete removes them too
             record["cgroup_parents"] = cgroup.made_parents
@@ -156,12 +159,14 @@ def create_container(
             linux_cfg.get("resources") or {}, linux_cfg.get("devices") or []
         ):
             print(f"composer-runtime: warning: {warning}", file=sys.stderr)
-        spawn_args = (config, bundle, record, joins, new_flags, masks, seccomp_program, state_dir)
-        pid = _spawn(*spawn_args, console_socket, cgroup, preserve_fds)
+        spawn_args = (config, bundle, record, joins, new_flags, masks, seccomp_program, init_fds)
+        pid = _spawn(*spawn_args, console_socket, cgroup, preserve_fds, ours)
         if host_mounts:
             record["mounts"] = linux.mounts_made(record)
     except BaseException:
         # Best effort: the error that brought us here is the one to report.
+        for fd in ours:
+            os.close(fd)
         if pid:
             _kill_quietly(pid)
         if host_mounts:
@@ -180,7 +185,7 @@ def create_container(
     record["status"] = "created"
     record.pop("creator")
     if start:
-        _save_and_start(root, record)
+        _save_and_start(root, record, *ours)
         return record
     _save(root, record, syscalls.rename_exchange)
     if pid_file:
@@ -192,26 +197,36 @@ def create_container(
     return record
 
 
-def _save_and_start(root: str, record: dict) -> None:
-    """Release the init, write the record while it execs, then wait for its exec. What
-    `start` would see is the same: the fifo is gone before the record says created."""
-    container_id = record["id"]
+def _save_and_start(root: str, record: dict, exec_write: int, done_read: int) -> None:
+    """`run`: release the init through its pipe, write the record while it execs, then
+    wait for the exec. No fifo ever existed, so from outside the container goes from
+    creating to running, as `start` right after `create` looks."""
     try:
-        done_fd = release(root, container_id)
-    except BaseException:
-        delete(root, container_id, force=True, record=record)
-        raise
-    try:
+        try:
+            os.write(exec_write, b"0")
+        finally:
+            os.close(exec_write)
         _save(root, record, syscalls.rename_exchange)
     except BaseException:
-        _close_done(done_fd, os.path.join(root, container_id, EXEC_DONE))
-        delete(root, container_id, force=True, record=record)
+        os.close(done_read)
+        delete(root, record["id"], force=True, record=record)
         raise
     try:
-        finish_start(root, record, done_fd)
+        finish_start(root, record, done_read)
     except BaseException:
-        delete(root, container_id, force=True, record=record)
+        delete(root, record["id"], force=True, record=record)
         raise
+
+
+def _make_fifos(state_dir: str) -> tuple[int, int]:
+    """exec.fifo and exec.done (see runtime.oci.container), opened for the init. O_RDWR:
+    opening never blocks, and the init is reader and writer of its own fifos."""
+    fds = []
+    for name in (EXEC_FIFO, EXEC_DONE):
+        path = os.path.join(state_dir, name)
+        os.mkfifo(path, 0o600)
+        fds.append(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+    return fds[0], fds[1]
 
 
 def own_mount_namespace(config: dict) -> bool:
@@ -228,16 +243,14 @@ def _spawn(
     new_flags,
     masks,
     seccomp_program,
-    state_dir,
+    fifo_fds,
     console_socket,
     cgroup,
     keep_fds,
+    ours=(),
 ):
-    # O_RDWR: opening never blocks, and the init is reader and writer of its own fifos.
-    fifo_fds = tuple(
-        os.open(os.path.join(state_dir, name), os.O_RDWR | os.O_CLOEXEC)
-        for name in (EXEC_FIFO, EXEC_DONE)
-    )
+    """Make the init (see the module's docstring); `fifo_fds` are its exec.fifo and
+    exec.done ends, `ours` fds of this process it must not keep."""
     console_fd = _connect(console_socket) if console_socket else -1
     parent, child = _pipe_pair()
     init = (config, bundle, new_flags, masks, seccomp_program, fifo_fds, console_fd)
@@ -247,13 +260,13 @@ def _spawn(
     if cloned is not None:
         pid, to_join = cloned
         if pid == 0:
-            parent.close()
+            _close_in_child(parent, ours)
             _run_child(child, _direct_init, to_join, init)
         record.update(pid=pid, start_time=process_start_time(pid))
     else:
         stage1, to_join = _fork_into(cgroup)
         if stage1 == 0:
-            parent.close()
+            _close_in_child(parent, ours)
             _run_child(child, _stage1, to_join, joins, init)
     child.close()
     for fd in fifo_fds:
@@ -272,6 +285,14 @@ def _spawn(
             _kill_quietly(record["pid"])
             _reap(record["pid"])
     return pid
+
+
+def _close_in_child(parent: _Channel, ours) -> None:
+    # Our end of the release pipe held by the init too would keep it waiting forever
+    # if we died before writing.
+    parent.close()
+    for fd in ours:
+        os.close(fd)
 
 
 def _clones_directly(config: dict, joins: list, new_flags: int) -> bool:

@@ -54,7 +54,7 @@ def test_a_detached_run_is_running_under_its_recorded_pid(runtime, busybox_bundl
     record = json.loads(runtime("state", container_id).stdout)
     assert record["status"] == "running"
     assert Path(f"/proc/{record['pid']}/cmdline").read_bytes().startswith(b"sleep\0")
-    assert not (runtime.root / container_id / "exec.fifo").exists()
+    assert os.listdir(runtime.root / container_id) == ["state.json"]  # pipes, no fifos
     runtime("delete", "--force", container_id)
     assert not (runtime.root / container_id).exists()
     assert _cgroup_dirs(container_id) == []
