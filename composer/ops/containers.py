@@ -232,6 +232,37 @@ def create(
     return container_id
 
 
+def ensure_startable(
+    project: Project, service: Service, info: dict, backend: Backend, networks_ready=None
+) -> None:
+    """Remake what a restart of the machine took from a container that was made before it:
+    the mount of its root filesystem, and its network namespace with addresses, DNS records
+    and published ports. Nothing is done for a container whose mounts are there."""
+    from composer.ops.project import OperationError
+    from runtime.images.rootfs import is_mounted, prepare_rootfs
+    from runtime.network.netns import create_netns, is_netns
+
+    container_id = info["id"]
+    directory = backend.container_dir(container_id)
+    rootfs = directory / "rootfs"
+    if rootfs.is_dir() and not is_mounted(rootfs):
+        digest = (info.get("labels") or {}).get(L.IMAGE)
+        image = backend.store.resolve(digest) if digest else None
+        if image is None:
+            raise OperationError(
+                f"container {info.get('name')}: its image {digest} is gone; "
+                "`up --force-recreate` makes it anew"
+            )
+        prepare_rootfs(image, directory, backend.store, volatile=True)
+    netns = read_record(directory).get("netns")
+    if netns and not is_netns(netns):
+        create_netns(netns)
+        if networks_ready is not None:
+            networks_ready()
+        hostname = (directory / "hostname").read_text().strip()
+        _wire_network(project, service, container_id, info["name"], hostname, directory, backend)
+
+
 def _wire_network(
     project: Project,
     service: Service,

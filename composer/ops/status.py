@@ -14,7 +14,8 @@ from composer.ops.backend import Backend
 def _status_text(info: dict) -> str:
     status = info.get("status", "")
     if status == "exited":
-        return f"exited ({info.get('exit_code')})"
+        code = info.get("exit_code")
+        return "exited" if code is None else f"exited ({code})"  # None: its end went unseen
     health = (info.get("health") or {}).get("status")
     return f"{status} ({health})" if health and status == "running" else status
 

@@ -237,6 +237,7 @@ def _converge_service(run: _Run, service: Service, dependencies_done: Callable[[
         if actions:
             wait_for_dependencies(run.project, service, backend, request.dependency_timeout, report)
     to_start = []
+    restarted = {a.container for a in actions if a.kind == "start"}
     for action in actions:
         label = f"Container {action.name}"
         if action.kind in ("remove", "recreate"):
@@ -273,6 +274,14 @@ def _converge_service(run: _Run, service: Service, dependencies_done: Callable[[
     if to_start and not waited:
         wait_for_dependencies(run.project, service, backend, request.dependency_timeout, report)
     for label, container_id in to_start:
+        if container_id in restarted:
+            ctr.ensure_startable(
+                run.project,
+                service,
+                backend.engine.inspect(container_id),
+                backend,
+                run.networks_ready,
+            )
         run.dns_ready()
         backend.engine.start(container_id)
         ctr.run_hooks(backend, container_id, service, "post_start")

@@ -109,9 +109,10 @@ def prepare_rootfs(
 
     volatile: overlayfs never syncs the upper dir. Without it, unmounting syncs the whole
     filesystem under it (every process's dirty data: ~5-90 ms a container on a busy disk);
-    with it, a machine crash may lose the container's latest writes. Containers' root
-    filesystems are not remounted after a crash, and a remount of a volatile upper dir
-    would first need its work dir emptied (overlayfs refuses it otherwise)."""
+    with it, a machine crash may lose the container's latest writes. overlayfs refuses to
+    mount a volatile upper dir again until the marker it left in the work dir is gone: a
+    remount (after a restart of the machine) empties the work dir first, keeping the upper
+    dir, the container's own files."""
     from runtime.images.store import ImageStore
     from runtime.oci import syscalls
 
@@ -148,6 +149,10 @@ def prepare_rootfs(
         record.unlink(missing_ok=True)
         raise
     extra = ",volatile" if volatile else ""
+    if (work / "work" / "incompat" / "volatile").exists():
+        from runtime.images.layers import remove_tree
+
+        remove_tree(work / "work")
     data = _mount_data([str(layer_store.path(d)) for d in top_first], str(upper), str(work))
     try:
         if len(data + extra) < _page_size():

@@ -4,9 +4,11 @@ own network namespace, a private COMPOSER_ROOT, and nothing left afterwards."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 from tests.compose_helpers import COMPOSER, Project, assert_nothing_left
 from tests.netns import assert_local_route
@@ -377,3 +379,52 @@ services:
         time.sleep(0.1)
     assert project.logs("app").count("app started") == 2
     assert project.logs("other").count("other started") == 1  # no restart: true there
+
+
+def test_up_after_a_restart_of_the_machine_brings_the_project_back(project):
+    """A restart of the machine ends every process and takes every mount, link and rule
+    away, while the state on disk stays: simulated here on the project's own parts."""
+    import signal
+
+    from runtime.network import bridge
+    from runtime.network.manager import NetworkManager
+    from runtime.oci import syscalls
+    from runtime.state import read_json
+
+    project.write(SERVER_CLIENT)
+    project.run("up", "-d")
+    project.wait_for_log("client", "hello")
+    states = [read_json(path) for path in (project.root / "containers").glob("*/state.json")]
+    assert len(states) == 2
+    for state in states:
+        for pid in (state["shim_pid"], state["pid"]):
+            os.kill(pid, signal.SIGKILL)
+    for state in states:
+        directory = Path(state["bundle"]).parent
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{state['pid']}").exists() or Path(f"/proc/{state['shim_pid']}").exists():
+            assert time.monotonic() < deadline, "the killed processes did not go"
+            time.sleep(0.02)
+        for pinned in ("rootfs", "netns"):
+            syscalls.umount2(str(directory / pinned), syscalls.MNT_DETACH)
+    manager = NetworkManager(project.root)
+    for network in manager.list():
+        bridge.remove_link(network.bridge)
+    nft_table = manager.table
+    subprocess.run(["nft", "delete", "table", "inet", nft_table], check=True)
+
+    assert {row["State"] for row in project.ps()} == {"exited"}
+    project.run("up", "-d")
+    rows = {row["Service"]: row for row in project.ps()}
+    assert rows["server"]["State"] == rows["client"]["State"] == "running"
+    # the same containers (not new ones), with names, addresses and published ports again
+    assert sorted(s["id"] for s in states) == sorted(
+        read_json(p)["id"] for p in (project.root / "containers").glob("*/state.json")
+    )
+    deadline = time.monotonic() + 20  # the client found the server by name once more
+    while project.logs("client").count("hello") < 2:
+        assert time.monotonic() < deadline, project.logs("client")
+        time.sleep(0.1)
+    assert_local_route("127.0.0.1", {"lo"})
+    with socket.create_connection(("127.0.0.1", 18080), timeout=5) as conn:
+        assert conn.recv(16) == b"hello\n"
