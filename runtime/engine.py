@@ -823,9 +823,10 @@ def _make_controlling_terminal() -> None:
 
 
 def _is_shim(pid: int) -> bool:
+    # A shim from a new interpreter or forked by the spawner: both command lines hold it.
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"from runtime.shim import main" in f.read()
+            return shim.ENTRY.encode() in f.read()
     except OSError:
         return False
 

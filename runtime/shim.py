@@ -274,6 +274,13 @@ class FrameReader:
         return pieces
 
 
+# How a shim's interpreter starts, from a new process or from the spawner
+# (runtime/shim_spawner.py): no site, no environment variables, no user site.
+INTERPRETER_FLAGS = ("-S", "-E", "-s")
+# The call every shim's command line holds, either way: how runtime.engine knows one.
+ENTRY = "from runtime.shim import main; main("
+
+
 def launch(options: dict, timeout: float = 60) -> dict:
     """Start a detached shim for one container; return its ready message.
 
@@ -285,44 +292,14 @@ def launch(options: dict, timeout: float = 60) -> dict:
     healthcheck (runtime.health.normalize's settings, or None). Returns {"pid",
     "shim_pid", ...} once the container runs (or waits for its client), or raises
     RuntimeError with the runtime's complaint.
-    """
-    import subprocess
 
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    bootstrap = (
-        f"import sys; sys.path.insert(0, {package_parent!r}); "
-        "from runtime.shim import main; main(sys.argv[1:])"
-    )
-    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    # The shim's own stderr: whatever kills it before it can report (even an import).
-    errors = open(os.path.join(options["dir"], ERROR_NAME), "wb")  # noqa: SIM115
-    try:
-        intermediate = subprocess.Popen(
-            [
-                sys.executable,
-                "-S",
-                "-E",
-                "-s",
-                "-c",
-                bootstrap,
-                dumps({**options, "ready_fd": ready_w}),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-            pass_fds=(ready_w,),
-            start_new_session=True,
-            cwd=options["dir"],
-        )
-    finally:
-        os.close(ready_w)
-        errors.close()
-    try:
-        intermediate.wait(timeout)  # it forks the real shim and exits at once
-        ready = _read_ready(ready_r, timeout)
-    finally:
-        os.close(ready_r)
-    if not ready:
+    The shim is forked by the spawner when this process runs one that can start it
+    (shim_spawner.prestart), else it starts in a new interpreter.
+    """
+    ready = _start(options, timeout, spawner=sys.modules.get("runtime.shim_spawner"))
+    if ready is None:  # the spawner was gone before it forked: nothing was started
+        ready = _start(options, timeout, spawner=None)
+    if not ready.strip():
         err = os.path.join(options["dir"], ERROR_NAME)
         try:
             with open(err) as f:
@@ -334,6 +311,55 @@ def launch(options: dict, timeout: float = 60) -> dict:
     if not message.get("ok"):
         raise RuntimeError(message.get("error", "container failed to start"))
     return message
+
+
+def _start(options: dict, timeout: float, spawner) -> bytes | None:
+    """What the shim wrote on the ready pipe until it closed it; None when the spawner
+    took the request but started nothing (the pipe ended empty)."""
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    intermediate = spawned = None
+    try:
+        try:
+            # The shim's own stderr: whatever kills it before it can report (even an import).
+            errors = open(os.path.join(options["dir"], ERROR_NAME), "wb")  # noqa: SIM115
+            try:
+                if spawner is not None:
+                    spawned = spawner.launch(options, ready_w, errors.fileno(), timeout)
+                if not spawned:
+                    intermediate = _new_intermediate(options, ready_w, errors)
+            finally:
+                errors.close()
+        finally:
+            os.close(ready_w)
+        if intermediate is not None:
+            intermediate.wait(timeout)  # it forks the real shim and exits at once
+        ready = _read_ready(ready_r, timeout)
+    finally:
+        os.close(ready_r)
+    return None if spawned and not ready else ready
+
+
+def _new_intermediate(options: dict, ready_w: int, errors):
+    """A new interpreter that runs main, which forks the shim and returns: its Popen."""
+    import subprocess
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    bootstrap = f"import sys; sys.path.insert(0, {package_parent!r}); {ENTRY}sys.argv[1:])"
+    return subprocess.Popen(
+        [
+            sys.executable,
+            *INTERPRETER_FLAGS,
+            "-c",
+            bootstrap,
+            dumps({**options, "ready_fd": ready_w}),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
+        pass_fds=(ready_w,),
+        start_new_session=True,
+        cwd=options["dir"],
+    )
 
 
 def _read_ready(fd: int, timeout: float) -> bytes:

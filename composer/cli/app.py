@@ -319,7 +319,10 @@ def run(argv: list[str]) -> int:
         )
         return EXIT_FAILURE
     finally:
-        # The netlink helper a command started ends with it, also when run in-process.
+        # The helpers a command started end with it, also when run in-process.
         netlink_worker = sys.modules.get("runtime.network.netlink_worker")
         if netlink_worker is not None:
             netlink_worker.stop()
+        shim_spawner = sys.modules.get("runtime.shim_spawner")
+        if shim_spawner is not None:
+            shim_spawner.stop()
