@@ -150,7 +150,8 @@ def create_oneoff(
         ensure_networks(backend, project, used_networks(project, [service]), report)
         ensure_volumes(backend, project, [service], report)
         image = ensure_image(backend, project, service, build=request.build, report=report)
-        dns.ensure_running(project.name, backend.root)
+        # Bound here and handed over: the one-off need not wait for the server to boot.
+        name_server = dns.launch(project.name, backend.root)
         name = request.name or oneoff_name(project, service)
         container_id = ctr.create(project, service, 1, image, backend, name=name, oneoff=True)
     try:
@@ -158,7 +159,11 @@ def create_oneoff(
             _only_container_name(project, backend, container_id)
         if dependencies and not request.no_deps:
             wait_for_dependencies(project, service, backend, request.dependency_timeout, report)
+        if name_server is not None:
+            name_server.ready()
         backend.engine.start(container_id, on_attach=request.interactive)
+        if name_server is not None:
+            name_server.wait()  # its failure is reported; lookups wait in the kernel meanwhile
     except BaseException:
         remove_oneoff(project, backend, container_id)
         raise
