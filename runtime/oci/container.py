@@ -370,6 +370,12 @@ def _reap(pid: int) -> None:
 
 def _remove_tree(path: str) -> None:
     """The state directory holds only files (state, fifos): no need for shutil."""
+    try:  # mostly state.json alone (start took the fifos): no listing
+        os.unlink(os.path.join(path, STATE_FILE))
+        os.rmdir(path)
+        return
+    except OSError:
+        pass  # more files, or not even that one
     try:
         names = os.listdir(path)
     except FileNotFoundError:

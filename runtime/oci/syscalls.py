@@ -83,10 +83,6 @@ class _Int(_ctypes._SimpleCData):
     _type_ = "i"
 
 
-class _UShort(_ctypes._SimpleCData):
-    _type_ = "H"
-
-
 class _UInt32(_ctypes._SimpleCData):
     _type_ = "I"
 
@@ -116,10 +112,15 @@ class _CapData(_ctypes.Structure):
 
 
 class _Library:
-    """A loaded library's functions by name (ctypes' CDLL, without the ctypes package)."""
+    """A loaded library's functions by name (ctypes' CDLL, without the ctypes package).
 
-    def __init__(self, flags: int) -> None:
+    A function's pointer (and its signature from `signatures`: name -> (argument types,
+    result type) made on demand) comes on first use: a command pays for those it calls.
+    """
+
+    def __init__(self, flags: int, signatures: dict | None = None) -> None:
         self._handle = _ctypes.dlopen(None, 0)
+        self._signatures = signatures or {}
 
         class Function(_ctypes.CFuncPtr):
             _flags_ = flags
@@ -129,27 +130,37 @@ class _Library:
 
     def __getattr__(self, name: str):
         function = self._function((name, self))
+        if name in self._signatures:
+            argtypes, restype = self._signatures[name]()
+            if argtypes is not None:
+                function.argtypes = argtypes
+            if restype is not None:
+                function.restype = restype
         setattr(self, name, function)
         return function
 
 
-_libc = _Library(_ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO)
-_libc.mount.argtypes = [_CharP, _CharP, _CharP, _ULong, _CharP]
-_libc.umount2.argtypes = [_CharP, _Int]
-_libc.unshare.argtypes = [_Int]
-_libc.setns.argtypes = [_Int, _Int]
-_libc.sethostname.argtypes = [_CharP, _ULong]
-_libc.setdomainname.argtypes = [_CharP, _ULong]
-_libc.prctl.argtypes = [_Int, _ULong, _ULong, _ULong, _ULong]
-_libc.capget.argtypes = [_ctypes.POINTER(_CapHeader), _ctypes.POINTER(_CapData)]
-_libc.capset.argtypes = [_ctypes.POINTER(_CapHeader), _ctypes.POINTER(_CapData)]
-_libc.personality.argtypes = [_ULong]
-_libc.renameat2.argtypes = [_Int, _CharP, _Int, _CharP, _UInt32]
-_libc.syscall.restype = _Long
+def _cap_pointers():
+    return [_ctypes.POINTER(_CapHeader), _ctypes.POINTER(_CapData)], None
 
 
-class _SockFprog(_ctypes.Structure):  # struct sock_fprog: a BPF program for seccomp(2)
-    _fields_ = [("len", _UShort), ("filter", _CharP)]
+_libc = _Library(
+    _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO,
+    {
+        "mount": lambda: ([_CharP, _CharP, _CharP, _ULong, _CharP], None),
+        "umount2": lambda: ([_CharP, _Int], None),
+        "unshare": lambda: ([_Int], None),
+        "setns": lambda: ([_Int, _Int], None),
+        "sethostname": lambda: ([_CharP, _ULong], None),
+        "setdomainname": lambda: ([_CharP, _ULong], None),
+        "prctl": lambda: ([_Int, _ULong, _ULong, _ULong, _ULong], None),
+        "capget": _cap_pointers,
+        "capset": _cap_pointers,
+        "personality": lambda: ([_ULong], None),
+        "renameat2": lambda: ([_Int, _CharP, _Int, _CharP, _UInt32], None),
+        "syscall": lambda: (None, _Long),
+    },
+)
 
 
 class _CloneArgs(_ctypes.Structure):
@@ -247,6 +258,13 @@ def seccomp_set_filter(bpf: bytes, flags: int = 0) -> None:
 
     Needs no_new_privs or CAP_SYS_ADMIN, as any seccomp filter does.
     """
+
+    class _UShort(_ctypes._SimpleCData):
+        _type_ = "H"
+
+    class _SockFprog(_ctypes.Structure):  # struct sock_fprog: a BPF program
+        _fields_ = [("len", _UShort), ("filter", _CharP)]
+
     program = _SockFprog(len(bpf) // 8, bpf)
     number = _SYS_SECCOMP[os.uname().machine]
     result = _libc.syscall(number, _SECCOMP_SET_MODE_FILTER, flags, _ctypes.byref(program))
