@@ -138,10 +138,12 @@ def create(
     *,
     name: str | None = None,
     oneoff: bool = False,
+    stdin_once: bool = False,
     networks_ready: Callable[[], object] | None = None,
 ) -> str:
     """Create (not start) container `number` of service; return its id.
 
+    stdin_once: the container's input ends with its first client's (an attached `run`).
     networks_ready: waits until the project's networks exist (up makes them meanwhile).
     """
     from runtime.engine import new_container_id
@@ -213,7 +215,7 @@ def create(
             restart=None if oneoff else restart_policy(service),
             **({} if oneoff else restart_timing(service)),
             stdin_open=service.stdin_open,
-            stdin_once=oneoff,  # `run`: the container's input ends with the user's
+            stdin_once=stdin_once,  # `run`: the container's input ends with the user's
             healthcheck=healthcheck(service, image_config),
             container_id=container_id,
         )

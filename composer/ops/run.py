@@ -73,7 +73,8 @@ def oneoff_service(project: Project, service: Service, request: RunRequest) -> S
         "volumes": tuple(volumes),
         "container_name": None,
         "tty": request.tty,
-        "stdin_open": request.interactive,
+        # -d keeps the service's own stdin_open: `composer attach` can feed it later
+        "stdin_open": request.interactive or service.stdin_open,
     }
     if request.command is not None:
         changes["command"] = tuple(request.command)
@@ -153,7 +154,16 @@ def create_oneoff(
         # Bound here and handed over: the one-off need not wait for the server to boot.
         name_server = dns.launch(project.name, backend.root)
         name = request.name or oneoff_name(project, service)
-        container_id = ctr.create(project, service, 1, image, backend, name=name, oneoff=True)
+        container_id = ctr.create(
+            project,
+            service,
+            1,
+            image,
+            backend,
+            name=name,
+            oneoff=True,
+            stdin_once=request.interactive,
+        )
     try:
         if not request.use_aliases:
             _only_container_name(project, backend, container_id)

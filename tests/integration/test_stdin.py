@@ -211,3 +211,31 @@ def test_attach_to_a_terminal_service_and_detach_with_the_keys(project):
         assert again.proc.wait(60) == 3  # the service ended: its exit code is ours
     finally:
         again.close()
+
+
+def test_run_detached_keeps_the_services_open_stdin_for_a_later_attach(project):
+    from runtime.engine import Engine
+
+    project.write(SERVICES)
+    name = project.run("run", "-d", "reader").stdout.strip()
+    engine = Engine(project.root)
+    state = engine.inspect(name)
+    assert state["stdin_open"] and not state["stdin_once"]
+    feed_r, feed_w = os.pipe()
+    out_r, out_w = os.pipe()
+    os.write(feed_w, b"later\n\x10\x11")  # a line, then the keys that detach
+    os.close(feed_w)
+    detached = engine.attach(
+        name, stdin=feed_r, stdout=out_w, stderr=out_w, detach_keys=b"\x10\x11"
+    )
+    os.close(feed_r)
+    assert detached
+    os.close(out_w)
+    deadline = time.monotonic() + 20
+    while "got later" not in project.logs("reader"):
+        assert time.monotonic() < deadline, project.logs("reader")
+        time.sleep(0.1)
+    assert engine.inspect(name)["status"] == "running"
+    assert "input-ended" not in project.logs("reader")
+    os.close(out_r)
+    project.run("rm", "-f", "-s")
