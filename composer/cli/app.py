@@ -278,6 +278,7 @@ def _is_operational(err: Exception) -> bool:
         ("runtime.images.registry", "RegistryError"),
         ("runtime.images.auth", "AuthError"),
         ("runtime.network.ports", "PortError"),
+        ("runtime.oci.cgroups", "CgroupError"),  # e.g. no cgroup filesystem mounted here
     ]
     # Only modules already imported can have raised it: no import on this path.
     classes = [getattr(sys.modules[m], n, None) for m, n in kinds if m in sys.modules]
