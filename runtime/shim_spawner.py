@@ -130,6 +130,7 @@ class _Spawner:
             theirs.close()
         self.sock = ours
         self.lock = _thread.allocate_lock()  # one request and its reply at a time
+        self.owner = os.getpid()  # a forked child of ours would share the socket
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -137,7 +138,11 @@ class _Spawner:
     def serves(self, container_dir: str) -> bool:
         """Whether a shim it forks is what Popen would start now: for a container under its
         root (which its command line names) and where the calling thread is."""
-        return container_dir.startswith(self.root + os.sep) and self.place == _place()
+        return (
+            container_dir.startswith(self.root + os.sep)
+            and os.getpid() == self.owner
+            and self.place == _place()
+        )
 
     def launch(self, options: dict, ready_w: int, errors_fd: int, timeout: float) -> bool:
         request = dumps({"options": options, "env": dict(os.environ)}).encode()
@@ -145,13 +150,13 @@ class _Spawner:
             _FD_SIZE, sys.byteorder
         )
         with self.lock:
+            self.sock.settimeout(timeout)
             try:
                 # SEQPACKET: a send that fails has queued nothing.
                 self.sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
             except OSError:
                 _forget(self)
                 return False
-            self.sock.settimeout(timeout)
             try:
                 reply = self.sock.recv(MAX_REQUEST)
             except OSError:  # a timeout too: a stuck spawner is killed by _forget

@@ -19,8 +19,11 @@ import test_restart
 from runtime import shim_spawner
 from runtime.engine import Engine, _is_shim
 from runtime.oci.spec import ContainerSpec
+from tests import netns
 
 rootfs = test_engine.rootfs
+netns_sandbox = netns.netns_sandbox
+in_netns = netns.in_netns
 
 
 @pytest.fixture
@@ -190,9 +193,19 @@ def test_a_spawner_that_dies_with_the_request_starts_one_shim(
 
 
 def test_a_container_elsewhere_is_not_the_spawner_s(spawner, composer_root):
-    assert spawner.serves(str(composer_root / "containers" / "x"))
+    mine = str(composer_root / "containers" / "x")
+    assert spawner.serves(mine)
     assert not spawner.serves(str(composer_root) + "-other/containers/x")
     assert not spawner.serves("/var/lib/composer/containers/x")
+    child = os.fork()
+    if child == 0:  # a fork of ours would share the socket with us
+        os._exit(0 if not spawner.serves(mine) else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+
+
+def test_a_caller_in_another_namespace_is_not_served(spawner, in_netns, composer_root):
+    # The spawner started in the host's network namespace; this thread is now elsewhere.
+    assert not spawner.serves(str(composer_root / "containers" / "x"))
 
 
 def test_the_spawner_ends_at_eof(composer_root):
