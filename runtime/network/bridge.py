@@ -12,10 +12,11 @@ import hashlib
 import ipaddress
 import os
 import socket
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from runtime.network.rtnl import LOOPBACK_INDEX, NetlinkError, Rtnl
+from runtime.network.rtnl import IFF_UP, LOOPBACK_INDEX, NetlinkError, Rtnl
 
 BRIDGE_PREFIX = "cbr-"
 VETH_PREFIX = "cvh-"  # host end; the container end is named eth0, eth1, ... at once
@@ -105,6 +106,48 @@ def ensure_bridge(name: str, addresses: Sequence[str], mtu: int | None = None) -
     # Published ports reached from 127.0.0.1 are routed out of this bridge with a loopback
     # source (masqueraded on the way): the kernel drops those unless this is set.
     write_sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
+
+
+def bridge_ready(name: str, addresses: Sequence[str], mtu: int | None = None) -> bool:
+    """Whether ensure_bridge would change nothing, asked without netlink: through the
+    C library's interface ioctls and procfs, so a command that finds its network in place
+    (a no-op `up`, `start`, `run`) never waits for pyroute2."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            flags = struct.unpack_from("H", _ifreq(sock, _SIOCGIFFLAGS, name), 16)[0]
+            if not flags & IFF_UP:
+                return False
+            if mtu and struct.unpack_from("i", _ifreq(sock, _SIOCGIFMTU, name), 16)[0] != mtu:
+                return False
+            ipv4 = _ifreq(sock, _SIOCGIFADDR, name)[20:24]  # sockaddr_in's address
+            netmask = _ifreq(sock, _SIOCGIFNETMASK, name)[20:24]
+        with open("/proc/thread-self/net/if_inet6") as f:
+            ipv6 = {
+                (int(row[0], 16), int(row[2], 16)) for row in map(str.split, f) if row[5] == name
+            }
+        with open(f"/proc/sys/net/ipv4/conf/{name}/route_localnet") as f:
+            if f.read().strip() != "1":
+                return False
+    except OSError:  # no such link (ENODEV), no IPv4 address on it (EADDRNOTAVAIL)
+        return False
+    for address in addresses:
+        iface = ipaddress.ip_interface(address)
+        if iface.version == 4:
+            if (ipv4, netmask) != (iface.ip.packed, iface.network.netmask.packed):
+                return False
+        elif (int(iface.ip), iface.network.prefixlen) not in ipv6:
+            return False
+    return True
+
+
+_SIOCGIFFLAGS, _SIOCGIFADDR, _SIOCGIFNETMASK, _SIOCGIFMTU = 0x8913, 0x8915, 0x891B, 0x8921
+
+
+def _ifreq(sock: socket.socket, request: int, name: str) -> bytes:
+    """A struct ifreq for `name` (16 bytes of name, a 24-byte union) as the kernel fills it."""
+    import fcntl
+
+    return fcntl.ioctl(sock.fileno(), request, struct.pack("16s24x", name.encode()))
 
 
 def mac_for(ipv4: str | None) -> str | None:

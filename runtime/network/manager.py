@@ -233,7 +233,8 @@ class NetworkManager:
         addresses = [_gateway_interface(record["ipv4"])]
         if record.get("ipv6"):
             addresses.append(_gateway_interface(record["ipv6"]))
-        netlink_worker.call("ensure_bridge", record["bridge"], addresses, record.get("mtu"))
+        if not bridge.bridge_ready(record["bridge"], addresses, record.get("mtu")):
+            netlink_worker.call("ensure_bridge", record["bridge"], addresses, record.get("mtu"))
         bridge.enable_forwarding(ipv6=bool(record.get("ipv6")))
         self._sync_rules()
 

@@ -727,3 +727,27 @@ def test_rules_read_in_process_match_the_nft_binary(manager, containers):
     assert "18150" in out
     with pytest.raises(nft.NftError, match="nft -c failed"):
         nft.check("table inet composer_bad { chain c { nonsense } }\n")
+
+
+def test_bridge_ready_sees_what_ensure_bridge_would_repair(in_netns):
+    name, addresses = "cbr-readytest", ["10.231.9.1/24", "fd00:231:9::1/64"]
+    assert not bridge.bridge_ready(name, addresses)  # no such link
+    try:
+        bridge.ensure_bridge(name, addresses)
+        assert bridge.bridge_ready(name, addresses)
+        assert not bridge.bridge_ready(name, addresses, mtu=1400)
+        assert not bridge.bridge_ready(name, ["10.231.9.1/25"])  # another prefix
+        assert not bridge.bridge_ready(name, ["10.231.9.2/24"])
+        assert not bridge.bridge_ready(name, ["fd00:231:9::2/64"])
+        subprocess.run(["ip", "addr", "del", "fd00:231:9::1/64", "dev", name], check=True)
+        assert not bridge.bridge_ready(name, addresses)
+        bridge.ensure_bridge(name, addresses)
+        subprocess.run(["ip", "link", "set", name, "down"], check=True)
+        assert not bridge.bridge_ready(name, addresses)
+        bridge.ensure_bridge(name, addresses)
+        subprocess.run(["ip", "addr", "flush", "dev", name], check=True)
+        assert not bridge.bridge_ready(name, addresses)
+        bridge.ensure_bridge(name, addresses)
+        assert bridge.bridge_ready(name, addresses)
+    finally:
+        bridge.remove_link(name)
