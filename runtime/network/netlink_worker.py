@@ -77,7 +77,14 @@ class _Worker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, _package_parent(), str(theirs.fileno())],
+                [
+                    sys.executable,
+                    *("-S", "-E", "-s"),  # no site processing: the path comes from us
+                    "-c",
+                    _BOOT,
+                    os.pathsep.join([_package_parent(), *sys.path]),
+                    str(theirs.fileno()),
+                ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -129,10 +136,10 @@ def _package_parent() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-# The helper's entry: argv[1] goes first on sys.path (the directory holding runtime/, as in
-# this process), argv[2] is the socket's descriptor.
+# The helper's entry: argv[1] is its sys.path (ours, behind the directory holding runtime/):
+# it imports pyroute2 from where we would. argv[2] is the socket's descriptor.
 _BOOT = (
-    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "import os, sys; sys.path[:] = sys.argv[1].split(os.pathsep); "
     "from runtime.network import netlink_worker; netlink_worker.serve(int(sys.argv[2]))"
 )
 
