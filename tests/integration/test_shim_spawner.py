@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -15,9 +16,10 @@ from pathlib import Path
 import pytest
 import test_engine
 import test_restart
+import test_shim
 
-from runtime import shim_spawner
-from runtime.engine import Engine, _is_shim
+from runtime import shim, shim_spawner
+from runtime.engine import ContainerError, Engine, _is_shim
 from runtime.oci.spec import ContainerSpec
 from tests import netns
 
@@ -127,6 +129,41 @@ def test_a_spawned_shim_restarts_by_its_policy(engine, rootfs, spawner):
         ("restart", 2),
         "run 3\n",
     ]
+
+
+def test_a_spawned_start_failure_is_reported(engine, rootfs, spawner):
+    cid = engine.create(ContainerSpec(rootfs=str(rootfs), args=["/no/such/program"]))
+    with pytest.raises(ContainerError, match=r"create|start") as failure:
+        engine.start(cid)
+    assert "/no/such/program" in str(failure.value) or "No such file" in str(failure.value)
+    info = engine.inspect(cid)
+    assert (info["status"], bool(info["start_error"])) == ("created", True)
+    shim_pid = int((Path(info["dir"]) / shim.PID_NAME).read_text())
+    test_shim.assert_shim_ends(shim_pid)
+    assert shim_spawner._spawner is spawner  # a failed start is no failed spawner
+
+
+def test_a_spawned_shim_runs_the_runtime_in_the_caller_s_environment_of_now(
+    composer_root, rootfs, spawner, tmp_path, monkeypatch
+):
+    # crun behind a script that keeps the environment it was given by the shim.
+    seen = tmp_path / "runtime-environment"
+    wrapper = tmp_path / "crun-wrapper"
+    wrapper.write_text(f'#!/bin/sh\nenv >> {seen}\nexec {shutil.which("crun")} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("SPAWNER_TEST_MARK", "set-after-prestart")
+    monkeypatch.delenv("HOME", raising=False)
+    engine = Engine(composer_root, runtime=str(wrapper))
+    try:
+        _, ready = start(engine, rootfs, "sleep", "1000")
+        assert spawned(ready["shim_pid"])
+        lines = seen.read_text().splitlines()
+        assert "SPAWNER_TEST_MARK=set-after-prestart" in lines
+        assert not [line for line in lines if line.startswith("HOME=")]
+    finally:
+        for info in engine.list():
+            engine.remove(info["id"], force=True)
+            test_engine.assert_no_trace(engine, info)
 
 
 def test_a_spawned_shim_is_placed_as_one_from_a_new_interpreter(engine, rootfs, spawner):
