@@ -233,10 +233,12 @@ class NetworkManager:
         addresses = [_gateway_interface(record["ipv4"])]
         if record.get("ipv6"):
             addresses.append(_gateway_interface(record["ipv6"]))
+        # Rules first: they name the bridge, and are made while the netlink helper may
+        # still be starting; nothing crosses the bridge before it exists.
+        self._sync_rules()
         if not bridge.bridge_ready(record["bridge"], addresses, record.get("mtu")):
             netlink_worker.call("ensure_bridge", record["bridge"], addresses, record.get("mtu"))
         bridge.enable_forwarding(ipv6=bool(record.get("ipv6")))
-        self._sync_rules()
 
     def _teardown(self, record: dict) -> None:
         """Undo everything a record names; the record is deleted last."""
