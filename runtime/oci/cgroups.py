@@ -421,26 +421,41 @@ class Cgroup:
         """Make the directories in every hierarchy; idempotent. Returns the parents it made
         above the cgroup's own directories (also in `made_parents`), for remove_parents."""
         for h, d in self._dirs.items():
-            levels = self._levels(h, d)
-            cpuset = h.version == 1 and "cpuset" in h.controllers
-            above = None  # cpuset (cpus, mems) of the level above, once known
-            for i, level in enumerate(levels):
-                if i == 0:
-                    continue  # the mount point
-                if h.version == 2:
-                    self._enable_controllers(levels[i - 1])
-                try:  # no isdir first: one syscall, not two, at every level
-                    self._kernel.mkdir(level)
-                    made = True
-                    if level != d and level != h.mountpoint.rstrip("/") + DEFAULT_PARENT:
-                        self.made_parents.append(level)  # (the default one goes by itself)
-                except FileExistsError:
-                    made = False
-                except OSError as e:
-                    raise CgroupError(f"cannot create {level}: {e.strerror}", e.errno) from e
-                if cpuset:
-                    above = self._inherit_cpuset(level, made, above)
+            # Another container's delete may take an empty parent (our default one) away
+            # between our mkdirs: then the levels are made again, from the top.
+            for attempt in range(3):
+                try:
+                    self._create_levels(h, d)
+                    break
+                except FileNotFoundError as e:
+                    if attempt == 2:
+                        raise CgroupError(f"cannot create {d}: {e.strerror}", e.errno) from e
         return self.made_parents
+
+    def _create_levels(self, h: Hierarchy, d: str) -> None:
+        levels = self._levels(h, d)
+        cpuset = h.version == 1 and "cpuset" in h.controllers
+        above = None  # cpuset (cpus, mems) of the level above, once known
+        for i, level in enumerate(levels):
+            if i == 0:
+                continue  # the mount point
+            if h.version == 2:
+                self._enable_controllers(levels[i - 1])
+            try:  # no isdir first: one syscall, not two, at every level
+                self._kernel.mkdir(level)
+                made = True
+                if level != d and level != h.mountpoint.rstrip("/") + DEFAULT_PARENT:
+                    self.made_parents.append(level)  # (the default one goes by itself)
+            except FileExistsError:
+                made = False
+            except FileNotFoundError:
+                if i == 1:  # the mount point itself is gone: nothing to retry
+                    raise CgroupError(f"cannot create {level}: no such directory") from None
+                raise  # the level above went away just now
+            except OSError as e:
+                raise CgroupError(f"cannot create {level}: {e.strerror}", e.errno) from e
+            if cpuset:
+                above = self._inherit_cpuset(level, made, above)
 
     def remove_parents(self, made: list[str]) -> None:
         """Remove the parents `create` made (a nested cgroupsPath), deepest first: the
