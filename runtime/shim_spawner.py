@@ -2,9 +2,10 @@
 
 Each shim used to start a fresh interpreter (`python -S -E -s -c ...`, 10-12 ms of CPU in
 start-up and imports), and `composer up` of ten services is CPU-bound on two cores. A command
-that starts containers (up, start, restart, run) calls `prestart()` first thing: the spawner
-starts with the shim's interpreter flags, imports what a shim imports on its way to a running
-container, and waits. shim.launch() sends it the options, the ready pipe and the shim's stderr
+that starts containers (up, start, restart, run) calls `enable()` first thing, and its first
+shim launch starts the spawner (`prestart()` starts one at once): under the shim's
+interpreter flags, it imports what a shim imports on its way to a running container, and
+waits. shim.launch() sends it the options, the ready pipe and the shim's stderr
 (SCM_RIGHTS); the spawner forks a child that makes itself what subprocess.Popen made of the
 intermediate process (own session, stdin and stdout /dev/null, stderr the error file, no other
 descriptors, the caller's environment, the container dir as cwd) and runs shim.main, which
@@ -41,26 +42,42 @@ _PLACES = ("cgroup", "ipc", "mnt", "net", "pid_for_children", "user", "uts")
 _FD_SIZE = 4
 
 _spawner: _Spawner | None = None
+_on_first_launch = False  # enable()d: the first launch starts one
 _guard = _thread.allocate_lock()
+
+
+def enable() -> None:
+    """Have the first shim launched from now on start a spawner, and it and the later ones
+    forked by it. What a command that may start containers calls first thing: a spawner
+    started with the command would take a core from the command's own start-up, and
+    a command with nothing to start (an up with all running) would pay for it."""
+    global _on_first_launch
+    _on_first_launch = True
 
 
 def prestart() -> None:
     """Start the spawner now, so that it has imported the shim when the first one is due."""
-    global _spawner
     with _guard:
-        if _spawner is None or not _spawner.alive():
-            try:
-                _spawner = _Spawner()
-            except OSError:
-                _spawner = None  # shims start the old way
+        _start()
+
+
+def _start() -> None:
+    global _spawner, _on_first_launch
+    _on_first_launch = False
+    if _spawner is None or not _spawner.alive():
+        try:
+            _spawner = _Spawner()
+        except OSError:
+            _spawner = None  # shims start the old way
 
 
 def stop() -> None:
     """End the spawner: when the command is done (it also ends on its own when this process
     exits, or after IDLE_SECONDS without a request). Shims it started are not its children."""
-    global _spawner
+    global _spawner, _on_first_launch
     with _guard:
         spawner, _spawner = _spawner, None
+        _on_first_launch = False
     if spawner is not None:
         spawner.close()
 
@@ -72,6 +89,10 @@ def launch(options: dict, ready_w: int, errors_fd: int, timeout: float = 60) -> 
     False: nothing was started; start it another way. True: the request went out, and the
     ready pipe tells the rest (it ends empty only if no child was forked).
     """
+    if _on_first_launch:
+        with _guard:
+            if _on_first_launch:  # once: one that has ended is not replaced
+                _start()
     spawner = _spawner
     if spawner is None or not spawner.serves(options["dir"]):
         return False

@@ -8,8 +8,8 @@ import sys
 # before anything else is imported (runtime/network/netlink_worker.py). A word matched that
 # is not the command (a project named "up") costs only the helper's start.
 NETWORKING_COMMANDS = frozenset({"up", "down", "start", "restart", "run", "create"})
-# Commands that start containers: their shims are forked by a spawner started as early
-# (runtime/shim_spawner.py), not each a new interpreter.
+# Commands that start containers: their shims are forked by a spawner (started with the
+# first of them, runtime/shim_spawner.py), not each a new interpreter.
 STARTING_COMMANDS = frozenset({"up", "start", "restart", "run"})
 
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         if not STARTING_COMMANDS.isdisjoint(argv):
             from runtime import shim_spawner
 
-            shim_spawner.prestart()
+            shim_spawner.enable()
     if "config" in argv:  # the only command with a memo; the others skip even its import
         from composer.cli import memo
 

@@ -229,6 +229,27 @@ def test_a_spawner_that_dies_with_the_request_starts_one_shim(
     assert engine.inspect(cid)["status"] == "running"
 
 
+def test_enabled_the_first_launch_starts_it_once(engine, rootfs, composer_root):
+    shim_spawner.enable()
+    try:
+        assert shim_spawner._spawner is None  # nothing runs for a command that starts nothing
+        _, first = start(engine, rootfs, "sleep", "1000")
+        started = shim_spawner._spawner
+        assert started is not None and started.alive()
+        assert spawned(first["shim_pid"])
+        _, second = start(engine, rootfs, "sleep", "1000")
+        assert spawned(second["shim_pid"]) and shim_spawner._spawner is started
+        os.kill(started.process.pid, signal.SIGKILL)
+        started.process.wait()
+        _, third = start(engine, rootfs, "sleep", "1000")
+        assert not spawned(third["shim_pid"])  # the old way: a dead one is not replaced
+        assert shim_spawner._spawner is None
+    finally:
+        shim_spawner.stop()
+    shims = sorted(ready["shim_pid"] for ready in (first, second, third))
+    assert sorted(shims_under(composer_root)) == shims  # and no spawner left
+
+
 def test_a_container_elsewhere_is_not_the_spawner_s(spawner, composer_root):
     mine = str(composer_root / "containers" / "x")
     assert spawner.serves(mine)
