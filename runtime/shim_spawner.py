@@ -240,6 +240,14 @@ def serve(fd: int) -> list[str]:
     gc.disable()  # nothing to collect while importing
     _preload()
     gc.freeze()  # what is loaded now stays put in the children's collections
+    for standard in (0, 1, 2):  # a caller without stderr: received fds must not land there
+        try:
+            os.fstat(standard)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != standard:
+                os.dup2(null, standard)
+                os.close(null)
     sock = _socket.socket(fileno=fd)
     children: list[int] = []
     idle_until = time.monotonic() + IDLE_SECONDS

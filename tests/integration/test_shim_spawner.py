@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -248,6 +250,34 @@ def test_enabled_the_first_launch_starts_it_once(engine, rootfs, composer_root):
         shim_spawner.stop()
     shims = sorted(ready["shim_pid"] for ready in (first, second, third))
     assert sorted(shims_under(composer_root)) == shims  # and no spawner left
+
+
+def test_a_caller_without_stderr_gets_its_shims_started(engine, composer_root, rootfs):
+    # The spawner inherits the closed descriptor 2: a received one must not land there.
+    # (The engine fixture, on the same root, removes what a failed run leaves.)
+    script = f"""
+import os, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+os.close(2)
+from runtime import shim_spawner
+from runtime.engine import Engine
+from runtime.oci.spec import ContainerSpec
+shim_spawner.prestart()
+engine = Engine({str(composer_root)!r})
+cid = engine.create(ContainerSpec(rootfs={str(rootfs)!r}, args=["echo", "no stderr"]))
+ready = engine.start(cid)
+code = engine.wait(cid, timeout=60)
+with open(f"/proc/{{ready['shim_pid']}}/cmdline", "rb") as f:
+    how = "spawned" if b"shim_spawner.serve" in f.read() else "new"
+print(how, code, [r["log"] for r in engine.logs(cid)])
+engine.remove(cid, force=True)
+shim_spawner.stop()
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.split(" ", 2)[:2] == ["spawned", "0"]
+    assert "no stderr" in out.stdout
 
 
 def test_a_container_elsewhere_is_not_the_spawner_s(spawner, composer_root):
