@@ -142,14 +142,8 @@ def create_container(
     _save(root, record)
     cgroup = None
     pid = 0
-    ours: tuple[int, ...] = ()  # our ends of the pipes that stand in for the fifos (`start`)
+    done_read = -1  # `start`: our end of the pipe that stands in for exec.done
     try:
-        if start:
-            exec_read, exec_write = os.pipe()
-            done_read, done_write = os.pipe()
-            ours, init_fds = (exec_write, done_read), (exec_read, done_write)
-        else:
-            init_fds = _make_fifos(state_dir)
         cgroup = _cgroup(config, container_id)
         if cgroup.create():  # parents of a nested cgroupsPath: delete removes them too
             record["cgroup_parents"] = cgroup.made_parents
@@ -159,14 +153,14 @@ def create_container(
             linux_cfg.get("resources") or {}, linux_cfg.get("devices") or []
         ):
             print(f"composer-runtime: warning: {warning}", file=sys.stderr)
-        spawn_args = (config, bundle, record, joins, new_flags, masks, seccomp_program, init_fds)
-        pid = _spawn(*spawn_args, console_socket, cgroup, preserve_fds, ours)
+        spawn_args = (config, bundle, record, joins, new_flags, masks, seccomp_program, state_dir)
+        pid, done_read = _spawn(*spawn_args, console_socket, cgroup, preserve_fds, start)
         if host_mounts:
             record["mounts"] = linux.mounts_made(record)
     except BaseException:
         # Best effort: the error that brought us here is the one to report.
-        for fd in ours:
-            os.close(fd)
+        if done_read >= 0:
+            os.close(done_read)
         if pid:
             _kill_quietly(pid)
         if host_mounts:
@@ -185,7 +179,7 @@ def create_container(
     record["status"] = "created"
     record.pop("creator")
     if start:
-        _save_and_start(root, record, *ours)
+        _save_and_start(root, record, done_read)
         return record
     _save(root, record, syscalls.rename_exchange)
     if pid_file:
@@ -197,15 +191,11 @@ def create_container(
     return record
 
 
-def _save_and_start(root: str, record: dict, exec_write: int, done_read: int) -> None:
-    """`run`: release the init through its pipe, write the record while it execs, then
-    wait for the exec. No fifo ever existed, so from outside the container goes from
-    creating to running, as `start` right after `create` looks."""
+def _save_and_start(root: str, record: dict, done_read: int) -> None:
+    """`run`: the init, released already, execs while its record is written; then wait for
+    the exec. No fifo ever existed, so from outside the container goes from creating to
+    running, as `start` right after `create` looks."""
     try:
-        try:
-            os.write(exec_write, b"0")
-        finally:
-            os.close(exec_write)
         _save(root, record, syscalls.rename_exchange)
     except BaseException:
         os.close(done_read)
@@ -218,15 +208,26 @@ def _save_and_start(root: str, record: dict, exec_write: int, done_read: int) ->
         raise
 
 
-def _make_fifos(state_dir: str) -> tuple[int, int]:
-    """exec.fifo and exec.done (see runtime.oci.container), opened for the init. O_RDWR:
-    opening never blocks, and the init is reader and writer of its own fifos."""
+def _init_fds(state_dir: str, start: bool) -> tuple[tuple[int, int], tuple[int, ...]]:
+    """(the init's exec.fifo and exec.done ends, ours to keep). `start` (run): pipes
+    instead, the byte that lets the init exec already in the first, so it goes on from
+    "ready" to its program without a round trip through us; ours is exec.done's end.
+    Else the fifos of runtime.oci.container, opened O_RDWR: opening never blocks, and
+    the init is reader and writer of its own fifos."""
+    if start:
+        exec_read, exec_write = os.pipe()
+        try:
+            os.write(exec_write, b"0")
+        finally:
+            os.close(exec_write)
+        done_read, done_write = os.pipe()
+        return (exec_read, done_write), (done_read,)
     fds = []
     for name in (EXEC_FIFO, EXEC_DONE):
         path = os.path.join(state_dir, name)
         os.mkfifo(path, 0o600)
         fds.append(os.open(path, os.O_RDWR | os.O_CLOEXEC))
-    return fds[0], fds[1]
+    return (fds[0], fds[1]), ()
 
 
 def own_mount_namespace(config: dict) -> bool:
@@ -243,31 +244,43 @@ def _spawn(
     new_flags,
     masks,
     seccomp_program,
-    fifo_fds,
+    state_dir,
     console_socket,
     cgroup,
     keep_fds,
-    ours=(),
+    start=False,
 ):
-    """Make the init (see the module's docstring); `fifo_fds` are its exec.fifo and
-    exec.done ends, `ours` fds of this process it must not keep."""
-    console_fd = _connect(console_socket) if console_socket else -1
-    parent, child = _pipe_pair()
-    init = (config, bundle, new_flags, masks, seccomp_program, fifo_fds, console_fd)
-    init += (cgroup.dirs(), keep_fds)
+    """Make the init (see the module's docstring) and wait until it is ready. Returns its
+    pid and, with `start`, our end of its exec.done pipe (else -1)."""
+    fifo_fds, ours = _init_fds(state_dir, start)
+    console_fd = -1
+    channels: tuple = ()
     stage1 = 0
-    cloned = _clone_init(cgroup, new_flags) if _clones_directly(config, joins, new_flags) else None
-    if cloned is not None:
-        pid, to_join = cloned
-        if pid == 0:
-            _close_in_child(parent, ours)
-            _run_child(child, _direct_init, to_join, init)
-        record.update(pid=pid, start_time=process_start_time(pid))
-    else:
-        stage1, to_join = _fork_into(cgroup)
-        if stage1 == 0:
-            _close_in_child(parent, ours)
-            _run_child(child, _stage1, to_join, joins, init)
+    try:
+        console_fd = _connect(console_socket) if console_socket else -1
+        parent, child = channels = _pipe_pair()
+        init = (config, bundle, new_flags, masks, seccomp_program, fifo_fds, console_fd)
+        init += (cgroup.dirs(), keep_fds)
+        direct = _clones_directly(config, joins, new_flags)
+        cloned = _clone_init(cgroup, new_flags) if direct else None
+        if cloned is not None:
+            pid, to_join = cloned
+            if pid == 0:
+                _close_in_child(parent, ours)
+                _run_child(child, _direct_init, to_join, init)
+            record.update(pid=pid, start_time=process_start_time(pid))
+        else:
+            stage1, to_join = _fork_into(cgroup)
+            if stage1 == 0:
+                _close_in_child(parent, ours)
+                _run_child(child, _stage1, to_join, joins, init)
+    except BaseException:  # no init was made: every fd here is still ours alone
+        for fd in (*fifo_fds, *ours, console_fd):
+            if fd >= 0:
+                os.close(fd)
+        for channel in channels:
+            channel.close()
+        raise
     child.close()
     for fd in fifo_fds:
         os.close(fd)
@@ -279,17 +292,19 @@ def _spawn(
         ready = True
     finally:
         parent.close()
+        if not ready:
+            for fd in ours:
+                os.close(fd)
         if stage1:
             _reap(stage1)
         elif not ready:  # our own child: end it here, the caller cannot know its pid
             _kill_quietly(record["pid"])
             _reap(record["pid"])
-    return pid
+    return pid, ours[0] if ours else -1
 
 
 def _close_in_child(parent: _Channel, ours) -> None:
-    # Our end of the release pipe held by the init too would keep it waiting forever
-    # if we died before writing.
+    # The init keeps none of our ends: a pipe end of ours held by it would never close.
     parent.close()
     for fd in ours:
         os.close(fd)

@@ -9,6 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from rootfs import read_config, unique_id, write_config
 
 from runtime.oci import container, spawn, syscalls
@@ -116,3 +117,22 @@ def test_limits_are_written_before_the_init_is_born(busybox_bundle, tmp_path, mo
     finally:
         container.delete(root, container_id, force=True)
     assert not Path(root, container_id).exists()
+
+
+@pytest.mark.parametrize("start", [True, False], ids=["run", "create"])
+def test_a_create_failing_before_the_init_is_born_leaves_no_fd_open(
+    busybox_bundle, tmp_path, start
+):
+    root, container_id = str(tmp_path / "root"), unique_id("nofd")
+    before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(container.ContainerError, match="console socket"):
+        spawn.create_container(
+            root,
+            container_id,
+            str(busybox_bundle),
+            console_socket=str(tmp_path / "none"),
+            start=start,
+        )
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    assert not Path(root, container_id).exists()
+    assert _cgroup_dirs(container_id) == []
