@@ -31,6 +31,7 @@ import os
 import sys
 import time
 
+from runtime.helper_slot import HelperSlot, start_process
 from runtime.state import dumps, loads
 
 IDLE_SECONDS = 60.0  # a spawner nobody asks for a while leaves; later shims start the old way
@@ -41,9 +42,8 @@ MARK = b" "  # a forked child's first write; the ready message is JSON, which sk
 _PLACES = ("cgroup", "ipc", "mnt", "net", "pid_for_children", "user", "uts")
 _FD_SIZE = 4
 
-_spawner: _Spawner | None = None
 _on_first_launch = False  # enable()d: the first launch starts one
-_guard = _thread.allocate_lock()
+_first_launch_guard = _thread.allocate_lock()
 
 
 def enable() -> None:
@@ -57,29 +57,17 @@ def enable() -> None:
 
 def prestart() -> None:
     """Start the spawner now, so that it has imported the shim when the first one is due."""
-    with _guard:
-        _start()
-
-
-def _start() -> None:
-    global _spawner, _on_first_launch
+    global _on_first_launch
     _on_first_launch = False
-    if _spawner is None or not _spawner.alive():
-        try:
-            _spawner = _Spawner()
-        except OSError:
-            _spawner = None  # shims start the old way
+    slot.start()
 
 
 def stop() -> None:
     """End the spawner: when the command is done (it also ends on its own when this process
     exits, or after IDLE_SECONDS without a request). Shims it started are not its children."""
-    global _spawner, _on_first_launch
-    with _guard:
-        spawner, _spawner = _spawner, None
-        _on_first_launch = False
-    if spawner is not None:
-        spawner.close()
+    global _on_first_launch
+    _on_first_launch = False
+    slot.stop()
 
 
 def launch(options: dict, ready_w: int, errors_fd: int, timeout: float = 60) -> bool:
@@ -90,28 +78,20 @@ def launch(options: dict, ready_w: int, errors_fd: int, timeout: float = 60) -> 
     ready pipe tells the rest (it ends empty only if no child was forked).
     """
     if _on_first_launch:
-        with _guard:
+        with _first_launch_guard:
             if _on_first_launch:  # once: one that has ended is not replaced
-                _start()
-    spawner = _spawner
+                prestart()
+    spawner = slot.current
     if spawner is None or not spawner.serves(options["dir"]):
         return False
     try:
         return spawner.launch(options, ready_w, errors_fd, timeout)
     except _Gone:
-        _forget(spawner)  # it may or may not have forked: the ready pipe tells
+        slot.forget(spawner)  # it may or may not have forked: the ready pipe tells
         return True
     except BaseException:
-        _forget(spawner)  # its reply would be taken for the next request's
+        slot.forget(spawner)  # its reply would be taken for the next request's
         raise
-
-
-def _forget(spawner: _Spawner) -> None:
-    global _spawner
-    with _guard:
-        if _spawner is spawner:
-            _spawner = None
-    spawner.close()
 
 
 class _Gone(Exception):
@@ -120,36 +100,24 @@ class _Gone(Exception):
 
 class _Spawner:
     def __init__(self) -> None:
-        import subprocess
 
         from runtime import shim
         from runtime.state import state_root
 
         self.root = str(state_root())
         self.place = _place()
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-        try:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    *shim.INTERPRETER_FLAGS,
-                    "-c",
-                    _boot(shim.ENTRY),
-                    _package_parent(),
-                    str(theirs.fileno()),
-                    self.root,  # named, so a search for leftovers by root finds its shims
-                ],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                cwd="/",  # holds no directory of the caller's busy
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self.sock = ours
+        self.process, self.sock = start_process(
+            [
+                sys.executable,
+                *shim.INTERPRETER_FLAGS,
+                "-c",
+                _boot(shim.ENTRY),
+                _package_parent(),
+                "{fd}",
+                self.root,  # named, so a search for leftovers by root finds its shims
+            ],
+            cwd="/",  # holds no directory of the caller's busy
+        )
         self.lock = _thread.allocate_lock()  # one request and its reply at a time
         self.owner = os.getpid()  # a forked child of ours would share the socket
 
@@ -176,11 +144,11 @@ class _Spawner:
                 # SEQPACKET: a send that fails has queued nothing.
                 self.sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
             except OSError:
-                _forget(self)
+                slot.forget(self)
                 return False
             try:
                 reply = self.sock.recv(MAX_REQUEST)
-            except OSError:  # a timeout too: a stuck spawner is killed by _forget
+            except OSError:  # a timeout too: a stuck spawner is killed by slot.forget
                 reply = b""
         if not reply:
             raise _Gone
@@ -194,6 +162,9 @@ class _Spawner:
         if self.process.returncode is None:
             self.process.kill()
             self.process.wait()
+
+
+slot = HelperSlot(_Spawner)  # shims start the old way while it is empty
 
 
 def _place() -> tuple | None:

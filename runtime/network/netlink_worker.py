@@ -16,55 +16,39 @@ import gc
 import os
 import pickle
 import socket
-import subprocess
 import sys
 import threading
 from pathlib import Path
+
+from runtime.helper_slot import HelperSlot, start_process
 
 # bridge.py's functions that talk netlink; the others read procfs and stay here.
 REMOTE = frozenset({"ensure_bridge", "delete_link", "next_ifname", "attach_veth"})
 IDLE_SECONDS = 30.0  # a helper nobody asks for a while leaves; the next request runs here
 MAX_MESSAGE = 1 << 16  # requests and replies are a few hundred bytes
 
-_worker: _Worker | None = None
-_worker_guard = threading.Lock()
-
 
 def prestart() -> None:
     """Start the helper now, so that pyroute2 is imported by the time it is needed."""
-    global _worker
-    with _worker_guard:
-        if _worker is None or not _worker.alive():
-            try:
-                _worker = _Worker()
-            except OSError:
-                _worker = None  # requests run in this process
+    slot.start()
 
 
 def stop() -> None:
     """End the helper: when the command is done (it also ends on its own when this process
     exits, or after IDLE_SECONDS without a request)."""
-    global _worker
-    with _worker_guard:
-        worker, _worker = _worker, None
-    if worker is not None:
-        worker.close()
+    slot.stop()
 
 
 def call(function: str, *args, **kwargs):
     """bridge.`function`(*args, **kwargs), in the helper when one is running."""
     from runtime.network import bridge
 
-    global _worker
-    worker = _worker
+    worker = slot.current
     if function in REMOTE and worker is not None and worker.netns == _netns_inode():
         try:
             return worker.call(function, args, kwargs)
         except _Gone:
-            with _worker_guard:
-                if _worker is worker:
-                    _worker = None
-            # idempotent: run it here instead
+            slot.forget(worker)  # idempotent: run it here instead
     return getattr(bridge, function)(*args, **kwargs)
 
 
@@ -74,27 +58,16 @@ class _Gone(Exception):
 
 class _Worker:
     def __init__(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    *("-S", "-E", "-s"),  # no site processing: the path comes from us
-                    "-c",
-                    _BOOT,
-                    os.pathsep.join([_package_parent(), *sys.path]),
-                    str(theirs.fileno()),
-                ],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self.sock = ours
+        self.process, self.sock = start_process(
+            [
+                sys.executable,
+                *("-S", "-E", "-s"),  # no site processing: the path comes from us
+                "-c",
+                _BOOT,
+                os.pathsep.join([_package_parent(), *sys.path]),
+                "{fd}",
+            ]
+        )
         self.lock = threading.Lock()  # one request on the socket at a time
         # The helper works in the namespace it was started in (a test may enter others).
         self.netns = _netns_inode()
@@ -126,6 +99,9 @@ class _Worker:
         self.sock.close()
         self.process.kill()
         self.process.wait()
+
+
+slot = HelperSlot(_Worker)  # requests run in this process while it is empty
 
 
 def _netns_inode() -> int:

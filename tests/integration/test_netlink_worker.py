@@ -20,7 +20,7 @@ BRIDGE = "cbr-nlworker"
 @pytest.fixture
 def helper(in_netns):
     netlink_worker.prestart()
-    worker = netlink_worker._worker
+    worker = netlink_worker.slot.current
     assert worker is not None and worker.alive()
     yield worker
     netlink_worker.stop()
@@ -54,12 +54,12 @@ def test_a_helper_that_died_is_replaced_by_this_process(helper):
     helper.process.wait()
     netlink_worker.call("ensure_bridge", BRIDGE, ["10.231.7.1/24"])
     assert bridge.link_exists(BRIDGE)
-    assert netlink_worker._worker is None  # later requests go straight to this process
+    assert netlink_worker.slot.current is None  # later requests go straight to this process
 
 
 def test_only_the_namespace_it_started_in_is_its_own(netns_sandbox):
     netlink_worker.prestart()  # here, in the host's namespace: it gets no request
-    worker = netlink_worker._worker
+    worker = netlink_worker.slot.current
     try:
         with netns_sandbox.enter():
             netlink_worker.call("ensure_bridge", BRIDGE, ["10.231.7.1/24"])
@@ -78,8 +78,8 @@ def test_it_answers_netlink_requests_only(helper):
 
 def test_it_leaves_when_its_caller_closes_the_socket(in_netns):
     netlink_worker.prestart()
-    worker = netlink_worker._worker
-    netlink_worker._worker = None
+    worker = netlink_worker.slot.current
+    netlink_worker.slot.current = None
     worker.sock.close()
     assert worker.process.wait(timeout=10) == 0
     assert not os.path.exists(f"/proc/{worker.process.pid}/stat")

@@ -42,11 +42,11 @@ def engine(composer_root: Path):
 @pytest.fixture
 def spawner(composer_root: Path):
     shim_spawner.prestart()
-    started = shim_spawner._spawner
+    started = shim_spawner.slot.current
     assert started is not None and started.root == str(composer_root)
     yield started
     shim_spawner.stop()
-    assert shim_spawner._spawner is None
+    assert shim_spawner.slot.current is None
     assert started.process.returncode is not None  # reaped: no zombie left
     assert not Path(f"/proc/{started.process.pid}").exists()
 
@@ -142,7 +142,7 @@ def test_a_spawned_start_failure_is_reported(engine, rootfs, spawner):
     assert (info["status"], bool(info["start_error"])) == ("created", True)
     shim_pid = int((Path(info["dir"]) / shim.PID_NAME).read_text())
     test_shim.assert_shim_ends(shim_pid)
-    assert shim_spawner._spawner is spawner  # a failed start is no failed spawner
+    assert shim_spawner.slot.current is spawner  # a failed start is no failed spawner
 
 
 def test_a_spawned_shim_runs_the_runtime_in_the_caller_s_environment_of_now(
@@ -169,11 +169,11 @@ def test_a_spawned_shim_runs_the_runtime_in_the_caller_s_environment_of_now(
 
 
 def test_a_spawned_shim_is_placed_as_one_from_a_new_interpreter(engine, rootfs, spawner):
-    shim_spawner._spawner = None  # this one the old way
+    shim_spawner.slot.current = None  # this one the old way
     try:
         old_cid, old = start(engine, rootfs, "sleep", "1000")
     finally:
-        shim_spawner._spawner = spawner
+        shim_spawner.slot.current = spawner
     new_cid, new = start(engine, rootfs, "sleep", "1000")
     old_pid, new_pid = old["shim_pid"], new["shim_pid"]
     assert spawned(new_pid) and not spawned(old_pid)
@@ -207,9 +207,9 @@ def test_a_dead_spawner_leaves_the_old_way(engine, rootfs, spawner, composer_roo
     spawner.process.wait()
     _, ready = start(engine, rootfs, "sleep", "1000")
     assert not spawned(ready["shim_pid"]) and _is_shim(ready["shim_pid"])
-    assert shim_spawner._spawner is None  # forgotten: later shims do not try it
+    assert shim_spawner.slot.current is None  # forgotten: later shims do not try it
     assert shims_under(composer_root) == [ready["shim_pid"]]
-    shim_spawner._spawner = spawner  # for the fixture's stop
+    shim_spawner.slot.current = spawner  # for the fixture's stop
 
 
 def test_a_spawner_that_dies_with_the_request_starts_one_shim(
@@ -234,18 +234,18 @@ def test_a_spawner_that_dies_with_the_request_starts_one_shim(
 def test_enabled_the_first_launch_starts_it_once(engine, rootfs, composer_root):
     shim_spawner.enable()
     try:
-        assert shim_spawner._spawner is None  # nothing runs for a command that starts nothing
+        assert shim_spawner.slot.current is None  # nothing runs for a command that starts nothing
         _, first = start(engine, rootfs, "sleep", "1000")
-        started = shim_spawner._spawner
+        started = shim_spawner.slot.current
         assert started is not None and started.alive()
         assert spawned(first["shim_pid"])
         _, second = start(engine, rootfs, "sleep", "1000")
-        assert spawned(second["shim_pid"]) and shim_spawner._spawner is started
+        assert spawned(second["shim_pid"]) and shim_spawner.slot.current is started
         os.kill(started.process.pid, signal.SIGKILL)
         started.process.wait()
         _, third = start(engine, rootfs, "sleep", "1000")
         assert not spawned(third["shim_pid"])  # the old way: a dead one is not replaced
-        assert shim_spawner._spawner is None
+        assert shim_spawner.slot.current is None
     finally:
         shim_spawner.stop()
     shims = sorted(ready["shim_pid"] for ready in (first, second, third))
@@ -298,7 +298,7 @@ def test_a_caller_in_another_namespace_is_not_served(spawner, in_netns, composer
 
 def test_the_spawner_ends_at_eof(composer_root):
     shim_spawner.prestart()
-    started = shim_spawner._spawner
+    started = shim_spawner.slot.current
     try:
         for _ in range(1000):  # Popen returns once exec has begun, before argv is set up
             if cmdline(started.process.pid):
