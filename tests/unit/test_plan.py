@@ -117,7 +117,9 @@ def test_start_only_starts_what_exists():
     scaled = Service(name="web", image="web", config_hash="old", scale=2)
     stale_and_stopped = existing("web", 1, status="exited", exit_code=0, config_hash="h0")
     surplus = existing("web", 3, status="exited", exit_code=1)
-    actions = plan_service(project(scaled), scaled, [stale_and_stopped, surplus], "img2", only_start)
+    actions = plan_service(
+        project(scaled), scaled, [stale_and_stopped, surplus], "img2", only_start
+    )
     # number 2 is missing and 3 is beyond the scale: neither is made nor removed; the stale
     # one is started as it is, not recreated
     assert kinds(actions) == [("start", 1, "exited")]
