@@ -227,6 +227,10 @@ def _converge_service(run: _Run, service: Service, dependencies_done: Callable[[
     actions = plan_service(run.project, service, mine, image.digest, run.options)
     if actions:
         run.changed.add(service.name)  # for dependents that asked to restart with it
+        if run.options.start:
+            from runtime import shim_spawner
+
+            shim_spawner.expect_launches()
     # Containers are made while the dependencies come up, unless making them needs one
     # running: joining another container's network namespace.
     waited = run.options.start and (service.network_mode or "").startswith(

@@ -252,6 +252,21 @@ def test_enabled_the_first_launch_starts_it_once(engine, rootfs, composer_root):
     assert sorted(shims_under(composer_root)) == shims  # and no spawner left
 
 
+def test_expected_launches_start_an_enabled_spawner_before_the_first(composer_root):
+    shim_spawner.expect_launches()
+    assert shim_spawner.slot.current is None  # not enabled: the command starts none
+    shim_spawner.enable()
+    try:
+        shim_spawner.expect_launches()
+        started = shim_spawner.slot.current
+        assert started is not None and started.alive()
+        shim_spawner.expect_launches()
+        assert shim_spawner.slot.current is started
+    finally:
+        shim_spawner.stop()
+    assert started.process.returncode is not None
+
+
 def test_a_caller_without_stderr_gets_its_shims_started(engine, composer_root, rootfs):
     # The spawner inherits the closed descriptor 2: a received one must not land there.
     # (The engine fixture, on the same root, removes what a failed run leaves.)
