@@ -227,7 +227,7 @@ def _converge_service(run: _Run, service: Service, dependencies_done: Callable[[
     actions = plan_service(run.project, service, mine, image.digest, run.options)
     if actions:
         run.changed.add(service.name)  # for dependents that asked to restart with it
-        if run.options.start:
+        if run.options.start and any(a.kind != "remove" for a in actions):
             from runtime import shim_spawner
 
             shim_spawner.expect_launches()
@@ -241,7 +241,7 @@ def _converge_service(run: _Run, service: Service, dependencies_done: Callable[[
         if actions:
             wait_for_dependencies(run.project, service, backend, request.dependency_timeout, report)
     to_start = []
-    restarted = {a.container for a in actions if a.kind == "start"}
+    made_before = {a.container for a in actions if a.kind == "start"}  # maybe before a reboot
     for action in actions:
         label = f"Container {action.name}"
         if action.kind in ("remove", "recreate"):
@@ -278,7 +278,7 @@ def _converge_service(run: _Run, service: Service, dependencies_done: Callable[[
     if to_start and not waited:
         wait_for_dependencies(run.project, service, backend, request.dependency_timeout, report)
     for label, container_id in to_start:
-        if container_id in restarted:
+        if container_id in made_before:
             ctr.ensure_startable(
                 run.project,
                 service,
