@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import _socket
 import _thread
+import os
+
+# The directory holding runtime/: first on the import path of the processes we start with
+# `python -c` (helpers, shims), so they import this very code.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def start_process(argv, **popen_options):

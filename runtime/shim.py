@@ -343,8 +343,9 @@ def _new_intermediate(options: dict, ready_w: int, errors):
     """A new interpreter that runs main, which forks the shim and returns: its Popen."""
     import subprocess
 
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    bootstrap = f"import sys; sys.path.insert(0, {package_parent!r}); {ENTRY}sys.argv[1:])"
+    from runtime.helper_slot import PACKAGE_PARENT
+
+    bootstrap = f"import sys; sys.path.insert(0, {PACKAGE_PARENT!r}); {ENTRY}sys.argv[1:])"
     return subprocess.Popen(
         [
             sys.executable,

@@ -31,7 +31,7 @@ import os
 import sys
 import time
 
-from runtime.helper_slot import HelperSlot, start_process
+from runtime.helper_slot import PACKAGE_PARENT, HelperSlot, start_process
 from runtime.state import dumps, loads
 
 IDLE_SECONDS = 60.0  # a spawner nobody asks for a while leaves; later shims start the old way
@@ -118,7 +118,7 @@ class _Spawner:
                 *shim.INTERPRETER_FLAGS,
                 "-c",
                 _boot(shim.ENTRY),
-                _package_parent(),
+                PACKAGE_PARENT,
                 "{fd}",
                 self.root,  # named, so a search for leftovers by root finds its shims
             ],
@@ -183,10 +183,6 @@ def _place() -> tuple | None:
             os.close(fd)
     except OSError:
         return None  # unknowable: matches nothing, so the shim starts the old way
-
-
-def _package_parent() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _boot(entry: str) -> str:

@@ -321,9 +321,6 @@ def run(argv: list[str]) -> int:
         return EXIT_FAILURE
     finally:
         # The helpers a command started end with it, also when run in-process.
-        netlink_worker = sys.modules.get("runtime.network.netlink_worker")
-        if netlink_worker is not None:
-            netlink_worker.stop()
-        shim_spawner = sys.modules.get("runtime.shim_spawner")
-        if shim_spawner is not None:
-            shim_spawner.stop()
+        for helper in ("runtime.network.netlink_worker", "runtime.shim_spawner"):
+            if helper in sys.modules:
+                sys.modules[helper].stop()

@@ -1,8 +1,9 @@
 """Linux bridges and veth pairs over rtnetlink (rtnl.py, pyroute2), and the sysctls they need.
 
 Every function is idempotent (an existing link is reused or replaced), so the manager can
-repeat any step after a crash. Each call opens its own netlink socket (~1.5 ms): threads
-wiring containers in parallel share nothing.
+repeat any step after a crash. Each call opens its own netlink socket (~1.5 ms), so calls
+share nothing. In a command, the netlink calls run in its helper (netlink_worker.py); the
+checks that read procfs or the interface ioctls run where they are asked.
 """
 
 from __future__ import annotations

@@ -18,9 +18,8 @@ import pickle
 import socket
 import sys
 import threading
-from pathlib import Path
 
-from runtime.helper_slot import HelperSlot, start_process
+from runtime.helper_slot import PACKAGE_PARENT, HelperSlot, start_process
 
 # bridge.py's functions that talk netlink; the others read procfs and stay here.
 REMOTE = frozenset({"ensure_bridge", "delete_link", "next_ifname", "attach_veth"})
@@ -64,7 +63,7 @@ class _Worker:
                 *("-S", "-E", "-s"),  # no site processing: the path comes from us
                 "-c",
                 _BOOT,
-                os.pathsep.join([_package_parent(), *sys.path]),
+                os.pathsep.join([PACKAGE_PARENT, *sys.path]),
                 "{fd}",
             ]
         )
@@ -106,10 +105,6 @@ slot = HelperSlot(_Worker)  # requests run in this process while it is empty
 
 def _netns_inode() -> int:
     return os.stat("/proc/thread-self/ns/net").st_ino
-
-
-def _package_parent() -> str:
-    return str(Path(__file__).resolve().parents[2])
 
 
 # The helper's entry: argv[1] is its sys.path (ours, behind the directory holding runtime/):
