@@ -1,9 +1,9 @@
 """Bridge and veth requests run in a helper process that a command starts before it needs it.
 
-pyroute2 takes ~0.1 s of CPU to import and a fraction of a millisecond per request on top of
-the kernel's work. A command that will wire containers (up, create, start, run, down) calls
-`prestart()` first thing: the helper imports pyroute2 on another core while the command
-loads the project, and then runs bridge.py's netlink functions for it, one request at a time
+pyroute2's messages take ~30 ms of CPU to import (its whole package ~0.1 s), then a fraction of
+a millisecond per request on top of the kernel's work. A command that will wire containers (up,
+create, start, run, down) calls `prestart()` first thing: the helper imports them on another
+core while the command loads the project, and then runs bridge.py's netlink functions for it, one request at a time
 (they are quick; the command's own threads keep the GIL for everything else).
 
 Every bridge function is idempotent, so when the helper is missing, fails to start or dies,
@@ -115,10 +115,10 @@ _BOOT = (
 )
 
 
-def _import_iproute_alone() -> None:
-    """pyroute2's package __init__ imports every subsystem it has (IPDB, NDB, conntrack,
-    WireGuard ...), a third of its import time, and this process needs IPRoute only: the
-    package's module is made without running its __init__, then IPRoute's is imported."""
+def _import_messages_alone() -> None:
+    """pyroute2's package __init__ imports every subsystem it has (IPRoute on asyncio, NDB,
+    conntrack, WireGuard ...), two thirds of its import time, and this process needs its
+    rtnetlink messages only: the package's module is made without running its __init__."""
     import importlib.util
 
     from runtime.network import rtnl
@@ -136,7 +136,7 @@ def serve(fd: int) -> None:
 
     sock = socket.socket(fileno=fd)
     gc.disable()  # a short-lived process: collections would only slow its imports
-    _import_iproute_alone()
+    _import_messages_alone()
     sock.settimeout(IDLE_SECONDS)
     while True:
         try:

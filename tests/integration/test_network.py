@@ -288,6 +288,12 @@ def test_published_tcp_and_udp_ports(manager, containers, servers):
     for container in (b, a):
         assert nc_from(container, network.gateway, 18080) == "hello from a\n"
     assert tcp_read(att_a.ipv4, 80) == b"hello from a\n"
+    # Every port sends back out where a packet came in (needed where br_netfilter is loaded).
+    ports = json.loads(
+        subprocess.check_output(["ip", "-j", "-d", "link", "show", "master", network.bridge])
+    )
+    assert len(ports) == 2
+    assert all(port["linkinfo"]["info_slave_data"]["hairpin"] for port in ports)
 
     manager.unpublish("ca")
     with pytest.raises(AssertionError):
