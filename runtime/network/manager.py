@@ -233,11 +233,18 @@ class NetworkManager:
         addresses = [_gateway_interface(record["ipv4"])]
         if record.get("ipv6"):
             addresses.append(_gateway_interface(record["ipv6"]))
-        # Rules first: they name the bridge, and are made while the netlink helper may
-        # still be starting; nothing crosses the bridge before it exists.
-        self._sync_rules()
-        if not bridge.bridge_ready(record["bridge"], addresses, record.get("mtu")):
-            netlink_worker.call("ensure_bridge", record["bridge"], addresses, record.get("mtu"))
+        if bridge.bridge_ready(record["bridge"], addresses, record.get("mtu")):
+            self._sync_rules()
+        else:
+            # The rules (libnftables, here) and the bridge (the netlink helper) at once: the
+            # rules name the bridge before it exists, and nothing is attached to it before
+            # both are done.
+            _at_once(
+                self._sync_rules,
+                lambda: netlink_worker.call(
+                    "ensure_bridge", record["bridge"], addresses, record.get("mtu")
+                ),
+            )
         bridge.enable_forwarding(ipv6=bool(record.get("ipv6")))
 
     def _teardown(self, record: dict) -> None:
@@ -541,6 +548,26 @@ class _Locked:
             self.lock.release()
         finally:
             self.local.release()
+
+
+def _at_once(here, there) -> None:
+    """Run `here` in this thread and `there` in another; raise the first one's error."""
+    failed: list[BaseException] = []
+
+    def run_there() -> None:
+        try:
+            there()
+        except BaseException as e:
+            failed.append(e)
+
+    helper = threading.Thread(target=run_there, name="network-realize")
+    helper.start()
+    try:
+        here()
+    finally:
+        helper.join()
+    if failed:
+        raise failed[0]
 
 
 def _remove_link(ifname: str) -> bool:
