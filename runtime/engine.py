@@ -554,9 +554,14 @@ class Engine:
             from runtime.mounts import unmount_under
 
             unmount_under(directory)  # whatever else a caller mounted there (a netns file)
+            self._removing(container_id)
             import shutil
 
             shutil.rmtree(directory)
+
+    def _removing(self, container_id: str) -> None:
+        """Called by remove when nothing of the container runs or is mounted any more and
+        its directory (state, logs) is about to go: a subclass's last look at it."""
 
     def _destroy_cgroup(self, container_id: str, state: dict) -> None:
         # The runtime removes it on delete; this covers a runtime that lost track. Only

@@ -552,6 +552,36 @@ def _journaled(
     ]
 
 
+def _removal_events(
+    record: dict, before: tuple[dict, dict] | None, offset: int, since_ns: int
+) -> list[dict]:
+    """A removed container's last events from its record in the project journal: from
+    `before` (what we last saw of it) and `offset` (how far we read its journal) on, or,
+    never seen, all it did since `since_ns`."""
+    from runtime.logs import parse_time
+
+    info = record["container"]
+    entries = record.get("journal") or []
+    if before is None:
+        events = _replay(info, since_ns)
+        entries = [e for e in entries if parse_time(e["time"]) >= since_ns]
+    else:
+        events = _changes(info, before[1], _snapshot(info))
+        entries = [e for e in entries if e["at"] >= offset]
+    events += [
+        _event(info, entry["action"], entry["time"], **entry.get("attributes", {}))
+        for entry in entries
+    ]
+    if parse_time(record["time"]) >= since_ns:
+        events.append(_event(info, "destroy", record["time"]))
+    return events
+
+
+# Polls a container may be missing from the listing before its removal record is given up
+# on (a removal by something else than composer's engine writes none).
+_UNRECORDED_REMOVAL_POLLS = 10
+
+
 def container_events(
     backend: Backend,
     project: str,
@@ -561,21 +591,34 @@ def container_events(
     interval: float = 0.1,
     services: list[str] | None = None,
 ) -> Iterator[dict]:
-    """The project's container events, found by polling the engine's state; until
-    `until_ns` (wall clock) if given, else forever."""
+    """The project's container events, found by polling the engine's state, the
+    containers' journals and the project's journal of removals; until `until_ns` (wall
+    clock) if given, else forever."""
 
     def wanted(info: dict) -> bool:
         return not services or (info.get("labels") or {}).get(L.SERVICE) in services
 
     from composer.ops import journal
 
+    removals = journal.project_journal(backend.root, project)
+    # Replayed from the oldest record kept, or followed from now on.
+    cursor = None if since_ns is not None else journal.project_end(removals)
+    began_ns = time.time_ns()
     seen: dict[str, tuple[dict, dict]] = {}
     journaled: dict[str, int] = {}  # how far each container's journal has been read
+    destroyed: set[str] = set()  # recorded as removed; may stay listed a moment
+    missing: dict[str, int] = {}  # polls since a seen container left the listing
     first = True
     while True:
         current = {i["id"]: i for i in backend.containers(project) if wanted(i)}
+        # Read after the listing: a container removed meanwhile is in one or the other.
+        records, cursor = journal.read_project(removals, cursor)
+        removed = {r["id"]: r for r in records if wanted(r.get("container") or {})}
+        destroyed = {c for c in destroyed if c in current} | set(removed)
         events: list[dict] = []
         for container_id, info in current.items():
+            if container_id in destroyed:
+                continue
             now = _snapshot(info)
             directory = backend.container_dir(container_id)
             if first:
@@ -591,9 +634,19 @@ def container_events(
                     _journaled(info, directory, journaled.get(container_id, 0), journaled)
                 )
             seen[container_id] = (info, now)
+        for container_id, record in removed.items():
+            before = seen.pop(container_id, None)
+            offset = journaled.pop(container_id, 0)
+            missing.pop(container_id, None)
+            replay_from = since_ns if first and since_ns is not None else began_ns
+            events.extend(_removal_events(record, before, offset, replay_from))
         for container_id in [c for c in seen if c not in current]:
+            missing[container_id] = missing.get(container_id, 0) + 1
+            if missing[container_id] <= _UNRECORDED_REMOVAL_POLLS:
+                continue  # its record may be on its way
             info, last = seen.pop(container_id)
             journaled.pop(container_id, None)
+            missing.pop(container_id)
             if last["status"] in ("running", "restarting"):
                 events.append(_event(info, "die"))
             events.append(_event(info, "destroy"))

@@ -7,8 +7,18 @@ they happen, to a journal in the container's directory: one JSON object a line,
 `{"time", "action", "attributes"}`, with docker's action names and attributes
 (kill: signal; exec_create: CMD, exec_start: CMD, exec_die: execID, exitCode). A stop
 journals its kills as docker's does: the stop signal, then 9 once the grace period is
-over (only 9 when the shim kills at once a PID 1 that ignores the stop signal). The
-journal goes when the container is removed, with its directory.
+over (only 9 when the shim kills at once a PID 1 that ignores the stop signal); a removal
+of a running container journals kill 9, as docker's `rm -f`.
+
+The container's journal goes with its directory, and with it its state: a follower that
+polls every 0.1 s would miss a container stopped and removed in between (die, stop, the
+kills, destroy). So the removal appends one record to the project's journal
+(projects/<name>.events.jsonl), written just before the container's directory goes: the
+container's last state (enough to tell its die and stop) and its journal's tail, whose
+byte offsets let a follower go on where it stopped reading. The project journal is kept
+after `down` (a follower may still be reading it, and `events --since` replays it, as
+docker keeps its recent events); it is rotated at PROJECT_JOURNAL_LIMIT into one older
+generation (.1), so a project holds at most twice that.
 """
 
 from __future__ import annotations
@@ -20,6 +30,22 @@ import time
 from pathlib import Path
 
 JOURNAL = "events.jsonl"
+PROJECT_JOURNAL_LIMIT = 256 * 1024  # bytes a generation; a removal record is ~1-2 KiB
+_TAIL_LIMIT = 64 * 1024  # of a container's journal, in its removal record
+# What a follower needs of a removed container: its events' attributes and state changes.
+_KEPT_FIELDS = (
+    "id",
+    "name",
+    "labels",
+    "status",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "exit_code",
+    "killed",
+    "restart_count",
+    "cgroups_path",
+)
 
 
 def append(directory: str | os.PathLike, action: str, when_ns: int | None = None, **attributes):
@@ -68,6 +94,129 @@ def read(directory: str | os.PathLike, offset: int = 0) -> tuple[list[dict], int
     return entries, offset + end
 
 
+def _entries_with_offsets(directory: str | os.PathLike) -> list[dict]:
+    """The last _TAIL_LIMIT bytes of a container's journal, each entry with `at`: the
+    offset its line starts at (what a follower's offset compares with)."""
+    try:
+        with open(Path(directory) / JOURNAL, "rb") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            start = max(0, end - _TAIL_LIMIT)
+            handle.seek(start)
+            data = handle.read()
+    except OSError:
+        return []
+    at = start
+    if start and data[:1] != b"\n":  # cut mid-line: begin at the next whole one
+        cut = data.find(b"\n") + 1
+        data, at = data[cut:], start + cut
+    entries = []
+    for raw in data.splitlines(keepends=True):
+        if raw.endswith(b"\n"):
+            with contextlib.suppress(ValueError):
+                entries.append({**json.loads(raw), "at": at})
+        at += len(raw)
+    return entries
+
+
+def project_journal(root: str | os.PathLike, project: str) -> Path:
+    return Path(root) / "projects" / f"{project}.events.jsonl"
+
+
+def record_removal(root: str | os.PathLike, info: dict, directory: str | os.PathLike) -> None:
+    """Append a container's removal to its project's journal (see the module's text);
+    never fails the removal."""
+    from composer import labels as L
+    from runtime.logs import format_time
+
+    project = (info.get("labels") or {}).get(L.PROJECT)
+    if not project:
+        return
+    record = {
+        "time": format_time(time.time_ns()),
+        "action": "destroy",
+        "id": info["id"],
+        "container": {key: info.get(key) for key in _KEPT_FIELDS},
+        "journal": _entries_with_offsets(directory),
+    }
+    data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    with contextlib.suppress(OSError):
+        _append_rotating(project_journal(root, project), data)
+
+
+def _append_rotating(path: Path, data: bytes) -> None:
+    """One write under an exclusive lock of the file; past the limit the file becomes the
+    older generation. The lock makes two writers never rotate twice for one limit."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):  # another writer rotated it between our open and our lock
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                    continue
+            except FileNotFoundError:
+                continue
+            os.write(fd, data)
+            if os.fstat(fd).st_size >= PROJECT_JOURNAL_LIMIT:
+                os.rename(path, f"{path}.1")
+            return
+        finally:
+            os.close(fd)
+
+
+def project_end(path: Path) -> tuple[int, int]:
+    """A cursor at the project journal's end: reading from it gives what comes next."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (info.st_ino, info.st_size)
+
+
+def _read_lines(path: str | os.PathLike, offset: int, inode: int | None) -> tuple[list, int]:
+    """Whole lines of `path` after `offset` (only if it is still file `inode`), and the
+    offset after them."""
+    try:
+        with open(path, "rb") as handle:
+            if inode is not None and os.fstat(handle.fileno()).st_ino != inode:
+                return [], offset
+            handle.seek(offset)
+            data = handle.read()
+    except OSError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    entries = []
+    for raw in data[:end].splitlines():
+        with contextlib.suppress(ValueError):
+            entries.append(json.loads(raw))
+    return entries, offset + end
+
+
+def read_project(path: Path, cursor: tuple[int, int] | None) -> tuple[list[dict], tuple[int, int]]:
+    """The project journal's records after `cursor` (None: from the oldest kept), and the
+    cursor after them. A rotation since the last read is followed: the rest of the older
+    generation first, then the new file from its start."""
+    records: list[dict] = []
+    inode, offset = cursor if cursor is not None else (0, 0)
+    try:
+        now = os.stat(path).st_ino
+    except OSError:
+        now = 0
+    if cursor is None:
+        records += _read_lines(f"{path}.1", 0, None)[0]
+    elif inode != now:
+        if inode:  # the file we were reading is the older generation now (if one back)
+            records += _read_lines(f"{path}.1", offset, inode)[0]
+        inode, offset = now, 0
+    if now:
+        found, offset = _read_lines(path, offset, now)
+        records += found
+        inode = now
+    return records, (inode, offset)
+
+
 _ENGINE_CLASS = None
 
 
@@ -94,6 +243,19 @@ def engine_class() -> type:
                 # die it causes ahead of it.
                 append(container_dir(container_id, self.root), "kill", signal=int(sent))
             super().kill(container_id, sent)
+
+        def remove(self, ref: str, force: bool = False) -> None:
+            container_id = self.resolve(ref)
+            if force and self.inspect(container_id).get("status") == "running":
+                # As docker's `rm -f`: the SIGKILL that ends it is an event of its own
+                # (not for a restarting container, which has no process to signal).
+                append(container_dir(container_id, self.root), "kill", signal=int(signals.SIGKILL))
+            super().remove(container_id, force)
+
+        def _removing(self, container_id: str) -> None:
+            directory = container_dir(container_id, self.root)
+            with contextlib.suppress(Exception):  # a report: the removal goes on regardless
+                record_removal(self.root, self.inspect(container_id), directory)
 
         def stop(self, ref: str, timeout: float = 10, signal: int | str | None = None) -> dict:
             container_id = self.resolve(ref)
