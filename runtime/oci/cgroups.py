@@ -20,7 +20,7 @@ import time
 from runtime.state import read_bytes
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
-DEFAULT_PARENT = "/composer"
+SHARED_PARENT = "/composer"  # the engine's cgroupsPath parent; goes with its last container
 UNIFIED = "unified"  # key of the v2 directory in Cgroup.paths
 
 # v1 mount options that name a controller (anything else, like "rw" or "xattr", is not one).
@@ -247,14 +247,18 @@ def open_cgroup(
 
     `cgroups_path` as in config.json: absolute paths are taken from each hierarchy's root,
     relative ones from the caller's own cgroup in that hierarchy (/proc/self/cgroup), as runc
-    does; None or "" means /composer/<container_id>.
+    does; None or "" means /<container_id>, as crun (runc: <own cgroup>/<container_id>):
+    one level, so create and delete make and remove one directory per hierarchy. That
+    directory must be new: one already there belongs to something else (docker/, a
+    system.slice), which delete would empty.
     """
     kernel = kernel or KernelIO()
     layout = detect_layout(root, mountinfo, kernel)
-    if not cgroups_path:
+    fresh = not cgroups_path
+    if fresh:
         if not container_id or "/" in container_id or container_id in (".", ".."):
             raise CgroupError(f"invalid container id for a cgroup name: {container_id!r}")
-        cgroups_path = f"{DEFAULT_PARENT}/{container_id}"
+        cgroups_path = f"/{container_id}"
     relative = not cgroups_path.startswith("/")
     path = clean_cgroups_path(cgroups_path)
     if path == "/":
@@ -274,7 +278,9 @@ def open_cgroup(
                 base = base[len(h.mount_root.rstrip("/")) :] or "/"
         rel = clean_cgroups_path(base + path) if relative else path
         dirs[h] = h.mountpoint + rel
-    return Cgroup(layout, path.lstrip("/") if relative else path, dirs, kernel)
+    cgroup = Cgroup(layout, path.lstrip("/") if relative else path, dirs, kernel)
+    cgroup.fresh = fresh
+    return cgroup
 
 
 def shares_to_weight(shares: int) -> int:
@@ -366,6 +372,7 @@ class Cgroup:
         self.path = path
         self.warnings: list[str] = []
         self.made_parents: list[str] = []
+        self.fresh = False  # create refuses a directory that is there already
         self._dirs = dirs
         self._kernel = kernel
         for h, d in dirs.items():
@@ -418,21 +425,32 @@ class Cgroup:
 
     # ----------------------------------------------------------------- create and join
     def create(self) -> list[str]:
-        """Make the directories in every hierarchy; idempotent. Returns the parents it made
-        above the cgroup's own directories (also in `made_parents`), for remove_parents."""
-        for h, d in self._dirs.items():
-            # Another container's delete may take an empty parent (our default one) away
-            # between our mkdirs: then the levels are made again, from the top.
-            for attempt in range(3):
+        """Make the directories in every hierarchy; idempotent unless `fresh`. Returns the
+        parents it made above the cgroup's own directories (also in `made_parents`), for
+        remove_parents. All or nothing: a failure removes what this call made."""
+        made: list[str] = []
+        try:
+            for h, d in self._dirs.items():
+                # Another container's delete may take an empty parent (/composer) away
+                # between our mkdirs: then the levels are made again, from the top.
+                for attempt in range(3):
+                    try:
+                        self._create_levels(h, d, made)
+                        break
+                    except FileNotFoundError as e:
+                        if attempt == 2:
+                            raise CgroupError(f"cannot create {d}: {e.strerror}", e.errno) from e
+        except BaseException:
+            for path in reversed(made):
                 try:
-                    self._create_levels(h, d)
-                    break
-                except FileNotFoundError as e:
-                    if attempt == 2:
-                        raise CgroupError(f"cannot create {d}: {e.strerror}", e.errno) from e
+                    self._kernel.rmdir(path)
+                except OSError:
+                    pass
+            self.made_parents = []
+            raise
         return self.made_parents
 
-    def _create_levels(self, h: Hierarchy, d: str) -> None:
+    def _create_levels(self, h: Hierarchy, d: str, made_here: list[str]) -> None:
         levels = self._levels(h, d)
         cpuset = h.version == 1 and "cpuset" in h.controllers
         above = None  # cpuset (cpus, mems) of the level above, once known
@@ -444,9 +462,14 @@ class Cgroup:
             try:  # no isdir first: one syscall, not two, at every level
                 self._kernel.mkdir(level)
                 made = True
-                if level != d and level != h.mountpoint.rstrip("/") + DEFAULT_PARENT:
-                    self.made_parents.append(level)  # (the default one goes by itself)
+                made_here.append(level)
+                if level != d and level != h.mountpoint.rstrip("/") + SHARED_PARENT:
+                    self.made_parents.append(level)  # (/composer goes by itself)
             except FileExistsError:
+                if self.fresh and level == d:
+                    raise CgroupError(
+                        f"cgroup {d} exists already: not this container's", errno.EEXIST
+                    ) from None
                 made = False
             except FileNotFoundError:
                 if i == 1:  # the mount point itself is gone: nothing to retry
@@ -455,7 +478,12 @@ class Cgroup:
             except OSError as e:
                 raise CgroupError(f"cannot create {level}: {e.strerror}", e.errno) from e
             if cpuset:
-                above = self._inherit_cpuset(level, made, above)
+                try:
+                    above = self._inherit_cpuset(level, made, above)
+                except CgroupError as e:
+                    if e.errno != errno.ENOENT:
+                        raise
+                    raise FileNotFoundError(e.errno, str(e)) from e  # as above: made again
 
     def remove_parents(self, made: list[str]) -> None:
         """Remove the parents `create` made (a nested cgroupsPath), deepest first: the
@@ -1062,8 +1090,8 @@ class Cgroup:
             except OSError:
                 return False
             # d is the mount point (a real path, from mountinfo) joined with ours: no
-            # realpath needed to know the parent is our default one
-            if os.path.dirname(d) == h.mountpoint.rstrip("/") + DEFAULT_PARENT:
+            # realpath needed to know the parent is the shared one
+            if os.path.dirname(d) == h.mountpoint.rstrip("/") + SHARED_PARENT:
                 try:
                     self._kernel.rmdir(os.path.dirname(d))
                 except OSError:
@@ -1089,14 +1117,14 @@ class Cgroup:
                 doomed.append(current)
             for path in reversed(doomed):  # children before their parents
                 self._rmdir_retrying(path, timeout)
-            self._remove_default_parent_if_empty(h, d)
+            self._remove_shared_parent_if_empty(h, d)
 
-    def _remove_default_parent_if_empty(self, hierarchy: Hierarchy, directory: str) -> None:
-        """Our default parent (/composer) goes with its last container, so nothing of
+    def _remove_shared_parent_if_empty(self, hierarchy: Hierarchy, directory: str) -> None:
+        """The shared parent (/composer) goes with its last container, so nothing of
         ours outlives the containers; while another container is there it stays (EBUSY)."""
         parent = os.path.dirname(directory)
         mount = os.path.realpath(hierarchy.mountpoint)
-        if os.path.realpath(parent) != mount + DEFAULT_PARENT:
+        if os.path.realpath(parent) != mount + SHARED_PARENT:
             return
         try:
             self._kernel.rmdir(parent)

@@ -144,9 +144,10 @@ def create_container(
     pid = 0
     done_read = -1  # `start`: our end of the pipe that stands in for exec.done
     try:
-        cgroup = _cgroup(config, container_id)
-        if cgroup.create():  # parents of a nested cgroupsPath: delete removes them too
-            record["cgroup_parents"] = cgroup.made_parents
+        opened = _cgroup(config, container_id)
+        if opened.create():  # parents of a nested cgroupsPath: delete removes them too
+            record["cgroup_parents"] = opened.made_parents
+        cgroup = opened  # only now: a failed create undid itself, and may have met another's
         # Before the init is born: v1 device rules start from "deny all", and an init setting
         # up meanwhile would see its mknod refused.
         for warning in cgroup.apply(

@@ -31,7 +31,7 @@ def _cgroup_dirs(container_id: str) -> list[str]:
     return [
         path
         for name in os.listdir("/sys/fs/cgroup")
-        if os.path.isdir(path := f"/sys/fs/cgroup/{name}/composer/{container_id}")
+        if os.path.isdir(path := f"/sys/fs/cgroup/{name}/{container_id}")
     ]
 
 

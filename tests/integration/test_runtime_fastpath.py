@@ -59,7 +59,7 @@ def test_init_cloned_directly_is_our_child_pid_1_in_its_cgroups(busybox_bundle, 
         assert _is_our_child(pid)  # one clone: no stage 1 between us and the init
         assert _ns_pid(pid) == "1"
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-        assert lines and all(line.endswith(f"/composer/{container_id}") for line in lines)
+        assert lines and all(line.endswith(f":/{container_id}") for line in lines)
         container.start(root, container_id, record)
         assert container.state(root, container_id)["status"] == "running"
     finally:
@@ -82,7 +82,7 @@ def test_without_clone3_two_stages_make_the_same_container(busybox_bundle, tmp_p
         assert not _is_our_child(pid)  # stage 1 forked it and exited
         assert _ns_pid(pid) == "1"
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-        assert lines and all(line.endswith(f"/composer/{container_id}") for line in lines)
+        assert lines and all(line.endswith(f":/{container_id}") for line in lines)
     finally:
         container.delete(root, container_id, force=True)
     assert process_start_time(pid) is None  # gone, or a zombie of the host's init

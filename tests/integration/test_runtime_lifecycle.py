@@ -50,7 +50,7 @@ def _host_mounts() -> str:
 
 def _cgroup_dirs(container_id: str) -> list[str]:
     base = Path("/sys/fs/cgroup")
-    return [str(d) for d in base.glob(f"*/composer/{container_id}") if d.exists()]
+    return [str(d) for d in base.glob(f"*/{container_id}") if d.exists()]
 
 
 def test_run_is_pid_1_and_sees_no_host_process(runtime, busybox_bundle):

@@ -189,7 +189,7 @@ def test_init_is_in_every_hierarchy_of_its_cgroup(busybox_bundle, tmp_path, monk
                 os.close(saved_fd)
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-        assert lines and all(line.endswith(f"/composer/{container_id}") for line in lines)
+        assert lines and all(line.endswith(f":/{container_id}") for line in lines)
         cgroup = container._cgroup({}, container_id)
         assert pid in cgroup.pids()
     finally:

@@ -17,6 +17,7 @@ from runtime.oci.cgroups import (
 from tests.fakecgroupfs import FakeCgroupTree
 
 CTR = "composer/ctr"
+ENGINE_PATH = "/composer/ctr"  # the cgroupsPath runtime.engine gives its containers
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def tree(tmp_path):
 
 @pytest.fixture
 def cg(tree):
-    cgroup = tree.open()
+    cgroup = tree.open(ENGINE_PATH)
     cgroup.create()
     return cgroup
 
@@ -89,8 +90,8 @@ def test_v1_paths_per_controller(tree):
     cg = tree.open(None, "abc")
     assert cg.mode == "v1"
     paths = cg.paths
-    assert paths["memory"] == os.path.join(tree.root, "memory/composer/abc")
-    assert paths["name=systemd"] == os.path.join(tree.root, "systemd/composer/abc")
+    assert paths["memory"] == os.path.join(tree.root, "memory/abc")
+    assert paths["name=systemd"] == os.path.join(tree.root, "systemd/abc")
     assert "unified" not in paths
     assert set(paths) == {*tree.v1_controllers, "name=systemd"}
 
@@ -127,7 +128,7 @@ def test_create_populates_cpusets_of_new_parents(tree, cg):
 def test_create_fills_an_existing_parent_with_empty_cpuset(tree):
     os.makedirs(os.path.join(tree.root, "cpuset/composer"))
     tree.populate(os.path.join(tree.root, "cpuset/composer"))
-    tree.open().create()
+    tree.open(ENGINE_PATH).create()
     assert tree.read("cpuset/composer/cpuset.cpus") == "0-3"
 
 
@@ -170,7 +171,7 @@ def test_memory_swap_below_limit_is_refused(cg):
 
 def test_memory_swap_without_swap_accounting(tmp_path):
     tree = FakeCgroupTree(tmp_path, "v1", missing_files=("memory.memsw.limit_in_bytes",))
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     with pytest.raises(CgroupError, match="swap accounting"):
         cg.apply({"memory": {"limit": 100, "swap": 200}})
@@ -203,7 +204,7 @@ def test_memory_other_settings(tree, cg):
 
 def test_memory_kernel_limit_refused_by_the_kernel_warns(tmp_path):
     tree = FakeCgroupTree(tmp_path, "v1", missing_files=("memory.kmem.limit_in_bytes",))
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     warnings = cg.apply({"memory": {"kernel": 1 << 22}})
     assert len(warnings) == 1 and "memory.kernel" in warnings[0]
@@ -255,7 +256,7 @@ def test_cpu_realtime_budget_is_granted_to_the_parents(tree):
     tree.populate(os.path.join(tree.root, "cpu/composer/other"))
     tree.set("cpu/composer/other/cpu.rt_runtime_us", "3000")
     tree.set("cpu/composer/cpu.rt_runtime_us", "3000")
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     cg.apply({"cpu": {"realtimeRuntime": 5000, "realtimePeriod": 100000}})
     assert tree.read("cpu/composer/cpu.rt_runtime_us") == "8000"  # ours plus the sibling's
@@ -321,7 +322,7 @@ def test_blkio_cfq_weight_files(tmp_path):
         "blkio.leaf_weight_device": "",
     }
     tree = FakeCgroupTree(tmp_path, "v1", extra_files={"blkio": cfq})
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     warnings = cg.apply(
         {
@@ -342,7 +343,7 @@ def test_blkio_cfq_weight_files(tmp_path):
 
 def test_blkio_weight_without_any_weight_file(tmp_path):
     tree = FakeCgroupTree(tmp_path, "v1", missing_files=("blkio.bfq.weight",))
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     with pytest.raises(CgroupError, match="weight"):
         cg.apply({"blockIO": {"weight": 300}})
@@ -409,7 +410,7 @@ def test_network_without_net_cls_warns(cg):
 
 def test_network_v1(tmp_path):
     tree = FakeCgroupTree(tmp_path, "v1", v1_controllers=("net_cls", "net_prio", "memory"))
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     warnings = cg.apply(
         {"network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]}}
@@ -426,7 +427,7 @@ def test_unified_on_pure_v1_is_refused(cg):
 
 def test_missing_v1_controller_is_an_error(tmp_path):
     tree = FakeCgroupTree(tmp_path, "v1", v1_controllers=("memory",))
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     with pytest.raises(CgroupError, match="pids cgroup controller"):
         cg.apply({"pids": {"limit": 3}})
@@ -445,7 +446,7 @@ V1_NO_HUGETLB = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "bl
 
 
 def test_hybrid_uses_v1_and_the_unified_leftovers(hybrid):
-    cg = hybrid.open()
+    cg = hybrid.open(ENGINE_PATH)
     cg.create()
     assert cg.mode == "hybrid"
     assert cg.paths["unified"] == os.path.join(hybrid.root, "unified", CTR)
@@ -458,21 +459,21 @@ def test_hybrid_uses_v1_and_the_unified_leftovers(hybrid):
 
 def test_hybrid_does_not_enable_v1_controllers_on_unified(tmp_path):
     tree = FakeCgroupTree(tmp_path, "hybrid", v2_controllers=("memory",))
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     assert not any(path.endswith("subtree_control") for path, _ in tree.kernel.writes)
     assert cg.layout.serving["memory"].version == 1
 
 
 def test_hybrid_unified_resources_go_to_the_unified_dir(hybrid):
-    cg = hybrid.open()
+    cg = hybrid.open(ENGINE_PATH)
     cg.create()
     cg.apply({"unified": {"hugetlb.2MB.max": "0"}})
     assert hybrid.read(f"unified/{CTR}/hugetlb.2MB.max") == "0"
 
 
 def test_hybrid_kill_all_uses_cgroup_kill_and_freezer_is_v1(hybrid):
-    cg = hybrid.open()
+    cg = hybrid.open(ENGINE_PATH)
     cg.create()
     cg.add(50)
     cg.freeze()
@@ -486,7 +487,7 @@ def test_hybrid_kill_all_uses_cgroup_kill_and_freezer_is_v1(hybrid):
 
 def test_freezer_falls_back_to_unified_in_hybrid(tmp_path):
     tree = FakeCgroupTree(tmp_path, "hybrid", v1_controllers=("memory",), v2_controllers=())
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     cg.freeze()
     assert tree.read(f"unified/{CTR}/cgroup.freeze") == "1"

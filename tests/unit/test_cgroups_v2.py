@@ -20,6 +20,7 @@ from runtime.oci.cgroups import (
 from tests.fakecgroupfs import FakeCgroupTree
 
 CTR = "composer/ctr"
+ENGINE_PATH = "/composer/ctr"  # the cgroupsPath runtime.engine gives its containers
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def tree(tmp_path):
 
 @pytest.fixture
 def cg(tree):
-    cgroup = tree.open()
+    cgroup = tree.open(ENGINE_PATH)
     cgroup.create()
     return cgroup
 
@@ -37,8 +38,8 @@ def cg(tree):
 def test_detects_unified_mode_and_default_path(tree):
     cg = tree.open(None, "abc")
     assert cg.mode == "v2"
-    assert cg.path == "/composer/abc"
-    assert cg.paths == {"unified": os.path.join(tree.root, "composer/abc")}
+    assert cg.path == "/abc"
+    assert cg.paths == {"unified": os.path.join(tree.root, "abc")}
 
 
 def test_absolute_path_is_taken_from_the_hierarchy_root(tree):
@@ -156,7 +157,7 @@ def test_swap_conversion_refuses_impossible_values(swap, limit):
 
 def test_swap_without_swap_accounting(tmp_path):
     tree = FakeCgroupTree(tmp_path, "v2", missing_files=("memory.swap.max",))
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     with pytest.raises(CgroupError, match="swap accounting"):
         cg.apply({"memory": {"limit": 100, "swap": 200}})
@@ -258,7 +259,7 @@ def test_io_weight_converted_when_no_bfq(tree, cg):
 
 def test_io_bfq_weight_takes_blkio_range(tmp_path):
     tree = FakeCgroupTree(tmp_path, "v2", extra_files={"io": {"io.bfq.weight": "default 100"}})
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     cg.apply({"blockIO": {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 20}]}})
     assert ("io.bfq.weight", "500") in tree.writes_to(CTR)
@@ -345,7 +346,7 @@ def test_unified_missing_file(cg):
 
 def test_missing_controller_is_an_error(tmp_path):
     tree = FakeCgroupTree(tmp_path, "v2", v2_controllers=("memory", "pids"))
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     with pytest.raises(CgroupError, match="hugetlb cgroup controller"):
         cg.apply({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]})
@@ -416,7 +417,7 @@ def test_kill_all_uses_cgroup_kill(tree, cg):
 
 def test_kill_all_without_cgroup_kill_signals_each_process(tmp_path):
     tree = FakeCgroupTree(tmp_path, "v2", missing_files=("cgroup.kill",))
-    cg = tree.open()
+    cg = tree.open(ENGINE_PATH)
     cg.create()
     cg.add(100)
     cg.add(101)

@@ -10,6 +10,8 @@ import pytest
 from runtime.oci.container import _destroy_cgroup
 from tests.fakecgroupfs import FakeCgroupTree
 
+ENGINE_PATH = "/composer/ctr"  # the cgroupsPath runtime.engine gives its containers
+
 
 @pytest.fixture(params=["v1", "v2", "hybrid"])
 def tree(tmp_path, request):
@@ -17,7 +19,7 @@ def tree(tmp_path, request):
 
 
 def test_an_empty_cgroup_is_removed_without_signals(tree):
-    cgroup = tree.open()
+    cgroup = tree.open(ENGINE_PATH)
     cgroup.create()
     assert cgroup.remove_if_empty()
     assert not any(os.path.exists(d) for d in cgroup.dirs())
@@ -26,7 +28,7 @@ def test_an_empty_cgroup_is_removed_without_signals(tree):
 
 
 def test_a_cgroup_with_a_process_is_left_to_kill_and_destroy(tree):
-    cgroup = tree.open()
+    cgroup = tree.open(ENGINE_PATH)
     cgroup.create()
     cgroup.add(4242)
     assert not cgroup.remove_if_empty()
@@ -36,7 +38,7 @@ def test_a_cgroup_with_a_process_is_left_to_kill_and_destroy(tree):
 
 
 def test_a_cgroup_with_a_child_cgroup_is_not_taken_by_rmdir(tree):
-    cgroup = tree.open()
+    cgroup = tree.open(ENGINE_PATH)
     cgroup.create()
     child = cgroup.dirs()[0] + "/nested"
     tree.kernel.mkdir(child)
@@ -46,7 +48,7 @@ def test_a_cgroup_with_a_child_cgroup_is_not_taken_by_rmdir(tree):
 
 
 def test_already_removed_directories_count_as_removed(tree):
-    cgroup = tree.open()
+    cgroup = tree.open(ENGINE_PATH)
     assert cgroup.remove_if_empty()  # never created
 
 
@@ -73,7 +75,7 @@ def test_a_parent_that_existed_before_or_is_still_used_stays(tree):
 
 
 def test_the_default_parent_is_not_listed(tree):
-    cgroup = tree.open()
+    cgroup = tree.open(ENGINE_PATH)
     assert cgroup.create() == []
 
 
