@@ -121,9 +121,10 @@ class Hierarchy:
 class Layout:
     """How cgroups are mounted under a root: mode "v1", "v2" or "hybrid"."""
 
-    def __init__(self, v1: list[Hierarchy], unified: Hierarchy | None):
+    def __init__(self, v1: list[Hierarchy], unified: Hierarchy | None, mountinfo: str = ""):
         self.v1 = v1
         self.unified = unified
+        self.mountinfo = mountinfo  # the text it was found in
         if unified is None:
             self.mode = "v1"
         elif v1:
@@ -216,7 +217,7 @@ def detect_layout(
         v1.append(Hierarchy(1, mountpoint, fs_root, names))
     if not v1 and unified is None:
         raise CgroupError(f"no cgroup filesystem is mounted under {root}")
-    return Layout(v1, unified)
+    return Layout(v1, unified, mountinfo)
 
 
 def parse_self_cgroup(text: str) -> dict[frozenset, str]:

@@ -261,7 +261,9 @@ def _spawn(
         console_fd = _connect(console_socket) if console_socket else -1
         parent, child = channels = _pipe_pair()
         init = (config, bundle, new_flags, masks, seccomp_program, fifo_fds, console_fd)
-        init += (cgroup.dirs(), keep_fds)
+        # A mount namespace joined by path may show other mounts than ours
+        mountinfo = None if any(kind == "mount" for kind, _ in joins) else cgroup.layout.mountinfo
+        init += (cgroup.dirs(), mountinfo, keep_fds)
         direct = _clones_directly(config, joins, new_flags)
         cloned = _clone_init(cgroup, new_flags) if direct else None
         if cloned is not None:
@@ -487,9 +489,11 @@ def _stage2(
     fifo_fds,
     console_fd,
     cgroup_dirs,
+    mountinfo,
     keep_fds,
 ) -> None:
-    """The container's init: becomes the user program after `start`."""
+    """The container's init: becomes the user program after `start`. `mountinfo`: the
+    runtime's, which a new mount namespace starts as a copy of (None: read it here)."""
     process = config["process"]
     linux_cfg = config.get("linux") or {}
     callers_umask = os.umask(0o022)  # our mount points and nodes get sane modes
@@ -498,7 +502,13 @@ def _stage2(
     linux.preload_modules(process, config)
     own_mount_ns = own_mount_namespace(config)
     rootfs = linux.prepare_rootfs(
-        config, bundle, new_flags, in_user_ns, cgroup_dirs=cgroup_dirs, own_mount_ns=own_mount_ns
+        config,
+        bundle,
+        new_flags,
+        in_user_ns,
+        cgroup_dirs=cgroup_dirs,
+        own_mount_ns=own_mount_ns,
+        mountinfo=mountinfo,
     )
     hook_state = None
     if has_hooks(config, "prestart", "createRuntime", "createContainer", "startContainer"):
