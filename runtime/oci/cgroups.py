@@ -374,6 +374,7 @@ class Cgroup:
         self.warnings: list[str] = []
         self.made_parents: list[str] = []
         self.fresh = False  # create refuses a directory that is there already
+        self._made: set[Hierarchy] = set()  # where create made (or found) the directory
         self._dirs = dirs
         self._kernel = kernel
         for h, d in dirs.items():
@@ -425,13 +426,19 @@ class Cgroup:
         self._kernel.write(os.path.join(d, name), str(value))
 
     # ----------------------------------------------------------------- create and join
-    def create(self) -> list[str]:
-        """Make the directories in every hierarchy; idempotent unless `fresh`. Returns the
-        parents it made above the cgroup's own directories (also in `made_parents`), for
-        remove_parents. All or nothing: a failure removes what this call made."""
+    def create(self, only: Hierarchy | None = None) -> list[str]:
+        """Make the directories in every hierarchy (or in `only`), but not again where this
+        object made them already; idempotent unless `fresh`. Returns the parents it made
+        above the cgroup's own directories (also in `made_parents`), for remove_parents.
+
+        All or nothing: a failure removes what this call made. A `fresh` cgroup then covers
+        only the directories it made, so that cleaning up after it leaves another's alone.
+        """
+        todo = [(h, d) for h, d in self._dirs.items() if h not in self._made and only in (None, h)]
         made: list[str] = []
+        parents_before = len(self.made_parents)
         try:
-            for h, d in self._dirs.items():
+            for h, d in todo:
                 # Another container's delete may take an empty parent (/composer) away
                 # between our mkdirs: then the levels are made again, from the top.
                 for attempt in range(3):
@@ -447,8 +454,11 @@ class Cgroup:
                     self._kernel.rmdir(path)
                 except OSError:
                     pass
-            self.made_parents = []
+            del self.made_parents[parents_before:]
+            if self.fresh:
+                self._dirs = {h: d for h, d in self._dirs.items() if h in self._made}
             raise
+        self._made.update(h for h, _d in todo)
         return self.made_parents
 
     def _create_levels(self, h: Hierarchy, d: str, made_here: list[str]) -> None:

@@ -135,6 +135,11 @@ def _cgroup(record_or_config: dict, container_id: str):
     return _opened[key]
 
 
+def _forget_cgroup(config: dict, container_id: str) -> None:
+    """After delete or a failed create: a later container of that id starts afresh."""
+    _opened.pop(((config.get("linux") or {}).get("cgroupsPath"), container_id), None)
+
+
 # ---------------------------------------------------------------- create
 
 
@@ -316,7 +321,7 @@ def delete(
             else:
                 warn(warning)
     _remove_tree(state_dir)
-    _opened.pop(((config.get("linux") or {}).get("cgroupsPath"), container_id), None)
+    _forget_cgroup(config, container_id)
     if has_hooks(config, "poststop"):
         from runtime.oci import hooks
 

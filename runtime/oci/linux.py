@@ -472,9 +472,11 @@ def prepare_rootfs(
     cgroup_dirs: list[str] | tuple[str, ...] = (),
     own_mount_ns: bool = True,
     mountinfo: str | None = None,
+    before_cgroup_mount=None,
 ) -> str:
     """Mounts, devices and symlinks below the rootfs, in the container's mount namespace
     or (`own_mount_ns` false) in the runtime's, where delete undoes them (unmount_all).
+    `before_cgroup_mount()` runs before each cgroup mount (it joins the cgroup).
 
     Returns the absolute rootfs path; pivot_root comes after the createContainer hooks.
     """
@@ -496,6 +498,8 @@ def prepare_rootfs(
     mounts = config.get("mounts") or []
     mount_label = linux.get("mountLabel")
     for entry in mounts:
+        if entry.get("type") == "cgroup" and before_cgroup_mount:
+            before_cgroup_mount()
         new_cgroupns = bool(new_flags & syscalls.CLONE_NEWCGROUP)
         mount_entry(rootfs, bundle, entry, new_cgroupns, sys_, cgroup_dirs, mount_label, mountinfo)
     devices = list(linux.get("devices") or [])

@@ -25,6 +25,7 @@ from runtime.oci.container import (
     _cgroup,
     _destroy_cgroup,
     _dir,
+    _forget_cgroup,
     _kill_quietly,
     _load,
     _now,
@@ -144,18 +145,11 @@ def create_container(
     pid = 0
     done_read = -1  # `start`: our end of the pipe that stands in for exec.done
     try:
-        opened = _cgroup(config, container_id)
-        if opened.create():  # parents of a nested cgroupsPath: delete removes them too
-            record["cgroup_parents"] = opened.made_parents
-        cgroup = opened  # only now: a failed create undid itself, and may have met another's
-        # Before the init is born: v1 device rules start from "deny all", and an init setting
-        # up meanwhile would see its mknod refused.
-        for warning in cgroup.apply(
-            linux_cfg.get("resources") or {}, linux_cfg.get("devices") or []
-        ):
-            print(f"composer-runtime: warning: {warning}", file=sys.stderr)
+        cgroup = _cgroup(config, container_id)  # made by _spawn
         spawn_args = (config, bundle, record, joins, new_flags, masks, seccomp_program, state_dir)
         pid, done_read = _spawn(*spawn_args, console_socket, cgroup, preserve_fds, start)
+        if cgroup.made_parents:  # parents of a nested cgroupsPath: delete removes them too
+            record["cgroup_parents"] = cgroup.made_parents
         if host_mounts:
             record["mounts"] = linux.mounts_made(record)
     except BaseException:
@@ -168,6 +162,7 @@ def create_container(
             for warning in linux.unmount_all(linux.mounts_made(record)):
                 print(f"composer-runtime: warning: cleanup: {warning}", file=sys.stderr)
         if cgroup is not None:
+            _forget_cgroup(config, container_id)
             try:
                 _destroy_cgroup(cgroup)
                 cgroup.remove_parents(cgroup.made_parents)
@@ -264,8 +259,11 @@ def _spawn(
         # A mount namespace joined by path may show other mounts than ours
         mountinfo = None if any(kind == "mount" for kind, _ in joins) else cgroup.layout.mountinfo
         init += (cgroup.dirs(), mountinfo, keep_fds)
-        direct = _clones_directly(config, joins, new_flags)
-        cloned = _clone_init(cgroup, new_flags) if direct else None
+        cloned = None
+        if _clones_directly(config, joins, new_flags):
+            if cgroup.layout.unified:  # the one the init is born in; the rest comes after
+                cgroup.create(cgroup.layout.unified)
+            cloned = _clone_init(cgroup, new_flags)
         if cloned is not None:
             pid, to_join = cloned
             if pid == 0:
@@ -273,6 +271,7 @@ def _spawn(
                 _run_child(child, _direct_init, to_join, init)
             record.update(pid=pid, start_time=process_start_time(pid))
         else:
+            _finish_cgroup(cgroup, config)
             stage1, to_join = _fork_into(cgroup)
             if stage1 == 0:
                 _close_in_child(parent, ours)
@@ -291,6 +290,12 @@ def _spawn(
         os.close(console_fd)
     ready = False
     try:
+        if cloned is not None:  # the init mounts meanwhile; it joins once told
+            _finish_cgroup(cgroup, config)
+            try:
+                parent.send({"type": "cgroup"})
+            except BrokenPipeError:
+                pass  # the init failed already: _supervise_create reads why
         pid = _supervise_create(parent, config, record, stage1)
         ready = True
     finally:
@@ -304,6 +309,15 @@ def _spawn(
             _kill_quietly(record["pid"])
             _reap(record["pid"])
     return pid, ours[0] if ours else -1
+
+
+def _finish_cgroup(cgroup, config: dict) -> None:
+    """The cgroup's directories and settings, all before the init joins: v1 device rules
+    start from "deny all", and an init joining in between would see its mknod refused."""
+    cgroup.create()
+    linux_cfg = config.get("linux") or {}
+    for warning in cgroup.apply(linux_cfg.get("resources") or {}, linux_cfg.get("devices") or []):
+        print(f"composer-runtime: warning: {warning}", file=sys.stderr)
 
 
 def _close_in_child(parent: _Channel, ours) -> None:
@@ -344,12 +358,21 @@ def _clone_init(cgroup, new_flags: int) -> tuple[int, list[tuple[str, str]]] | N
 
 
 def _direct_init(channel, to_join, init) -> None:
-    """Stage 1's remaining work for a cloned init (see _clones_directly), then stage 2."""
-    _join_cgroup(to_join)
-    if init[2] & syscalls.CLONE_NEWCGROUP:
-        syscalls.unshare(syscalls.CLONE_NEWCGROUP)
-    linux.write_oom_score_adj(init[0]["process"].get("oomScoreAdj"))
-    _stage2(channel, False, *init)
+    """Stage 1's remaining work for a cloned init (see _clones_directly), then stage 2.
+
+    The init is born in the cgroup2 directory only: while the parent makes and sets up the
+    rest of the cgroup, it mounts what does not need it, then joins when told (the first
+    cgroup mount needs it, for the cgroup namespace's root; before any fork, for pids)."""
+
+    def enter_cgroup() -> None:
+        if (channel.recv() or {}).get("type") != "cgroup":
+            raise ContainerError("create aborted")
+        _join_cgroup(to_join)
+        if init[2] & syscalls.CLONE_NEWCGROUP:
+            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+        linux.write_oom_score_adj(init[0]["process"].get("oomScoreAdj"))
+
+    _stage2(channel, False, *init, enter_cgroup=enter_cgroup)
 
 
 def _fork_into(cgroup) -> tuple[int, list[tuple[str, str]]]:
@@ -491,9 +514,11 @@ def _stage2(
     cgroup_dirs,
     mountinfo,
     keep_fds,
+    enter_cgroup=None,
 ) -> None:
     """The container's init: becomes the user program after `start`. `mountinfo`: the
-    runtime's, which a new mount namespace starts as a copy of (None: read it here)."""
+    runtime's, which a new mount namespace starts as a copy of (None: read it here).
+    `enter_cgroup`: joins the cgroup, once, before anything that needs it."""
     process = config["process"]
     linux_cfg = config.get("linux") or {}
     callers_umask = os.umask(0o022)  # our mount points and nodes get sane modes
@@ -501,6 +526,12 @@ def _stage2(
         os.setsid()
     linux.preload_modules(process, config)
     own_mount_ns = own_mount_namespace(config)
+    pending = [enter_cgroup] if enter_cgroup else []
+
+    def cgroup_joined() -> None:
+        while pending:
+            pending.pop()()
+
     rootfs = linux.prepare_rootfs(
         config,
         bundle,
@@ -509,7 +540,9 @@ def _stage2(
         cgroup_dirs=cgroup_dirs,
         own_mount_ns=own_mount_ns,
         mountinfo=mountinfo,
+        before_cgroup_mount=cgroup_joined,
     )
+    cgroup_joined()  # no cgroup mount: now, before hooks see the init
     hook_state = None
     if has_hooks(config, "prestart", "createRuntime", "createContainer", "startContainer"):
         from runtime.oci import hooks  # now: startContainer runs after pivot_root

@@ -90,3 +90,32 @@ def test_a_create_failing_half_way_removes_what_it_made(tree):
     assert len(made) == 2
     assert _entries(tree) == before
     assert cgroup.made_parents == []
+
+
+def test_the_cgroup2_directory_first_then_the_rest(tmp_path):
+    tree = FakeCgroupTree(tmp_path / "cg", "hybrid")
+    calls = _counting(tree)
+    cgroup = tree.open(None, "web-1")
+    cgroup.create(cgroup.layout.unified)  # what the init is born in
+    assert calls["mkdir"] == [os.path.join(tree.unified, "web-1")]
+    cgroup.create()
+    assert len(calls["mkdir"]) == len(tree.mountpoints())  # the cgroup2 one is not made again
+    assert all(os.path.isdir(d) for d in cgroup.dirs())
+
+
+def test_a_refusal_after_the_cgroup2_directory_leaves_only_that_to_clean_up(tmp_path):
+    from runtime.oci.container import _destroy_cgroup
+
+    tree = FakeCgroupTree(tmp_path / "cg", "hybrid")
+    theirs = os.path.join(tree.root, "pids", "web-1")
+    tree.kernel.mkdir(theirs)
+    tree.move_pid(theirs, 4242)
+    cgroup = tree.open(None, "web-1")
+    cgroup.create(cgroup.layout.unified)
+    with pytest.raises(CgroupError, match="exists already"):
+        cgroup.create()
+    assert cgroup.dirs() == [os.path.join(tree.unified, "web-1")]  # all it may clean up
+    _destroy_cgroup(cgroup)
+    assert not os.path.exists(os.path.join(tree.unified, "web-1"))
+    assert tree.procs(theirs) == [4242]
+    assert tree.kernel.signals == []
