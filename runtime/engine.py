@@ -299,20 +299,27 @@ class Engine:
             if read_json(self._dir(other) / "state.json", {}).get("name") == name:
                 raise ContainerError(f"the name {name!r} is already used by container {other[:12]}")
 
-    def start(self, ref: str, *, on_attach: bool = False) -> dict:
+    def start(self, ref: str, *, on_attach: bool = False, hold: bool = False) -> dict:
         """Start the container under a new shim; return once it runs (pid, shim_pid...).
 
         on_attach: the caller attaches next; the command starts when it does (within
         shim.ATTACH_WAIT), so none of its output comes before anyone reads it.
+        hold: everything but the start is done now (shim, namespaces, mounts, the init
+        waiting before the command's exec); the container stays "created" until start()
+        is called again, which only releases it (a few ms). If this process ends first,
+        or calls discard(), the container is as it was before.
         """
         container_id = self.resolve(ref)
         directory = self._dir(container_id)
         with self._lock(container_id, "start the container"):
             state = self._state(container_id)
-            status = self._live_status(state)["status"]
+            live = self._live_status(state)
+            status = live["status"]
             if status in _ACTIVE:
                 raise ContainerError(f"container {container_id[:12]} is already {status}")
-            if state["status"] != "created":
+            if state.get("held") and live["shim_alive"]:
+                return self._release(container_id)
+            if state["status"] != "created" or state.get("held"):
                 # A restart: the previous run's shim and runtime state must be gone first
                 # (a finishing shim would unlink the new shim's socket).
                 self._wait_shim_exit(state)
@@ -337,6 +344,7 @@ class Engine:
                         "stdin_open": state.get("stdin_open", False),
                         "stdin_once": state.get("stdin_once", False),
                         "start_on_attach": on_attach,
+                        "hold_for": os.getpid() if hold else None,
                         "healthcheck": state.get("healthcheck"),
                     },
                     timeout=self.start_timeout,
@@ -346,6 +354,28 @@ class Engine:
             except TimeoutError as e:
                 self._abandon_start(container_id, state)
                 raise ContainerError(f"start: {e}; the shim was stopped") from None
+
+    def _release(self, container_id: str) -> dict:
+        try:
+            reply = shim.request(self._dir(container_id), {"cmd": "release"})
+        except shim.ShimUnreachable as e:
+            raise ContainerError(f"start: the shim holding it is gone ({e})") from None
+        if not reply.get("ok"):
+            raise ContainerError(f"start: {reply.get('error')}")
+        return reply
+
+    def discard(self, ref: str) -> None:
+        """Undo a held start (see start): the container is created again, no shim left.
+        Nothing happens to a container that is not held."""
+        container_id = self.resolve(ref)
+        state = self._live_status(self._state(container_id))
+        if state.get("held") and state["shim_alive"]:
+            self._discard(container_id, state)
+
+    def _discard(self, container_id: str, state: dict) -> None:
+        with contextlib.suppress(shim.ShimUnreachable):
+            shim.request(self._dir(container_id), {"cmd": "discard"})
+        self._wait_shim_exit(state)
 
     def _abandon_start(self, container_id: str, state: dict) -> None:
         # A shim stuck in the runtime's create: end it (it is ours by its recorded pid)
@@ -539,6 +569,8 @@ class Engine:
                     )
                 self._thaw(container_id, state)
                 self._kill_for_removal(container_id, state)
+            elif state.get("held") and state["shim_alive"]:
+                self._discard(container_id, state)
             self._wait_shim_exit(state)
             result = self._runtime_delete(state, container_id)
             leftover = Path(state["runtime_root"]) / container_id
@@ -1073,7 +1105,8 @@ def _cleared_run_fields() -> dict:
     fields = ("pid", "pid_start_time", "exit_code", "signal", "finished_at", "oom_killed")
     fields += ("health",)  # a start by hand begins a fresh count, as docker's
     extra = ("killed", "stop_reason", "stop_signal_sent", "stop_timeout", "start_error", "note")
-    return {**{k: None for k in fields + extra}, "status": "created", "restart_count": 0}
+    cleared = {k: None for k in fields + extra}
+    return {**cleared, "status": "created", "restart_count": 0, "held": False}
 
 
 def _lookup(path: Path, name: str, kind: str) -> str:

@@ -222,8 +222,9 @@ def request(container_dir: str | os.PathLike, message: dict, timeout: float | No
 
     Commands: {"cmd": "status"}, {"cmd": "kill", "signal": 9},
     {"cmd": "stop", "signal": 15 | None, "timeout": 10}, {"cmd": "wait"},
-    {"cmd": "resize", "rows": 24, "cols": 80} (the container's terminal).
-    stop and wait reply once the container has exited and been deleted.
+    {"cmd": "resize", "rows": 24, "cols": 80} (the container's terminal), and for a held
+    run {"cmd": "release"} (start it; replies with its fields) and {"cmd": "discard"}.
+    stop, wait and discard reply once the container has exited and been deleted.
     """
     sock = _connect(os.fspath(container_dir), timeout)
     try:
@@ -289,7 +290,9 @@ def launch(options: dict, timeout: float = 60) -> dict:
     restart_window (seconds or None), restart_max_attempts (a limit for any policy, or
     None), stdin_open, stdin_once (input ends with the first client's), start_on_attach
     (the run is created, and started when a client attaches or after ATTACH_WAIT),
-    healthcheck (runtime.health.normalize's settings, or None). Returns {"pid",
+    hold_for (a pid: the run is created and waits for that process's "release" request;
+    if it ends or sends "discard" first, the run is undone and the container is left
+    created, as before the launch), healthcheck (runtime.health.normalize's settings, or None). Returns {"pid",
     "shim_pid", ...} once the container runs (or waits for its client), or raises
     RuntimeError with the runtime's complaint.
 
@@ -424,6 +427,9 @@ class Shim:
         self.stdin_open = bool(options.get("stdin_open"))
         self.stdin_once = bool(options.get("stdin_once"))
         self.start_on_attach = bool(options.get("start_on_attach"))
+        self.holder = options.get("hold_for")  # the first run waits for its release
+        self.hold_fd = -1  # the holder's pidfd: readable once it has ended
+        self.discarded = False  # the held run was undone: the container is created again
         self.stdin_fd = -1  # where input goes: a pipe's write end, or the pty master
         self.stdin_pending = bytearray()  # input the container has not taken yet
         self.stdin_ended = False  # a client's input ended and the container was told
@@ -465,6 +471,15 @@ class Shim:
         """Create and start a run; its fields for state.json. With start_on_attach the
         first run is only created: it starts when its client attaches (start_deferred)."""
         self._create()
+        if self.holder:
+            holder, self.holder = self.holder, None  # the first run only
+            try:
+                self.hold_fd = os.pidfd_open(holder)
+            except ProcessLookupError:
+                self._run_captured(["delete", "--force", self.id])
+                self._close_stdin()
+                raise StartFailed(f"pid {holder}, which held it, has ended") from None
+            return {**self._run_fields(), "status": "created", "held": True}
         if self.start_on_attach:
             self.start_on_attach = False  # the first run only: restarts start at once
             self.start_deadline = time.monotonic() + ATTACH_WAIT
@@ -545,11 +560,13 @@ class Shim:
             "shim_start_time": process_start_time(os.getpid()),
         }
 
-    def start_deferred(self) -> None:
-        """Start the created first run (its client is here, or ATTACH_WAIT passed)."""
+    def start_deferred(self) -> dict | None:
+        """Start the created first run (its client is here, ATTACH_WAIT passed, or its
+        holder released it); its fields, or None if it ended or failed to start."""
         self.start_deadline = None
+        self._unhold()
         if self.exit is not None:
-            return  # ended (stopped or killed) before it started
+            return None  # ended (stopped or killed) before it started
         try:
             running = self._start_created()
         except StartFailed as e:
@@ -557,8 +574,27 @@ class Shim:
             self.exit = {"status": "exited", "exit_code": None, "start_error": str(e)}
             self.deleted = True
             update_json(self.state_path, self.exit, "record a failed start")
+            return None
+        running = {**running, "awaiting_attach": False, "held": False}
+        update_json(self.state_path, running, "record the start")
+        return running
+
+    def _unhold(self) -> None:
+        if self.hold_fd >= 0:
+            self.poller.unregister(self.hold_fd)
+            os.close(self.hold_fd)
+            self.hold_fd = -1
+
+    def discard(self) -> None:
+        """Undo the held run (its holder ended or let go): the init waiting in the
+        runtime's create is ended and the container is created again, as before launch."""
+        self._unhold()
+        if self.exit is not None:
             return
-        update_json(self.state_path, {**running, "awaiting_attach": False}, "record the start")
+        self.discarded = True
+        self.restart_at = None
+        self._run_captured(["delete", "--force", self.id])  # kills the waiting init
+        self.deleted = True
 
     def _console_listener(self) -> tuple[_socket.socket, str]:
         listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
@@ -578,6 +614,8 @@ class Shim:
         poller.register(listener.fileno(), select.POLLIN)
         poller.register(attach.fileno(), select.POLLIN)
         poller.register(wake_fd, select.POLLIN)
+        if self.hold_fd >= 0:
+            poller.register(self.hold_fd, select.POLLIN)
         self.reap()  # init may have exited before the SIGCHLD handler was in place
         drain_deadline = None
         while True:
@@ -620,6 +658,8 @@ class Shim:
                 elif fd == wake_fd:
                     _read_available(wake_fd)
                     self.reap()
+                elif fd == self.hold_fd:
+                    self.discard()  # the holder ended without releasing it
                 elif fd == listener.fileno():
                     self._accept(listener, poller)
                 elif fd == attach.fileno():
@@ -838,6 +878,10 @@ class Shim:
                 self._probe_exited(status)
 
     def _record_exit(self, status: int) -> None:
+        if self.discarded:  # never started: nothing ran, nothing to record
+            self.exit = {"status": "created"}
+            update_json(self.state_path, _UNDONE_RUN, "record the discarded run")
+            return
         code = os.waitstatus_to_exitcode(status)
         signal = -code if code < 0 else None
         exit_code = 128 + signal if signal else code
@@ -1091,7 +1135,7 @@ class Shim:
                 "ok": True,
                 "pid": self.init_pid,
                 "shim_pid": os.getpid(),
-                **(self.exit or {"status": "running"}),
+                **(self.exit or {"status": "created" if self.hold_fd >= 0 else "running"}),
             }
         if cmd in ("kill", "stop"):
             # Asked for from outside: this run's end is the user's, so no restart follows
@@ -1109,6 +1153,18 @@ class Shim:
             return None
         if cmd == "wait":
             self.waiters.append(sock)
+            return None
+        if cmd == "release":
+            if self.hold_fd < 0 and self.exit is None:
+                return {"ok": False, "error": "the container is not held"}
+            running = self.start_deferred()
+            if running is None:
+                error = (self.exit or {}).get("start_error") or "the container has exited"
+                return {"ok": False, "error": error}
+            return {"ok": True, **running}
+        if cmd == "discard":
+            self.discard()
+            self.waiters.append(sock)  # answered once the shim is done
             return None
         if cmd == "resize":
             self.resize(message["rows"], message["cols"])
@@ -1154,7 +1210,8 @@ class Shim:
             code, complaint = self._run_captured(["delete", "--force", self.id])
             if code != 0:
                 update_json(self.state_path, {"delete_error": complaint}, "record delete error")
-        final = {"shim_exited": True, "status": "exited", **self.stop_info}
+        final = {"shim_exited": True, "status": "created" if self.discarded else "exited"}
+        final.update(self.stop_info)
         state = update_json(self.state_path, final, "shim done")
         reply = {"ok": True, **{k: state.get(k) for k in _EXIT_FIELDS}}
         # Requests that arrived while we were finishing get the final answer too; the
@@ -1187,6 +1244,15 @@ def _late_answer(sock: _socket.socket, buf: bytes, final: dict) -> dict:
         return final
     return {**final, "ok": False, "error": "the container has exited"}
 
+
+# What a discarded held run leaves in state.json: the container as it was before launch.
+_UNDONE_RUN = {
+    "status": "created",
+    "held": False,
+    "pid": None,
+    "pid_start_time": None,
+    "started_at": None,
+}
 
 _EXIT_FIELDS = (
     "status",
