@@ -172,9 +172,11 @@ class Endpoint:
 
 
 def next_ifname(netns: str) -> str:
-    """The first ethN not yet used inside the namespace at `netns`."""
-    with Rtnl(netns) as rtnl:
-        names = {link["name"] for link in rtnl.links()}
+    """The first ethN not yet used inside the namespace at `netns` (its procfs list)."""
+    from runtime.network.netns import visiting
+
+    with visiting(netns):
+        names = link_names()
     n = 0
     while f"eth{n}" in names:
         n += 1

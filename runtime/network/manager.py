@@ -321,7 +321,7 @@ class NetworkManager:
                 "attaching_pid": os.getpid(),  # wiring runs unlocked; cleanup spares it
                 "netns": netns_path,
                 "host_ifname": bridge.short_name(bridge.VETH_PREFIX, container_id, record["id"]),
-                "ifname": ifname or netlink_worker.call("next_ifname", netns_path),
+                "ifname": ifname or bridge.next_ifname(netns_path),
                 "ipv4": str(address),
                 "ipv6": str(address6) if address6 else None,
                 "gateway": None if record["internal"] else record["ipv4"]["gateway"],

@@ -22,7 +22,7 @@ import threading
 from runtime.helper_slot import PACKAGE_PARENT, HelperSlot, start_process
 
 # bridge.py's functions that talk netlink; the others read procfs and stay here.
-REMOTE = frozenset({"ensure_bridge", "delete_link", "next_ifname", "attach_veth"})
+REMOTE = frozenset({"ensure_bridge", "delete_link", "attach_veth"})
 IDLE_SECONDS = 30.0  # a helper nobody asks for a while leaves; the next request runs here
 MAX_MESSAGE = 1 << 16  # requests and replies are a few hundred bytes
 

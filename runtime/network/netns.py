@@ -46,6 +46,25 @@ def create_netns(path: str | os.PathLike) -> str:
     return path
 
 
+@contextlib.contextmanager
+def visiting(path: str | os.PathLike):
+    """The calling thread in the namespace at `path` for the block, then back where it
+    was (sockets made meanwhile stay in that namespace; /proc/thread-self/net shows it)."""
+    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            syscalls.setns(target, syscalls.CLONE_NEWNET)
+            try:
+                yield
+            finally:
+                syscalls.setns(home, syscalls.CLONE_NEWNET)
+        finally:
+            os.close(home)
+    finally:
+        os.close(target)
+
+
 def _loopback_up() -> None:
     import fcntl
     import socket

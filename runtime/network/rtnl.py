@@ -20,7 +20,6 @@ import struct
 IFF_UP = 0x1
 LOOPBACK_INDEX = 1  # the kernel gives lo index 1 in every namespace
 NETLINK_ROUTE = 0
-CLONE_NEWNET = 0x40000000
 BRIDGE_PORT_HAIRPIN = 1  # IFLA_BRPORT_MODE
 _HEADER = struct.Struct("=IHHII")  # struct nlmsghdr: length, type, flags, sequence, port id
 _RECEIVE_BUFFER = 1 << 16
@@ -74,11 +73,6 @@ class Rtnl:
                 return None
             raise
         return _link(found)
-
-    def links(self) -> list[dict]:
-        from pyroute2.netlink.rtnl import RTM_GETLINK
-
-        return [_link(found) for found in self._request(_link_message(), RTM_GETLINK, dump=True)]
 
     def add_bridge(self, name: str, mtu: int | None = None) -> None:
         linkinfo = {"attrs": [("IFLA_INFO_KIND", "bridge")]}
@@ -166,29 +160,18 @@ class Rtnl:
             if e.errno != errno.EEXIST:
                 raise
 
-    def _request(self, message, message_type: int, *, create=False, dump=False) -> list:
+    def _request(self, message, message_type: int, *, create: bool = False) -> list:
         """Send `message`; return the messages the kernel answers with (decoded, of
         the same class) once it acknowledges, or raise the error it answers with."""
-        from pyroute2.netlink import (
-            NLM_F_ACK,
-            NLM_F_CREATE,
-            NLM_F_DUMP,
-            NLM_F_EXCL,
-            NLM_F_REQUEST,
-            NLMSG_DONE,
-            NLMSG_ERROR,
-        )
+        from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR
 
         self.sequence += 1
-        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
+        flags = NLM_F_REQUEST | NLM_F_ACK
         if create:
             flags |= NLM_F_CREATE | NLM_F_EXCL
         header = message["header"]
-        header["type"], header["flags"], header["sequence_number"] = (
-            message_type,
-            flags,
-            self.sequence,
-        )
+        header["type"], header["flags"] = message_type, flags
+        header["sequence_number"] = self.sequence
         message.encode()
         self.sock.send(message.data)
         answers = []
@@ -203,8 +186,6 @@ class Rtnl:
                 offset += (length + 3) & ~3
                 if sequence != self.sequence:
                     continue  # an answer to an earlier request that gave up
-                if kind == NLMSG_DONE:
-                    return answers
                 if kind == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", part, _HEADER.size)[0]
                     if code:
@@ -242,20 +223,9 @@ def _link(message) -> dict:
 
 def _socket_in(netns: str) -> socket.socket:
     """A NETLINK_ROUTE socket made in the namespace at `netns`, by this thread."""
-    from runtime.oci import syscalls
+    from runtime.network.netns import visiting
 
-    target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            syscalls.setns(target, CLONE_NEWNET)
-            try:
-                return socket.socket(
-                    socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_ROUTE
-                )
-            finally:
-                syscalls.setns(home, CLONE_NEWNET)
-        finally:
-            os.close(home)
-    finally:
-        os.close(target)
+    with visiting(netns):
+        return socket.socket(
+            socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_ROUTE
+        )
