@@ -427,12 +427,7 @@ def _supervise_create(parent: _Channel, config, record, stage1) -> int:
         elif kind == "hooks":
             from runtime.oci import hooks
 
-            while not pid:  # stage 2 may speak before stage 1 reported its pid
-                early = parent.recv() or {"type": "error", "message": "init exited"}
-                if early["type"] != "pid":
-                    raise ContainerError(early.get("message", f"unexpected {early['type']}"))
-                pid = early["pid"]
-                record.update(pid=pid, start_time=process_start_time(pid))
+            pid = pid or _stage1_pid(parent, record)
             # runtime-spec runtime.md: "creating" is lifecycle step 2, these hooks are steps
             # 3-5, and "created" is "after step 2", before the user program: so "created"
             # (as crun and runtime-tools; runc says "creating").
@@ -444,7 +439,19 @@ def _supervise_create(parent: _Channel, config, record, stage1) -> int:
                 raise ContainerError(str(err)) from None
             parent.send({"type": "ack", "state": hook_state})
         elif kind == "ready":
-            return pid
+            # Stage 2 shares stage 1's channel: its "ready" can overtake the "pid" that
+            # stage 1 sends after forking it (a descheduled stage 1 on a busy machine).
+            return pid or _stage1_pid(parent, record)
+
+
+def _stage1_pid(parent: _Channel, record: dict) -> int:
+    """Wait for stage 1's "pid" message (stage 2 spoke first); record the init's pid."""
+    early = parent.recv() or {"type": "error", "message": "init exited"}
+    if early["type"] != "pid":
+        raise ContainerError(early.get("message", f"unexpected {early['type']}"))
+    pid = early["pid"]
+    record.update(pid=pid, start_time=process_start_time(pid))
+    return pid
 
 
 def _write_id_maps(pid: int, linux_cfg: dict) -> None:
