@@ -5,6 +5,8 @@ container's directory in every hierarchy and returns a `Cgroup`. Everything that
 kernel goes through `KernelIO` so unit tests can run against a fake tree.
 
 Stdlib only and cheap to import: `composer-runtime` and the shim load it on every create.
+The limits of `linux.resources` (cpu, memory, pids...) are runtime.oci.cgroup_limits, which
+`apply()` loads only for a config that sets one (a third of this code, ~0.25 ms of a `run`).
 
 Device rules on pure cgroup v2 need an eBPF program (BPF_PROG_LOAD + BPF_PROG_ATTACH); that is
 not implemented, so `apply()` refuses device rules there instead of silently allowing every
@@ -43,6 +45,8 @@ V1_CONTROLLERS = frozenset(
         "debug",
     ]
 )
+# linux.resources keys that runtime.oci.cgroup_limits applies (loaded only when one is set)
+LIMIT_KEYS = ("cpu", "memory", "pids", "blockIO", "hugepageLimits", "network", "rdma", "unified")
 # The kernel reports "no limit" on v1 as LONG_MAX rounded down to a page.
 V1_UNLIMITED = 0x7FFFFFFFFFFFF000
 SIGKILL = 9
@@ -282,50 +286,6 @@ def open_cgroup(
     cgroup = Cgroup(layout, path.lstrip("/") if relative else path, dirs, kernel)
     cgroup.fresh = fresh
     return cgroup
-
-
-def shares_to_weight(shares: int) -> int:
-    """cpu.shares [2, 262144] -> cpu.weight [1, 10000], linearly, as runc and crun map it."""
-    if shares <= 0:
-        return 0
-    shares = min(max(shares, 2), 262144)
-    return 1 + ((shares - 2) * 9999) // 262142
-
-
-def weight_to_shares(weight: int) -> int:
-    """cpu.weight -> cpu.shares, the inverse of `shares_to_weight`."""
-    if weight <= 0:
-        return 0
-    weight = min(max(weight, 1), 10000)
-    return 2 + ((weight - 1) * 262142) // 9999
-
-
-def blkio_weight_to_io_weight(weight: int) -> int:
-    """blkio.weight [10, 1000] -> io.weight [1, 10000]."""
-    if weight <= 0:
-        return 0
-    return max(1, 1 + ((weight - 10) * 9999) // 990)
-
-
-def swap_to_v2(swap: int, limit: int) -> int | None:
-    """OCI swap (memory+swap, as v1 memsw) -> memory.swap.max (swap only); -1 = max."""
-    if limit == -1 and not swap:
-        return -1  # unlimited memory with swap unset means unlimited swap too, as on v1
-    if swap == -1:
-        return -1
-    if not swap:
-        return None
-    if limit <= 0:
-        raise CgroupError("memory.swap needs memory.limit to be set on cgroup v2")
-    if swap < limit:
-        raise CgroupError(f"memory.swap ({swap}) must be >= memory.limit ({limit})")
-    return swap - limit
-
-
-def _limit_text(value: int, v2: bool) -> str:
-    if value == -1:
-        return "max" if v2 else "-1"
-    return str(value)
 
 
 def _number_or_none(text: str) -> int | None:
@@ -577,296 +537,14 @@ class Cgroup:
         """
         resources = resources or {}
         warnings: list[str] = []
-        if resources.get("cpu"):
-            self._apply_cpu(resources["cpu"], warnings)
-        if resources.get("memory"):
-            self._apply_memory(resources["memory"], warnings)
-        if resources.get("pids"):
-            self._apply_pids(resources["pids"])
-        if resources.get("blockIO"):
-            self._apply_block_io(resources["blockIO"], warnings)
-        if resources.get("hugepageLimits"):
-            self._apply_hugepages(resources["hugepageLimits"])
-        if resources.get("network"):
-            self._apply_network(resources["network"], warnings)
-        if resources.get("rdma"):
-            self._apply_rdma(resources["rdma"])
+        if any(resources.get(key) for key in LIMIT_KEYS):
+            from runtime.oci import cgroup_limits  # most configs set none: not loaded then
+
+            cgroup_limits.apply(self, resources, warnings)
         if "devices" in resources:
             self._apply_devices(resources["devices"] or [], devices or [])
-        if resources.get("unified"):
-            self._apply_unified(resources["unified"])
         self.warnings.extend(warnings)
         return warnings
-
-    def _apply_memory(self, m: dict, warnings: list[str]) -> None:
-        version, d = self._need("memory", "linux.resources.memory")
-        limit = m.get("limit") or 0
-        swap = m.get("swap") or 0
-        if limit > 0 and swap > 0 and swap < limit:
-            raise CgroupError(f"memory.swap ({swap}) must be >= memory.limit ({limit})")
-        if m.get("checkBeforeUpdate") and limit > 0:
-            usage = int(
-                self._read(d, "memory.usage_in_bytes" if version == 1 else "memory.current")
-            )
-            if usage > limit:
-                raise CgroupError(f"memory.limit {limit} is below the current usage {usage}")
-        if m.get("kernelTCP") and version != 1:
-            warnings.append("memory.kernelTCP has no cgroup v2 equivalent and was ignored")
-        if version == 1:
-            self._memory_v1(d, m, limit, swap, warnings)
-        else:
-            self._memory_v2(d, m, limit, swap, warnings)
-
-    def _memory_v1(self, d: str, m: dict, limit: int, swap: int, warnings: list[str]) -> None:
-        has_swap = self._has(d, "memory.memsw.limit_in_bytes")
-        if limit == -1 and not swap:
-            swap = -1
-        if swap and not has_swap:
-            if swap != -1:
-                raise CgroupError("memory.swap needs swap accounting, which this kernel lacks")
-            swap = 0
-        if limit and swap:
-            # The kernel keeps memsw >= limit at every step, so which goes first depends on
-            # whether the limits grow or shrink.
-            current = int(self._read(d, "memory.limit_in_bytes"))
-            if swap == -1 or current < swap:
-                self._write(d, "memory.memsw.limit_in_bytes", _limit_text(swap, False))
-                self._write(d, "memory.limit_in_bytes", _limit_text(limit, False))
-            else:
-                self._write(d, "memory.limit_in_bytes", _limit_text(limit, False))
-                self._write(d, "memory.memsw.limit_in_bytes", _limit_text(swap, False))
-        elif limit:
-            self._write(d, "memory.limit_in_bytes", _limit_text(limit, False))
-        elif swap:
-            self._write(d, "memory.memsw.limit_in_bytes", _limit_text(swap, False))
-        if m.get("reservation"):
-            self._write(d, "memory.soft_limit_in_bytes", _limit_text(m["reservation"], False))
-        if m.get("kernel"):
-            # Kernel memory limits are deprecated and refused by kernels >= 5.16.
-            try:
-                self._write(d, "memory.kmem.limit_in_bytes", _limit_text(m["kernel"], False))
-            except CgroupError as e:
-                warnings.append(f"memory.kernel was ignored: {e}")
-        if m.get("kernelTCP"):
-            try:
-                self._write(d, "memory.kmem.tcp.limit_in_bytes", _limit_text(m["kernelTCP"], False))
-            except CgroupError as e:
-                warnings.append(f"memory.kernelTCP was ignored: {e}")
-        swappiness = m.get("swappiness")
-        if swappiness is not None and swappiness != -1:
-            if not 0 <= swappiness <= 100:
-                raise CgroupError(f"memory.swappiness {swappiness} is not in [0, 100]")
-            self._write(d, "memory.swappiness", swappiness)
-        if m.get("disableOOMKiller") is not None:
-            self._write(d, "memory.oom_control", 1 if m["disableOOMKiller"] else 0)
-        if m.get("useHierarchy") is not None:
-            try:
-                self._write(d, "memory.use_hierarchy", 1 if m["useHierarchy"] else 0)
-            except CgroupError as e:
-                warnings.append(f"memory.useHierarchy was ignored: {e}")
-
-    def _memory_v2(self, d: str, m: dict, limit: int, swap: int, warnings: list[str]) -> None:
-        if limit:
-            self._write(d, "memory.max", _limit_text(limit, True))
-        swap_max = swap_to_v2(swap, limit)
-        if swap_max is not None:
-            if self._has(d, "memory.swap.max"):
-                self._write(d, "memory.swap.max", _limit_text(swap_max, True))
-            elif swap_max != -1:
-                raise CgroupError("memory.swap needs swap accounting, which this kernel lacks")
-        if m.get("reservation"):
-            self._write(d, "memory.low", _limit_text(m["reservation"], True))
-        if m.get("kernel"):
-            warnings.append("memory.kernel has no cgroup v2 equivalent and was ignored")
-        swappiness = m.get("swappiness")
-        if swappiness is not None and swappiness != -1:
-            warnings.append("memory.swappiness has no cgroup v2 equivalent and was ignored")
-        if m.get("disableOOMKiller"):
-            warnings.append("memory.disableOOMKiller has no cgroup v2 equivalent and was ignored")
-
-    def _apply_cpu(self, cpu: dict, warnings: list[str]) -> None:
-        if cpu.get("cpus") or cpu.get("mems"):
-            _version, d = self._need("cpuset", "linux.resources.cpu.cpus/mems")
-            # mems first: a v1 cpuset with cpus but no mems would still refuse tasks.
-            if cpu.get("mems"):
-                self._write(d, "cpuset.mems", cpu["mems"])
-            if cpu.get("cpus"):
-                self._write(d, "cpuset.cpus", cpu["cpus"])
-        keys = ("shares", "quota", "period", "burst", "realtimeRuntime", "realtimePeriod")
-        if not any(cpu.get(k) for k in keys) and cpu.get("idle") is None:
-            return
-        version, d = self._need("cpu", "linux.resources.cpu")
-        if version == 1:
-            self._cpu_v1(d, cpu)
-        else:
-            self._cpu_v2(d, cpu)
-
-    def _cpu_v1(self, d: str, cpu: dict) -> None:
-        if cpu.get("shares"):
-            self._write(d, "cpu.shares", cpu["shares"])
-        quota, period = cpu.get("quota") or 0, cpu.get("period") or 0
-        if period:
-            try:
-                self._write(d, "cpu.cfs_period_us", period)
-            except CgroupError as e:
-                # A shorter period can break the current quota's bounds: quota first then.
-                if e.errno != errno.EINVAL or not quota:
-                    raise
-                self._write(d, "cpu.cfs_quota_us", quota)
-                self._write(d, "cpu.cfs_period_us", period)
-        if quota:
-            self._write(d, "cpu.cfs_quota_us", quota)
-        if cpu.get("burst"):
-            self._write(d, "cpu.cfs_burst_us", cpu["burst"])
-        # The runtime may not exceed the period, so the period goes first.
-        if cpu.get("realtimePeriod"):
-            self._write(d, "cpu.rt_period_us", cpu["realtimePeriod"])
-        if cpu.get("realtimeRuntime"):
-            try:
-                self._write(d, "cpu.rt_runtime_us", cpu["realtimeRuntime"])
-            except CgroupError as e:
-                if e.errno != errno.EINVAL:
-                    raise
-                self._grant_rt_budget(d, cpu["realtimeRuntime"])
-                self._write(d, "cpu.rt_runtime_us", cpu["realtimeRuntime"])
-        if cpu.get("idle") is not None:
-            self._write(d, "cpu.idle", cpu["idle"])
-
-    def _grant_rt_budget(self, d: str, runtime: int) -> None:
-        # New cgroups get no realtime budget and a child may only take what its parent has,
-        # so every parent between the mount and us must hold the sum of its children's.
-        h = self.layout.serving["cpu"]
-        parents = self._levels(h, d)[1:-1]
-        need = {d: runtime}
-        for parent in reversed(parents):
-            total = 0
-            for entry in os.scandir(parent):
-                if entry.is_dir(follow_symlinks=False):
-                    child = entry.path
-                    total += need.get(child, int(self._read(child, "cpu.rt_runtime_us")))
-            need[parent] = max(total, int(self._read(parent, "cpu.rt_runtime_us")))
-        for parent in parents:
-            if need[parent] > int(self._read(parent, "cpu.rt_runtime_us")):
-                self._write(parent, "cpu.rt_runtime_us", need[parent])
-
-    def _cpu_v2(self, d: str, cpu: dict) -> None:
-        if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
-            raise CgroupError("realtime CPU scheduling limits are not supported on cgroup v2")
-        if cpu.get("shares"):
-            self._write(d, "cpu.weight", shares_to_weight(cpu["shares"]))
-        quota, period = cpu.get("quota") or 0, cpu.get("period") or 0
-        if quota or period:
-            current = self._read(d, "cpu.max").split()
-            if quota == -1:
-                quota_text = "max"
-            elif quota > 0:
-                quota_text = str(quota)
-            else:
-                quota_text = current[0]
-            self._write(d, "cpu.max", f"{quota_text} {period or current[1]}")
-        if cpu.get("burst"):
-            self._write(d, "cpu.max.burst", cpu["burst"])
-        if cpu.get("idle") is not None:
-            self._write(d, "cpu.idle", cpu["idle"])
-
-    def _apply_pids(self, pids: dict) -> None:
-        _version, d = self._need("pids", "linux.resources.pids")
-        limit = pids.get("limit") or 0
-        self._write(d, "pids.max", limit if limit > 0 else "max")
-
-    def _apply_block_io(self, bio: dict, warnings: list[str]) -> None:
-        throttles = {
-            "throttleReadBpsDevice": ("blkio.throttle.read_bps_device", "rbps"),
-            "throttleWriteBpsDevice": ("blkio.throttle.write_bps_device", "wbps"),
-            "throttleReadIOPSDevice": ("blkio.throttle.read_iops_device", "riops"),
-            "throttleWriteIOPSDevice": ("blkio.throttle.write_iops_device", "wiops"),
-        }
-        if self._serving("blkio"):
-            _version, d = self._serving("blkio")
-            v2 = False
-        else:
-            _version, d = self._need("io", "linux.resources.blockIO")
-            v2 = True
-        if v2:
-            weight_file = "io.bfq.weight" if self._has(d, "io.bfq.weight") else "io.weight"
-        elif self._has(d, "blkio.weight"):
-            weight_file = "blkio.weight"
-        else:
-            weight_file = "blkio.bfq.weight"
-
-        def weight_value(w: int) -> int:
-            # io.weight has a wider range; the bfq files take blkio's range as is.
-            return blkio_weight_to_io_weight(w) if weight_file == "io.weight" else w
-
-        needs_weight = bio.get("weight") or any(
-            w.get("weight") for w in bio.get("weightDevice") or []
-        )
-        if needs_weight and not self._has(d, weight_file):
-            raise CgroupError("blockIO weights need a proportional I/O scheduler (no weight file)")
-        if bio.get("weight"):
-            self._write(d, weight_file, weight_value(bio["weight"]))
-        if bio.get("leafWeight"):
-            if v2 or not self._has(d, "blkio.leaf_weight"):
-                warnings.append("blockIO.leafWeight is not supported here and was ignored")
-            else:
-                self._write(d, "blkio.leaf_weight", bio["leafWeight"])
-        for dev in bio.get("weightDevice") or []:
-            node = f"{dev['major']}:{dev['minor']}"
-            if dev.get("weight"):
-                per_device = "blkio.weight_device" if weight_file == "blkio.weight" else weight_file
-                self._write(d, per_device, f"{node} {weight_value(dev['weight'])}")
-            if dev.get("leafWeight"):
-                if v2 or not self._has(d, "blkio.leaf_weight_device"):
-                    warnings.append("blockIO leafWeight per device is not supported here; ignored")
-                else:
-                    self._write(d, "blkio.leaf_weight_device", f"{node} {dev['leafWeight']}")
-        for key, (v1_file, v2_key) in throttles.items():
-            for dev in bio.get(key) or []:
-                node, rate = f"{dev['major']}:{dev['minor']}", dev.get("rate", 0)
-                if v2:
-                    self._write(d, "io.max", f"{node} {v2_key}={rate or 'max'}")
-                else:
-                    self._write(d, v1_file, f"{node} {rate}")
-
-    def _apply_hugepages(self, limits: list) -> None:
-        version, d = self._need("hugetlb", "linux.resources.hugepageLimits")
-        for item in limits:
-            size, limit = item["pageSize"], item["limit"]
-            main, rsvd = (
-                (f"hugetlb.{size}.limit_in_bytes", f"hugetlb.{size}.rsvd.limit_in_bytes")
-                if version == 1
-                else (f"hugetlb.{size}.max", f"hugetlb.{size}.rsvd.max")
-            )
-            if "/" in size or not self._has(d, main):
-                raise CgroupError(f"hugepage size {size!r} is not supported by this kernel")
-            self._write(d, main, limit)
-            if self._has(d, rsvd):  # reservations count too, or the limit can be dodged
-                self._write(d, rsvd, limit)
-
-    def _apply_network(self, net: dict, warnings: list[str]) -> None:
-        if net.get("classID") is not None:
-            found = self._serving("net_cls")
-            if found and found[0] == 1:
-                self._write(found[1], "net_cls.classid", net["classID"])
-            else:
-                warnings.append("network.classID needs the v1 net_cls controller; ignored")
-        if net.get("priorities"):
-            found = self._serving("net_prio")
-            if found and found[0] == 1:
-                for p in net["priorities"]:
-                    self._write(found[1], "net_prio.ifpriomap", f"{p['name']} {p['priority']}")
-            else:
-                warnings.append("network.priorities needs the v1 net_prio controller; ignored")
-
-    def _apply_rdma(self, rdma: dict) -> None:
-        _version, d = self._need("rdma", "linux.resources.rdma")
-        for device, limit in rdma.items():
-            parts = [device]
-            if limit.get("hcaHandles") is not None:
-                parts.append(f"hca_handle={limit['hcaHandles']}")
-            if limit.get("hcaObjects") is not None:
-                parts.append(f"hca_object={limit['hcaObjects']}")
-            self._write(d, "rdma.max", " ".join(parts))
 
     def _apply_devices(self, rules: list, nodes: list) -> None:
         found = self._serving("devices")
@@ -896,20 +574,6 @@ class Cgroup:
                 rule = {**rule, "type": "c"}  # unbuffered char device: a char device
             text = _device_rule(rule)
             self._write(d, "devices.allow" if rule.get("allow") else "devices.deny", text)
-
-    def _apply_unified(self, unified: dict) -> None:
-        d = self._unified_dir()
-        if d is None:
-            raise CgroupError("linux.resources.unified needs the cgroup v2 hierarchy")
-        for key, value in unified.items():
-            if "/" in key or key in (".", "..") or "." not in key.strip("."):
-                raise CgroupError(f"invalid cgroup v2 file name in unified: {key!r}")
-            if not self._has(d, key):
-                controller = key.split(".", 1)[0]
-                raise CgroupError(
-                    f"unified: {key} does not exist (is the {controller} controller enabled?)"
-                )
-            self._write(d, key, value)
 
     # ----------------------------------------------------------------- stats
     def stats(self) -> dict:

@@ -9,14 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.oci.cgroups import (
-    CgroupError,
+from runtime.oci.cgroup_limits import (
     blkio_weight_to_io_weight,
-    clean_cgroups_path,
     shares_to_weight,
     swap_to_v2,
     weight_to_shares,
 )
+from runtime.oci.cgroups import CgroupError, clean_cgroups_path
 from tests.fakecgroupfs import FakeCgroupTree
 
 CTR = "composer/ctr"
