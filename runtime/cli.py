@@ -3,9 +3,9 @@
 Start-up cost matters (one process per container operation), so this module imports
 only our small modules (the option parser is ours too: argparse and the `re` it pulls in
 cost more than the rest of start-up); everything else is imported by the command using it.
+The modules `run` loads do without `from __future__ import annotations` (one more module
+to load, ~0.13 ms): an annotation naming a later or typing-only name is quoted instead.
 """
-
-from __future__ import annotations
 
 import os
 import sys

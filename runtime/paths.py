@@ -1,8 +1,6 @@
 """Paths inside a root filesystem, resolved as the kernel would inside it: for the
 runtime's mounts and devices, the builder's COPY and the image's files alike."""
 
-from __future__ import annotations
-
 import os
 
 

@@ -9,8 +9,6 @@ The shim imports this module, so it stays on the standard library's C parts: the
 `_json` accelerator it wraps does the same work without it.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import sys
@@ -24,40 +22,40 @@ DEFAULT_ROOT = "/var/lib/composer"
 ROOT_ENV = "COMPOSER_ROOT"
 
 
-def state_root(root: str | os.PathLike | None = None) -> Path:
+def state_root(root: str | os.PathLike | None = None) -> "Path":
     """The state root: `root` if given, else $COMPOSER_ROOT, else /var/lib/composer."""
     from pathlib import Path
 
     return Path(root or os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
 
 
-def images_dir(root: str | os.PathLike | None = None) -> Path:
+def images_dir(root: str | os.PathLike | None = None) -> "Path":
     return state_root(root) / "images"
 
 
-def layers_dir(root: str | os.PathLike | None = None) -> Path:
+def layers_dir(root: str | os.PathLike | None = None) -> "Path":
     return state_root(root) / "layers"
 
 
-def containers_dir(root: str | os.PathLike | None = None) -> Path:
+def containers_dir(root: str | os.PathLike | None = None) -> "Path":
     return state_root(root) / "containers"
 
 
-def container_dir(container_id: str, root: str | os.PathLike | None = None) -> Path:
+def container_dir(container_id: str, root: str | os.PathLike | None = None) -> "Path":
     if not container_id or "/" in container_id or container_id in (".", ".."):
         raise ValueError(f"invalid container id: {container_id!r}")
     return containers_dir(root) / container_id
 
 
-def volumes_dir(root: str | os.PathLike | None = None) -> Path:
+def volumes_dir(root: str | os.PathLike | None = None) -> "Path":
     return state_root(root) / "volumes"
 
 
-def networks_dir(root: str | os.PathLike | None = None) -> Path:
+def networks_dir(root: str | os.PathLike | None = None) -> "Path":
     return state_root(root) / "networks"
 
 
-def runtimes_dir(root: str | os.PathLike | None = None) -> Path:
+def runtimes_dir(root: str | os.PathLike | None = None) -> "Path":
     """Where each OCI runtime keeps its own state (its --root), one subdirectory each."""
     return state_root(root) / "runtimes"
 
@@ -225,7 +223,7 @@ class Lock:
         self.timeout = timeout  # 0: try once; None: wait forever; >0: wait that long
         self._fd: int | None = None
 
-    def acquire(self, timeout: float | object | None = _MISSING) -> Lock:
+    def acquire(self, timeout: float | object | None = _MISSING) -> "Lock":
         if self._fd is not None:
             raise RuntimeError(f"lock {self.path} already held by this object")
         wait = self.timeout if timeout is _MISSING else timeout
@@ -295,7 +293,7 @@ class Lock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def __enter__(self) -> Lock:
+    def __enter__(self) -> "Lock":
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

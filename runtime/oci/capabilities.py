@@ -4,8 +4,6 @@ Names are the OCI spelling ("CAP_CHOWN"). The runtime-spec requires unknown name
 refused, so every conversion raises ValueError naming what it did not know.
 """
 
-from __future__ import annotations
-
 TYPE_CHECKING = False  # typing itself costs ~3 ms of every container create
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -94,7 +92,7 @@ def number(name: str) -> int:
         raise ValueError(f"unknown capability {name!r}") from None
 
 
-def to_mask(names: Iterable[str]) -> int:
+def to_mask(names: "Iterable[str]") -> int:
     """Bit mask of OCI capability names; ValueError lists every unknown name."""
     names = list(names)
     unknown = [name for name in names if name not in CAPABILITIES]
@@ -149,10 +147,10 @@ def normalize(name: str) -> str:
 
 
 def resolve(
-    cap_add: Iterable[str] = (),
-    cap_drop: Iterable[str] = (),
+    cap_add: "Iterable[str]" = (),
+    cap_drop: "Iterable[str]" = (),
     privileged: bool = False,
-    base: Iterable[str] = DOCKER_DEFAULT,
+    base: "Iterable[str]" = DOCKER_DEFAULT,
 ) -> list[str]:
     """The container's capability list, Docker's way.
 
@@ -173,7 +171,7 @@ def resolve(
     return chosen
 
 
-def process_capabilities(caps: Iterable[str]) -> dict[str, list[str]]:
+def process_capabilities(caps: "Iterable[str]") -> dict[str, list[str]]:
     """OCI process.capabilities for a container whose processes hold exactly `caps`.
 
     Inheritable and ambient stay empty: filling them lets a non-root exec keep capabilities

@@ -13,8 +13,6 @@ not implemented, so `apply()` refuses device rules there instead of silently all
 device.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import time
@@ -247,7 +245,7 @@ def open_cgroup(
     mountinfo: str | None = None,
     self_cgroup: str | None = None,
     kernel: KernelIO | None = None,
-) -> Cgroup:
+) -> "Cgroup":
     """The container's cgroup (nothing is created until `create()`).
 
     `cgroups_path` as in config.json: absolute paths are taken from each hierarchy's root,

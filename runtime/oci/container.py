@@ -10,8 +10,6 @@ Making processes (create, exec) lives in runtime.oci.spawn with the namespace an
 syscall modules it needs: the other commands start without loading them.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from _signal import SIGKILL  # the C module: `signal` adds enums and 5 ms of start-up

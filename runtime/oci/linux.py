@@ -16,8 +16,6 @@ The order container.py calls these in, and why:
   exec_process                                    after `start`
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import stat

@@ -10,8 +10,6 @@ stage 2, the init. Capabilities and the seccomp program (BPF, cached per profile
 worked out by the parent before any fork.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 

@@ -4,8 +4,6 @@ Functions raise OSError (with errno) on failure and take plain Python values, so
 above this seam can be unit-tested with a fake object that has the same functions.
 """
 
-from __future__ import annotations
-
 import _ctypes
 import os
 
