@@ -5,8 +5,10 @@ Two bundles, one busybox rootfs running `true`:
   docker      runtime.oci.spec.build_config: Docker's default capabilities, masked paths
               and seccomp profile (what the engine runs)
 Per runtime and bundle: `run` (create+start+wait+delete in one command) and
-create/start/delete as three commands. Commands run in blocks of their own (warm-up
-first), the blocks go round ROUNDS times, so machine drift spreads over all of them.
+create/start/delete as three commands. Every command runs twice to warm up, then the
+commands take turns, one run each, ROUNDS times (default RUNS): a shared machine's load
+changes within seconds, and blocks of one command each caught different loads (their
+ratios moved by 10-20% from one bench run to the next).
 Then the engine's start (shim + create + start, until the shim reports the container
 running) of a `sleep` container under each runtime. Medians; ratios against crun and runc;
 "cpu ms" is user+sys time of a command's whole process tree (steadier on a busy machine).
@@ -32,7 +34,7 @@ from rootfs import make_busybox_rootfs  # noqa: E402
 RUNTIME = str(ROOT / ".venv" / "bin" / "composer-runtime")
 RUNS = int(os.environ.get("RUNS", "30"))
 ENGINE_RUNS = int(os.environ.get("ENGINE_RUNS", "10"))
-ROUNDS = 3
+ROUNDS = int(os.environ.get("ROUNDS", RUNS))
 PEERS = (("crun", "crun"), ("runc", "runc"), ("composer-runtime", RUNTIME))
 # More command rows for an A/B of a change: EXTRA_RUNTIMES="before=/path/to/old/runtime"
 EXTRA = [
