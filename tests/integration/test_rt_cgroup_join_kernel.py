@@ -4,6 +4,8 @@ in every hierarchy and under every limit, with or without a cgroup mount in the 
 
 from __future__ import annotations
 
+import glob
+
 import pytest
 from rootfs import read_config, write_config
 
@@ -32,3 +34,16 @@ def test_the_cgroup_namespace_starts_at_the_containers_cgroup_everywhere(runtime
     lines = result.stdout.splitlines()
     assert len(lines) > 1
     assert all(line.endswith(":/") for line in lines)  # joined everywhere, then unshared
+
+
+def test_a_mount_failing_before_the_join_is_reported_and_leaves_nothing(runtime, busybox_bundle):
+    config = read_config(busybox_bundle)
+    missing = {"destination": "/mnt", "type": "bind", "source": "/no/such/dir", "options": ["bind"]}
+    config["mounts"].insert(1, missing)  # before /sys/fs/cgroup: the init has not joined yet
+    write_config(busybox_bundle, config)
+    container_id = runtime.new_id()
+    result = runtime("run", "--bundle", str(busybox_bundle), container_id, check=False)
+    assert result.returncode == 1
+    assert "/no/such/dir" in result.stderr
+    assert glob.glob(f"/sys/fs/cgroup/*/{container_id}") == []
+    assert not (runtime.root / container_id).exists()
