@@ -478,7 +478,8 @@ def _event(info: dict, action: str, when: str | None = None, **attributes) -> di
     attributes = {
         "name": name_of(info),
         "image": labels.get(L.IMAGE, ""),
-        **{k: v for k, v in attributes.items() if v is not None},
+        # Strings, as docker's (an exit code too), and as the journal's events are.
+        **{k: str(v) for k, v in attributes.items() if v is not None},
     }
     return {
         "time": when or format_time(time.time_ns()),

@@ -327,7 +327,7 @@ def test_events_show_start_and_die(project):
     assert actions[:3] == ["create", "start", "die"]
     die = seen[2]
     assert die["service"] == "job" and die["type"] == "container"
-    assert die["attributes"]["exitCode"] == 4
+    assert die["attributes"]["exitCode"] == "4"
     assert die["attributes"]["name"] == f"{project.name}-job-1"
 
 

@@ -266,7 +266,7 @@ def test_a_stopped_container_dies_and_stops_a_crashed_one_only_dies():
     stopped = _info(status="exited", exit_code=143, killed=False, finished_at="x")
     events = commands._changes(stopped, _snap("running"), _snap("exited"))
     assert [e["action"] for e in events] == ["die", "stop"]
-    assert events[0]["attributes"]["exitCode"] == 143
+    assert events[0]["attributes"]["exitCode"] == "143"
     crashed = _info(status="exited", exit_code=2)
     assert [e["action"] for e in commands._changes(crashed, _snap("running"), _snap("exited"))] == [
         "die"
