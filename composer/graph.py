@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from composer.loader.errors import LoadError, Problem
 from composer.loader.nodes import MapNode, Mark
-from composer.record import record
+from runtime.record import record
 
 if TYPE_CHECKING:
     import networkx

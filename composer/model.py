@@ -26,7 +26,7 @@ from composer.loader.normalize import (
     unresolved,
 )
 from composer.loader.positions import NO_POSITIONS, SourcePositions
-from composer.record import field, field_names, record
+from runtime.record import field, field_names, record
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from composer import labels as L
 from composer.model import Project, Service
-from composer.record import record
+from runtime.record import record
 
 
 @record

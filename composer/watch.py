@@ -28,7 +28,7 @@ from composer import labels as L
 from composer.model import Project
 from composer.ops.backend import Backend
 from composer.ops.project import OperationError
-from composer.record import record
+from runtime.record import record
 
 Report = Callable[[str, str], None]
 

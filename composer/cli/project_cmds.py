@@ -412,7 +412,7 @@ def add_build(parser: argparse.ArgumentParser) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from composer.ops.project import OperationError, build_image
-    from composer.record import replace
+    from runtime.record import replace
 
     project = _load(args, args.services)
     chosen = args.services or [n for n, s in project.services.items() if s.build is not None]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from composer.loader.errors import LoadError, Problem
-from composer.record import field, record
+from runtime.record import field, record
 
 if TYPE_CHECKING:
     from composer.loader.environment import Environment

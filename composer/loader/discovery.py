@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from composer.loader import inputs
 from composer.loader.errors import LoadError, Problem, display_name, fail
-from composer.record import field, record
+from runtime.record import field, record
 
 if TYPE_CHECKING:
     from composer.loader import LoadOptions

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from composer.loader.errors import LoadError, Problem, global_sources
 from composer.loader.interpolate import Lookup, Resolver, TemplateError, parse_template, render
 from composer.loader.nodes import Mark
-from composer.record import record
+from runtime.record import record
 
 
 @record

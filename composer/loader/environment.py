@@ -18,7 +18,7 @@ from composer.loader.dotenv import DotenvValue, parse_dotenv
 from composer.loader.errors import LoadError, Problem, display_name
 from composer.loader.interpolate import Lookup
 from composer.loader.nodes import Mark
-from composer.record import record
+from runtime.record import record
 
 SHELL = "shell environment"
 NOT_SET = "not set"

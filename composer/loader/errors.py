@@ -11,7 +11,7 @@ import os
 
 from composer.exit_codes import CONFIG as EXIT_CONFIG
 from composer.loader.nodes import Mark
-from composer.record import record
+from runtime.record import record
 
 
 def format_path(path: tuple | list) -> str:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from composer.loader.errors import LoadError, Problem, global_sources
 from composer.loader.nodes import MapNode, Mark, SeqNode
-from composer.record import record
+from runtime.record import record
 
 if TYPE_CHECKING:
     from composer.loader.environment import Environment

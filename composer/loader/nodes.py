@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from composer.record import record
+from runtime.record import record
 
 
 @record

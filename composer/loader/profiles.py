@@ -14,7 +14,7 @@ from typing import Any
 
 from composer.loader.errors import LoadError, Problem
 from composer.loader.nodes import MapNode, locate, locate_key
-from composer.record import field, record
+from runtime.record import field, record
 
 # Fields whose value may be `service:<name>` (network_mode, ipc, pid share a namespace).
 _SHARED_NAMESPACE_KEYS = ("network_mode", "ipc", "pid")

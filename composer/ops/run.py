@@ -19,7 +19,7 @@ from composer.ops.project import (
     project_lock,
     used_networks,
 )
-from composer.record import field, record, replace
+from runtime.record import field, record, replace
 
 Report = Callable[[str, str], None]
 

@@ -24,7 +24,7 @@ from composer.ops.project import (
     used_networks,
 )
 from composer.plan import Existing, UpOptions, orphans, plan_service
-from composer.record import field, record
+from runtime.record import field, record
 
 Report = Callable[[str, str], None]
 

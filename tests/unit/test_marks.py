@@ -14,7 +14,7 @@ from composer.loader import LoadOptions, load
 from composer.loader.errors import SourceCache
 from composer.loader.positions import NO_POSITIONS
 from composer.model import Project
-from composer.record import replace
+from runtime.record import replace
 
 
 @pytest.fixture(autouse=True)

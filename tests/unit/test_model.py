@@ -18,7 +18,7 @@ from composer.model import (
     freeze,
     service_config_hash,
 )
-from composer.record import FrozenError
+from runtime.record import FrozenError
 
 
 class FakeEnv:

@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from composer.record import field, field_names, record, replace
+from runtime.record import field, field_names, record, replace
 
 
 @record
