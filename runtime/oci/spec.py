@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runtime.oci import capabilities
+from runtime.record import field, record
 
 # The runtime-spec version of the schema copy in schemas/oci-runtime-spec/.
 OCI_VERSION = "1.3.0"
@@ -163,7 +163,7 @@ def default_spec(
 # -- what the engine knows about a container ----------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Bind:
     """A bind mount from the host (or a volume's directory) into the container."""
 
@@ -174,7 +174,7 @@ class Bind:
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Tmpfs:
     """A tmpfs mounted in the container (`tmpfs:` in Compose); always nosuid, nodev, noexec."""
 
@@ -184,7 +184,7 @@ class Tmpfs:
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Device:
     """A host device node made available in the container (`devices:` in Compose)."""
 
@@ -193,7 +193,7 @@ class Device:
     permissions: str = "rwm"
 
 
-@dataclass(frozen=True)
+@record
 class Resources:
     """cgroup limits, in Docker's units; None leaves a limit unset."""
 
@@ -210,7 +210,7 @@ class Resources:
     blkio_weight: int | None = None
 
 
-@dataclass(kw_only=True)
+@record(frozen=False)
 class ContainerSpec:
     """What the engine knows about one container; build_config turns it into config.json."""
 
