@@ -15,9 +15,9 @@ import os
 import socket
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from runtime.network.rtnl import IFF_UP, LOOPBACK_INDEX, NetlinkError, Rtnl
+from runtime.record import record
 
 BRIDGE_PREFIX = "cbr-"
 VETH_PREFIX = "cvh-"  # host end; the container end is named eth0, eth1, ... at once
@@ -158,7 +158,7 @@ def mac_for(ipv4: str | None) -> str | None:
     return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ipv4).packed)
 
 
-@dataclass(frozen=True)
+@record
 class Endpoint:
     """What a container's interface on one network gets."""
 

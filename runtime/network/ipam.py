@@ -13,7 +13,8 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+
+from runtime.record import field, record
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -35,7 +36,7 @@ class AddressInUse(IpamError):
     pass
 
 
-@dataclass(frozen=True)
+@record
 class Pool:
     base: IPNetwork
     prefix: int  # size of each subnet carved from base
@@ -143,7 +144,7 @@ def _overlap(a: IPNetwork, b: IPNetwork) -> bool:
     return a.version == b.version and a.overlaps(b)
 
 
-@dataclass
+@record(frozen=False)
 class SubnetConfig:
     """One address family of a network: what Compose's ipam.config entry describes."""
 

@@ -21,11 +21,12 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime import state
 from runtime.network import bridge, ipam, netlink_worker, nft, ports
+from runtime.record import field
+from runtime.record import record as record_class
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MTU_OPTION = "com.docker.network.driver.mtu"
@@ -39,7 +40,7 @@ class NetworkNotFound(NetworkError):
     pass
 
 
-@dataclass(frozen=True)
+@record_class
 class Attachment:
     ifname: str
     ipv4: str | None
@@ -48,7 +49,7 @@ class Attachment:
     mac: str | None
 
 
-@dataclass(frozen=True)
+@record_class
 class Network:
     name: str
     id: str

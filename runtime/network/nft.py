@@ -25,7 +25,8 @@ import ipaddress
 import json
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from runtime.record import record
 
 TABLE = "composer"
 FAMILY = "inet"
@@ -46,14 +47,14 @@ class NftError(Exception):
     pass
 
 
-@dataclass(frozen=True)
+@record
 class NetworkRules:
     bridge: str
     subnets: tuple[str, ...]  # CIDRs, IPv4 and IPv6
     internal: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class PortRule:
     protocol: str  # tcp | udp
     host_port: int

@@ -15,7 +15,8 @@ import ipaddress
 import random
 import socket
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+
+from runtime.record import as_dict, record
 
 PROTOCOLS = ("tcp", "udp")
 
@@ -28,7 +29,7 @@ class PortInUse(PortError):
     pass
 
 
-@dataclass(frozen=True)
+@record
 class PortRequest:
     """What to publish; the same fields as Compose's long port syntax (composer's model.Port
     can be passed as is). `published` is "8080", a range "8000-8010" (one free port of it),
@@ -40,7 +41,7 @@ class PortRequest:
     protocol: str = "tcp"
 
 
-@dataclass(frozen=True)
+@record
 class PublishedPort:
     container_id: str
     network: str
@@ -53,7 +54,7 @@ class PublishedPort:
     service: str | None = None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return as_dict(self)
 
     @classmethod
     def from_json(cls, data: Mapping) -> PublishedPort:
