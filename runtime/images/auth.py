@@ -15,8 +15,9 @@ import base64
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from runtime.record import field, record
 
 CONFIG_ENV = "DOCKER_CONFIG"
 
@@ -25,7 +26,7 @@ class AuthError(Exception):
     """The registry refused our credentials (or wants some and we have none)."""
 
 
-@dataclass(frozen=True)
+@record
 class Credentials:
     username: str
     password: str
@@ -146,7 +147,7 @@ def login(
 # ---------------------------------------------------------------- challenges
 
 
-@dataclass(frozen=True)
+@record
 class Challenge:
     scheme: str  # lower case: "basic" or "bearer"
     params: dict[str, str] = field(default_factory=dict)

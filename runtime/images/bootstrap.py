@@ -21,11 +21,11 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from runtime.mounts import mount_points_under
+from runtime.record import record
 
 APT_ETC = Path("/etc/apt")
 OS_RELEASE = Path("/etc/os-release")
@@ -103,7 +103,7 @@ class BootstrapError(Exception):
     """A Debian image cannot be bootstrapped; the message says why and what to do."""
 
 
-@dataclass(frozen=True)
+@record
 class Target:
     """What a debian:<tag> reference asks for."""
 
@@ -115,7 +115,7 @@ class Target:
         return f"debian:{self.suite}{'-slim' if self.slim else ''}"
 
 
-@dataclass(frozen=True)
+@record
 class AptSource:
     """One `deb` entry of the machine's apt configuration (deb-src entries are dropped)."""
 
@@ -127,7 +127,7 @@ class AptSource:
         return f"deb {self.uri} {suite} main"
 
 
-@dataclass(frozen=True)
+@record
 class RootfsInfo:
     suite: str
     mirror: str

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+
+from runtime.record import record
 
 DEFAULT_TAG = "latest"
 REGISTRIES_ENV = "COMPOSER_REGISTRIES"
@@ -31,7 +32,7 @@ class ReferenceError(ValueError):
     """The text is not a valid image reference; the message says which part is wrong."""
 
 
-@dataclass(frozen=True)
+@record
 class Reference:
     registry: str | None
     repository: str

@@ -22,11 +22,11 @@ import http.client
 import os
 import ssl
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from runtime.images.auth import AuthError, Authorizer, Credentials, get_credentials
+from runtime.record import field, record
 
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -66,7 +66,7 @@ def registries_file() -> Path:
     return Path(config_home) / "composer" / "registries.json"
 
 
-@dataclass
+@record(frozen=False)
 class RegistrySettings:
     mirrors: dict[str, list[str]] = field(default_factory=dict)
     insecure: set[str] = field(default_factory=set)
@@ -136,7 +136,7 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-@dataclass(frozen=True)
+@record
 class Manifest:
     data: bytes  # exactly as served: its sha256 is the digest
     media_type: str

@@ -19,10 +19,10 @@ from __future__ import annotations
 import io
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from runtime.record import field, record
 from runtime.state import Lock, atomic_write_json, images_dir, read_json, state_root
 
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -73,7 +73,7 @@ def digest_hex(digest: str) -> str:
     return hexpart
 
 
-@dataclass
+@record(frozen=False)
 class Descriptor:
     media_type: str
     digest: str
@@ -104,7 +104,7 @@ class Descriptor:
         )
 
 
-@dataclass
+@record(frozen=False)
 class Image:
     name: str | None  # the name it was resolved by (None for a digest lookup of a dangling one)
     digest: str  # manifest digest

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.record import field, record
 from runtime.state import atomic_write_json, read_json, state_root
 
 
@@ -28,7 +28,7 @@ def step_key(parent: str, *parts: str) -> str:
     return digest.hexdigest()
 
 
-@dataclass
+@record(frozen=False)
 class BuildState:
     """A stage's root filesystem (layer descriptors and diff_ids) and image config so far."""
 

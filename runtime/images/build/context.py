@@ -13,10 +13,10 @@ import os
 import posixpath
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.paths import resolve_in_root
+from runtime.record import record
 
 
 class ContextError(Exception):
@@ -64,7 +64,7 @@ def _element_regex(pattern: str) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True)
+@record
 class IgnoreRule:
     pattern: str
     exception: bool

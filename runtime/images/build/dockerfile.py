@@ -9,7 +9,8 @@ Every error is a `DockerfileError` naming the file and line.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+
+from runtime.record import field, record
 
 KNOWN = frozenset(
     [
@@ -78,14 +79,14 @@ class DockerfileError(Exception):
         return f"{self}\n  {self.line} | {lines[self.line - 1]}"
 
 
-@dataclass(frozen=True)
+@record
 class Heredoc:
     name: str
     content: str
     expand: bool  # False when the delimiter was quoted: <<"EOF" or <<'EOF'
 
 
-@dataclass
+@record(frozen=False)
 class Instruction:
     keyword: str  # upper case
     args: str  # the arguments after the flags, continuations joined
@@ -100,7 +101,7 @@ class Instruction:
         return self.original
 
 
-@dataclass
+@record(frozen=False)
 class Stage:
     index: int
     base: str  # as written (before substitution)
@@ -110,7 +111,7 @@ class Stage:
     instructions: list[Instruction] = field(default_factory=list)
 
 
-@dataclass
+@record(frozen=False)
 class Dockerfile:
     path: str
     escape: str
