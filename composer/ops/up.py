@@ -27,6 +27,8 @@ from composer.plan import Existing, UpOptions, orphans, plan_service
 from runtime.record import field, record
 
 Report = Callable[[str, str], None]
+# Between two looks at a dependency when no change wakes the wait (seconds).
+DEPENDENCY_LOOK_INTERVAL = 0.1
 
 
 @record(frozen=False)
@@ -344,39 +346,44 @@ def _restart_for_dependencies(
 def wait_for_dependencies(
     project: Project, service: Service, backend: Backend, timeout: float, report: Report
 ) -> None:
-    deadline = time.monotonic() + timeout
-    for name, dependency in service.depends_on.items():
-        if name not in project.services:
-            if dependency.required:
-                raise OperationError(f"service {service.name} depends on missing service {name}")
-            continue
-        while True:
-            ready, why = _condition_met(backend, project, name, dependency.condition)
-            if ready:
-                break
-            if why and why.startswith("failed"):
-                if not dependency.required:
-                    report(f"Service {service.name}", f"optional dependency {name} {why}")
-                    break
-                raise OperationError(f"service {service.name}: dependency {name} {why}")
-            if time.monotonic() > deadline:
-                raise OperationError(
-                    f"service {service.name}: gave up waiting for {name} ({dependency.condition})"
-                    f": {why}"
-                )
-            time.sleep(0.01)  # a healthcheck passes any moment; each look is ~1 ms
-
-
-def _condition_met(
-    backend: Backend, project: Project, service: str, condition: str
-) -> tuple[bool, str]:
     from composer import labels as L
+    from runtime.inotify import DirectoryWatch
 
-    infos = [
-        c
-        for c in backend.containers(project.name, include_oneoff=False)
-        if (c.get("labels") or {}).get(L.SERVICE) == service
-    ]
+    deadline = time.monotonic() + timeout
+    with DirectoryWatch([str(backend.engine.containers)]) as changes:
+        for name, dependency in service.depends_on.items():
+            if name not in project.services:
+                if dependency.required:
+                    raise OperationError(
+                        f"service {service.name} depends on missing service {name}"
+                    )
+                continue
+            while True:
+                infos = [
+                    c
+                    for c in backend.containers(project.name, include_oneoff=False)
+                    if (c.get("labels") or {}).get(L.SERVICE) == name
+                ]
+                ready, why = _condition_met(infos, dependency.condition)
+                if ready:
+                    break
+                if why and why.startswith("failed"):
+                    if not dependency.required:
+                        report(f"Service {service.name}", f"optional dependency {name} {why}")
+                        break
+                    raise OperationError(f"service {service.name}: dependency {name} {why}")
+                if time.monotonic() > deadline:
+                    raise OperationError(
+                        f"service {service.name}: gave up waiting for {name}"
+                        f" ({dependency.condition}): {why}"
+                    )
+                # Woken when a container is made or removed, or a state file in their
+                # directories is replaced (a start, a probe, an exit).
+                if not changes.add(info["dir"] for info in infos):
+                    changes.wait(DEPENDENCY_LOOK_INTERVAL)
+
+
+def _condition_met(infos: list[dict], condition: str) -> tuple[bool, str]:
     if not infos:
         return False, "has no container"
     if condition == "service_completed_successfully":

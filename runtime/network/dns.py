@@ -944,8 +944,10 @@ class Server:
             print(f"dns: query from {source} failed: {e!r}", file=sys.stderr)
 
     def serve(self) -> None:
-        watch = _inotify_watch(str(state_root(self.root) / "networks"))
-        if watch is not None:
+        from runtime.inotify import DirectoryWatch
+
+        watch = DirectoryWatch([str(state_root(self.root) / "networks")])
+        if watch.watched:
             self.selector.register(watch, 1, ("inotify", None))  # 1: EVENT_READ
         # select() resumes after a signal; a byte on this pipe wakes it to see `running`.
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -970,7 +972,7 @@ class Server:
                     elif kind == "signal":
                         _drain(wake_read)
                     else:
-                        _drain(watch)
+                        watch.drain()
                         self.rescan()
                         last_rescan = time.monotonic()
                 if time.monotonic() - last_rescan >= RESCAN_INTERVAL:
@@ -982,8 +984,7 @@ class Server:
             self.workers.shutdown(wait=False, cancel_futures=True)
             for sock in self.upstream_sockets.values():
                 sock.close()
-            if watch is not None:
-                os.close(watch)
+            watch.close()
             signal.set_wakeup_fd(-1)
             os.close(wake_read)
             os.close(wake_write)
@@ -1006,22 +1007,6 @@ def _recv_exactly(conn, size: int) -> bytes | None:
             return None
         data += chunk
     return data
-
-
-def _inotify_watch(directory: str) -> int | None:
-    """An inotify fd that becomes readable when files in `directory` appear or go."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-    if fd < 0:
-        return None
-    # IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
-    mask = 0x008 | 0x040 | 0x080 | 0x100 | 0x200
-    if libc.inotify_add_watch(fd, directory.encode(), mask) < 0:
-        os.close(fd)
-        return None
-    return fd
 
 
 def _drain(fd: int) -> None:
