@@ -1,6 +1,7 @@
 """`run` starts the container from inside create (the init execs while its record is
-written): what it looks like from outside must not change. Limits stay before the init's
-birth (v1 device rules pass through "deny all", which would refuse the init's mknod)."""
+written): what it looks like from outside must not change. Limits are written before the
+init joins its cgroup (v1 device rules pass through "deny all", which would refuse its
+mknod); it is born in the cgroup2 directory only and told when to join."""
 
 from __future__ import annotations
 
@@ -87,9 +88,9 @@ def test_run_with_a_pid_file_writes_the_pid_of_the_running_container(runtime, bu
     runtime("delete", "--force", container_id)
 
 
-def test_limits_are_written_before_the_init_is_born(busybox_bundle, tmp_path, monkeypatch):
+def test_limits_are_written_before_the_init_is_told_to_join(busybox_bundle, tmp_path, monkeypatch):
     events: list[str] = []
-    real_apply, real_clone3 = Cgroup.apply, syscalls.clone3
+    real_apply, real_clone3, real_send = Cgroup.apply, syscalls.clone3, spawn._Channel.send
 
     def apply(self, *args, **kwargs):
         events.append("apply")
@@ -101,8 +102,13 @@ def test_limits_are_written_before_the_init_is_born(busybox_bundle, tmp_path, mo
             events.append("clone")
         return pid
 
+    def send(self, message):
+        events.append(message["type"])
+        return real_send(self, message)
+
     monkeypatch.setattr(Cgroup, "apply", apply)
     monkeypatch.setattr(syscalls, "clone3", clone3)
+    monkeypatch.setattr(spawn._Channel, "send", send)
     root, container_id = str(tmp_path / "root"), unique_id("order")
     with open(tmp_path / "out", "w") as sink:  # the init's stdio, not pytest's
         saved = os.dup(1)
@@ -113,7 +119,7 @@ def test_limits_are_written_before_the_init_is_born(busybox_bundle, tmp_path, mo
             os.dup2(saved, 1)
             os.close(saved)
     try:
-        assert events == ["apply", "clone"]
+        assert events == ["clone", "apply", "cgroup"]
     finally:
         container.delete(root, container_id, force=True)
     assert not Path(root, container_id).exists()
