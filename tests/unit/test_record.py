@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from runtime.record import field, field_names, record, replace
+from runtime.record import as_dict, field, field_names, record, replace
 
 
 @record
@@ -72,3 +72,10 @@ def test_mutable_records_can_change_and_are_not_hashable():
     assert options == Options(["a"], "x")
     with pytest.raises(TypeError):
         hash(options)
+
+
+def test_as_dict_is_the_fields_by_name_shallow():
+    tags = [Point(0)]
+    as_mapping = as_dict(Point(1, 2, tags=tags, note="n"))
+    assert as_mapping == {"x": 1, "y": 2, "tags": tags, "note": "n"}
+    assert as_mapping["tags"] is tags  # not copied, nor converted
