@@ -49,6 +49,26 @@ def test_failures_come_back_as_the_same_exceptions(helper, tmp_path):
     assert helper.answered == 2 and helper.alive()
 
 
+def test_an_endpoint_crosses_to_the_helper_whole(helper):
+    # Every field of the (pickled) record is used there: name, address, route, MAC, MTU.
+    netlink_worker.call("ensure_bridge", BRIDGE, ["10.231.7.1/24"])
+    endpoint = bridge.Endpoint(
+        "cvh-nlwhole", "eth3", ("10.231.7.9/24",), ("10.231.7.1",), "02:42:0a:e7:07:09", 1400, 77
+    )
+    with netns.ProcessNetns() as container:
+        try:
+            mac = netlink_worker.call("attach_veth", BRIDGE, container.path, endpoint)
+            inside = container.run("ip", "-o", "addr", "show", "eth3").stdout
+            routes = container.run("ip", "route", "show", "default").stdout
+            link = container.run("ip", "-o", "link", "show", "eth3").stdout
+        finally:
+            bridge.remove_link("cvh-nlwhole")
+    assert mac == "02:42:0a:e7:07:09" and "10.231.7.9/24" in inside
+    assert "via 10.231.7.1 dev eth3" in routes and "metric 77" in routes
+    assert "mtu 1400" in link
+    assert not bridge.link_exists("cvh-nlwhole")
+
+
 def test_a_helper_that_died_is_replaced_by_this_process(helper):
     helper.process.kill()
     helper.process.wait()
