@@ -57,6 +57,17 @@ class Project:
     def logs(self, service: str) -> str:
         return self.run("logs", "--no-log-prefix", service).stdout
 
+    def follow_events(self, since: str) -> subprocess.Popen:
+        """`composer events --json --since since`, running: its stdout a line per event."""
+        return subprocess.Popen(
+            [*COMPOSER, "events", "--json", "--since", since],
+            cwd=self.directory,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def wait_for_log(self, service: str, text: str, timeout: float = 20) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

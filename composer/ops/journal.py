@@ -80,18 +80,7 @@ def size(directory: str | os.PathLike) -> int:
 def read(directory: str | os.PathLike, offset: int = 0) -> tuple[list[dict], int]:
     """The complete lines after `offset`, and the offset after them (a line still being
     written is left for the next read)."""
-    try:
-        with open(Path(directory) / JOURNAL, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except OSError:
-        return [], offset
-    end = data.rfind(b"\n") + 1
-    entries = []
-    for raw in data[:end].splitlines():
-        with contextlib.suppress(ValueError):
-            entries.append(json.loads(raw))
-    return entries, offset + end
+    return _read_lines(Path(directory) / JOURNAL, offset, None)
 
 
 def _entries_with_offsets(directory: str | os.PathLike) -> list[dict]:

@@ -303,14 +303,7 @@ def test_events_show_start_and_die(project):
 
     _with_jobs(project)
     since = format_time(time.time_ns())
-    events = subprocess.Popen(
-        [*COMPOSER, "events", "--json", "--since", since],
-        cwd=project.directory,
-        env=project.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    events = project.follow_events(since)
     try:
         project.run("up", "-d", "job")
         seen = []

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
-
-from tests.compose_helpers import COMPOSER
 
 SERVICE = """
 services:
@@ -61,14 +58,7 @@ def test_kill_and_exec_are_reported_live(project):
     project.write(SERVICE)
     project.run("up", "-d")
     since = format_time(time.time_ns())
-    events = subprocess.Popen(
-        [*COMPOSER, "events", "--json", "--since", since],
-        cwd=project.directory,
-        env=project.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    events = project.follow_events(since)
     try:
         _act(project)
         seen: list[dict] = []

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -155,14 +154,7 @@ def test_a_follower_started_before_down_sees_every_container_end(project):  # no
     project.run("up", "-d")
     project.wait_for_log("trapper", "ready")
     # --since: its first poll replays both starts, so once they are shown it follows.
-    follower = subprocess.Popen(
-        [*COMPOSER, "events", "--json", "--since", since],
-        cwd=project.directory,
-        env=project.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follower = project.follow_events(since)
     try:
         seen: list[dict] = []
 
