@@ -6,9 +6,9 @@ Two bundles, one busybox rootfs running `true`:
               and seccomp profile (what the engine runs)
 Per runtime and bundle: `run` (create+start+wait+delete in one command) and
 create/start/delete as three commands. Every command runs twice to warm up, then the
-commands take turns, one run each, ROUNDS times (default RUNS): a shared machine's load
-changes within seconds, and blocks of one command each caught different loads (their
-ratios moved by 10-20% from one bench run to the next).
+commands take turns, one run each, ROUNDS times (default RUNS), in a new order each
+round: a shared machine's load changes within seconds, and blocks of one command each
+caught different loads (their ratios moved by 10-20% from one bench run to the next).
 Then the engine's start (shim + create + start, until the shim reports the container
 running) of a `sleep` container under each runtime. Medians; ratios against crun and runc;
 "cpu ms" is user+sys time of a command's whole process tree (steadier on a busy machine).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -156,8 +157,12 @@ def main() -> None:
         cmds = commands(bundles, state)
         samples: dict[str, list[float]] = {label: [] for label in cmds}
         cpu: dict[str, list[float]] = {label: [] for label in cmds}
+        order = list(cmds.items())
         for round_index in range(ROUNDS):
-            for label, argv in cmds.items():
+            # A new order each round: the kernel's work left behind by a container's end
+            # (network namespace teardown runs in a kworker) falls on whatever runs next.
+            random.Random(round_index).shuffle(order)
+            for label, argv in order:
                 for i in range(RUNS // ROUNDS + (2 if round_index == 0 else 0)):
                     elapsed, used = once(argv)
                     if round_index or i >= 2:  # first two are warm-up
