@@ -1094,7 +1094,9 @@ def _wait_gone(pid: int | None, start_time: int | None, timeout: float) -> bool:
 
 
 def _default_cgroups_path(container_id: str) -> str:
-    return f"/composer/{container_id}"  # runtime.oci.cgroups' default, for every runtime
+    # Every runtime is given this path: composer's containers under one parent of their own
+    # (a bundle without a path gets /<id> from our runtime and crun).
+    return f"/composer/{container_id}"
 
 
 # A shim is behind these: running, or waiting to restart.

@@ -205,7 +205,15 @@ def _preload() -> None:
 
     import runtime.cli
     import runtime.shim  # noqa: F401
-    from runtime.oci import capabilities, cgroups, hooks, linux, spawn, syscalls  # noqa: F401
+    from runtime.oci import (  # noqa: F401
+        capabilities,
+        cgroup_limits,  # a service with resource limits
+        cgroups,
+        hooks,
+        linux,
+        spawn,
+        syscalls,
+    )
 
 
 def serve(fd: int) -> list[str]:
