@@ -538,7 +538,10 @@ class Shim:
         self.memory_cgroup = _memory_cgroup(self.init_pid)
 
     def _start_created(self) -> dict:
-        code, complaint = self._run_captured(["start", self.id])
+        if is_composer_runtime(self.runtime):
+            code, complaint = self._start_here()
+        else:
+            code, complaint = self._run_captured(["start", self.id])
         if code != 0:
             self._run_captured(["delete", "--force", self.id])
             self._close_stdin()
@@ -550,6 +553,17 @@ class Shim:
             "started_at": format_time(time.time_ns()),
             **self._began_run(),
         }
+
+    def _start_here(self) -> tuple[int, str]:
+        """Our runtime's `start`, in this process: it only writes the byte the init waits
+        for and waits for its exec (a forked command cost ~2 ms more, mostly copying us)."""
+        from runtime.oci import container
+
+        try:
+            container.start(os.path.abspath(self.runtime_root), self.id)
+        except Exception as e:  # as the command would report it
+            return 1, str(e)
+        return 0, ""
 
     def _run_fields(self) -> dict:
         return {
