@@ -9,7 +9,6 @@ checks that read procfs or the interface ioctls run where they are asked.
 from __future__ import annotations
 
 import errno
-import hashlib
 import ipaddress
 import os
 import socket
@@ -31,6 +30,8 @@ class BridgeError(Exception):
 
 def short_name(prefix: str, *parts: str) -> str:
     """prefix + hash of parts, within the kernel's 15-character interface name limit."""
+    import hashlib  # OpenSSL's: ~4 ms, for the commands that name links only
+
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()
     return (prefix + digest)[:IFNAMSIZ]
 

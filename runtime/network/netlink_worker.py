@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import os
-import pickle
 import socket
 import sys
 import threading
@@ -76,6 +75,8 @@ class _Worker:
         return self.process.poll() is None
 
     def call(self, function: str, args: tuple, kwargs: dict):
+        import pickle  # here: every command imports this module, few ask the helper
+
         request = pickle.dumps((function, args, kwargs))
         with self.lock:
             try:
@@ -132,6 +133,8 @@ def _import_messages_alone() -> None:
 
 def serve(fd: int) -> None:
     """The helper's loop: answer (ok, value or exception) for each request until EOF."""
+    import pickle
+
     from runtime.network import bridge
 
     sock = socket.socket(fileno=fd)

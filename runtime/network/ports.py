@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import random
 import socket
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from runtime.record import as_dict, record
+
+if TYPE_CHECKING:
+    import random
 
 PROTOCOLS = ("tcp", "udp")
 
@@ -191,7 +194,10 @@ def assign(
         return any(p == protocol and n == port and _clash(ip, host_ip) for p, ip, n in elsewhere)
 
     result: list[PublishedPort] = []
-    rng = rng or random.Random()
+    if rng is None:
+        import random  # only where ports are assigned: every command imports this module
+
+        rng = random.Random()
 
     def holder(protocol: str, host_ip: str, port: int) -> PublishedPort | None:
         for p in (*taken, *result):
