@@ -318,7 +318,7 @@ class Engine:
             if status in _ACTIVE:
                 raise ContainerError(f"container {container_id[:12]} is already {status}")
             if state.get("held") and live["shim_alive"]:
-                return self._release(container_id)
+                return live if hold else self._release(container_id)  # held already
             if state["status"] != "created" or state.get("held"):
                 # A restart: the previous run's shim and runtime state must be gone first
                 # (a finishing shim would unlink the new shim's socket).

@@ -292,9 +292,9 @@ def launch(options: dict, timeout: float = 60) -> dict:
     (the run is created, and started when a client attaches or after ATTACH_WAIT),
     hold_for (a pid: the run is created and waits for that process's "release" request;
     if it ends or sends "discard" first, the run is undone and the container is left
-    created, as before the launch), healthcheck (runtime.health.normalize's settings, or None). Returns {"pid",
-    "shim_pid", ...} once the container runs (or waits for its client), or raises
-    RuntimeError with the runtime's complaint.
+    created, as before the launch), healthcheck (runtime.health.normalize's settings, or
+    None). Returns {"pid", "shim_pid", ...} once the container runs (or waits for its
+    client, or is held), or raises RuntimeError with the runtime's complaint.
 
     The shim is forked by the spawner when this process runs one that can start it
     (shim_spawner.prestart), else it starts in a new interpreter.
@@ -560,7 +560,7 @@ class Shim:
         from runtime.oci import container
 
         try:
-            container.start(os.path.abspath(self.runtime_root), self.id)
+            container.start(container.runtime_root(self.runtime_root), self.id)
         except Exception as e:  # as the command would report it
             return 1, str(e)
         return 0, ""

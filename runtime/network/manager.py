@@ -552,23 +552,13 @@ class _Locked:
 
 
 def _at_once(here, there) -> None:
-    """Run `here` in this thread and `there` in another; raise the first one's error."""
-    failed: list[BaseException] = []
+    """Run `here` in this thread while `there` runs in another; here's error comes first."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    def run_there() -> None:
-        try:
-            there()
-        except BaseException as e:
-            failed.append(e)
-
-    helper = threading.Thread(target=run_there, name="network-realize")
-    helper.start()
-    try:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="network-realize") as pool:
+        elsewhere = pool.submit(there)
         here()
-    finally:
-        helper.join()
-    if failed:
-        raise failed[0]
+        elsewhere.result()
 
 
 def _remove_link(ifname: str) -> bool:

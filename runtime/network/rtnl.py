@@ -38,12 +38,7 @@ class Rtnl:
     """A NETLINK_ROUTE socket in the namespace at `netns` (this one by default)."""
 
     def __init__(self, netns: str | None = None) -> None:
-        if netns is None:
-            self.sock = socket.socket(
-                socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_ROUTE
-            )
-        else:
-            self.sock = _socket_in(netns)
+        self.sock = _route_socket(netns)
         self.sequence = 0
         try:
             self.sock.bind((0, 0))
@@ -221,11 +216,13 @@ def _link(message) -> dict:
     }
 
 
-def _socket_in(netns: str) -> socket.socket:
-    """A NETLINK_ROUTE socket made in the namespace at `netns`, by this thread."""
+def _route_socket(netns: str | None) -> socket.socket:
+    """A NETLINK_ROUTE socket, made by this thread in the namespace at `netns` if given."""
+    import contextlib
+
     from runtime.network.netns import visiting
 
-    with visiting(netns):
+    with visiting(netns) if netns else contextlib.nullcontext():
         return socket.socket(
             socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_ROUTE
         )

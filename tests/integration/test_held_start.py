@@ -62,6 +62,9 @@ def test_held_container_runs_nothing_until_released(engine, rootfs):
     assert pid_alive(held["pid"], held["pid_start_time"])  # the init, before its exec
     time.sleep(0.3)
     assert list(engine.logs(cid)) == []  # the command has not run
+    engine.start(cid, hold=True)  # held already: it stays so, under the same shim
+    assert engine.inspect(cid)["status"] == "created"
+    assert engine.inspect(cid)["shim_pid"] == held["shim_pid"]
 
     released = engine.start(cid)
     assert released["pid"] == held["pid"] and released["shim_pid"] == held["shim_pid"]
